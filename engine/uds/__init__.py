@@ -1,0 +1,1 @@
+"""UDS online batch selection for SFT: scorer, selectors, buffer, training loop and the run log they write."""
