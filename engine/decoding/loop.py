@@ -1,0 +1,157 @@
+"""The decoding loop: semi-autoregressive block diffusion decoding with a pluggable rule.
+
+The loop alone writes tokens, counts forward passes (NFE), enforces at least one commit per active row and step,
+handles blocks, Dream-style shift and early stop at EOS. Observers (the trace recorder, a streamer) receive CPU
+copies of each step; with no observer nothing is copied.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from engine.decoding.rules import Proposal
+
+ModelFn = Callable[[torch.Tensor], torch.Tensor]  # ids (B, L) long -> logits (B, L, V) float
+
+
+class DecodeCancelled(Exception):
+    """Raised by an observer to stop a decode (the app's Cancel button)."""
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """One forward pass, as observers see it (all numpy, on the CPU). Lb = block_length, k = top_k."""
+
+    step: int  # 0-based forward-pass index (= NFE - 1)
+    block: int  # block index
+    step_in_block: int  # 0-based step inside the block
+    seconds: float  # wall time of this step (forward + rule + copies)
+    active: np.ndarray  # (B,) bool: rows still decoding (not stopped at EOS)
+    masked_before: np.ndarray  # (B, Lb) bool: positions masked when the step began
+    committed: np.ndarray  # (B, Lb) bool: positions committed by this step
+    tokens: np.ndarray  # (B, G) int64: the answer after this step (mask id where still masked)
+    raw_top1_id: np.ndarray  # (B, Lb) int64
+    raw_top1_prob: np.ndarray  # (B, Lb) float32
+    fused_top1_id: np.ndarray  # (B, Lb) int64: equals raw for rules without credit
+    fused_top1_prob: np.ndarray  # (B, Lb) float32
+    credit_top1: np.ndarray  # (B, Lb) float32: credit of the fused top-1 (0 without credit)
+    topk_ids: np.ndarray  # (B, Lb, k) int64: raw top-k
+    topk_probs: np.ndarray  # (B, Lb, k) float32
+    entropy: np.ndarray  # (B, Lb) float32: entropy (nats) of the raw distribution
+
+
+class Observer(Protocol):
+    def on_step(self, event: StepEvent) -> None: ...
+
+
+@dataclass
+class DecodeResult:
+    tokens: torch.Tensor  # (B, G) long: the answers
+    nfe: int  # forward passes of the batch
+    commit_step: np.ndarray  # (B, G) int: forward pass that committed each position; -1 = filled by early stop
+    seconds: float  # wall time of the whole decode
+    trace: "object | None" = None  # engine.decoding.trace.Trace when recorded
+
+
+def validate_lengths(prompt_ids: torch.Tensor, gen_length: int, block_length: int) -> int:
+    """Check the shape arguments and return the number of blocks."""
+    if prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
+        raise ValueError(f"prompt_ids has shape {tuple(prompt_ids.shape)}; need (B, P) with P >= 1 (empty prompt)")
+    if gen_length < 1:
+        raise ValueError(f"gen_length={gen_length} must be >= 1")
+    if block_length < 1 or gen_length % block_length:
+        raise ValueError(f"gen_length={gen_length} must be a positive multiple of block_length={block_length}")
+    return gen_length // block_length
+
+
+def _observe(proposal: Proposal, logits: torch.Tensor, top_k: int) -> dict[str, np.ndarray]:
+    """The per-step numbers observers get: a few (B, Lb, k) tensors, never the vocabulary."""
+    log_probs = torch.log_softmax(logits, dim=-1)  # (B, Lb, V)
+    entropy = -(log_probs.exp() * log_probs.nan_to_num(neginf=0.0)).sum(-1)  # (B, Lb)
+    topk_logp, topk_ids = log_probs.topk(top_k, dim=-1)  # (B, Lb, k)
+    credit = proposal.credit_top1 if proposal.credit_top1 is not None else torch.zeros_like(proposal.raw_prob)
+    fused_prob = proposal.confidence if proposal.credit_top1 is not None else proposal.raw_prob
+    cpu = lambda t, dtype: t.detach().to("cpu").numpy().astype(dtype)  # noqa: E731
+    return {"raw_top1_id": cpu(proposal.raw_top1, np.int64), "raw_top1_prob": cpu(proposal.raw_prob, np.float32),
+            "fused_top1_id": cpu(proposal.tokens, np.int64), "fused_top1_prob": cpu(fused_prob, np.float32),
+            "credit_top1": cpu(credit, np.float32), "topk_ids": cpu(topk_ids, np.int64),
+            "topk_probs": cpu(topk_logp.exp(), np.float32), "entropy": cpu(entropy, np.float32)}
+
+
+def _ensure_one_commit(commit: torch.Tensor, confidence: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Every row with masked positions commits at least its most confident one (Fast-dLLM issue #42)."""
+    needs = masked.any(dim=-1) & ~commit.any(dim=-1)  # (B,)
+    best = confidence.masked_fill(~masked, float("-inf")).argmax(dim=-1)  # (B,)
+    fallback = torch.nn.functional.one_hot(best, masked.shape[1]).bool() & needs[:, None]  # (B, Lb)
+    return commit | fallback
+
+
+@torch.no_grad()
+def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy, gen_length: int = 64, block_length: int = 16,
+             mask_id: int | None = None, eos_id: int | None = None, shift: bool = False,
+             observers: Sequence[Observer] = (), record_trace: bool = True, top_k: int = 5,
+             seed: int = 0) -> DecodeResult:
+    """Decode `gen_length` tokens after `prompt_ids` (B, P) with `strategy`; see docs/CREDITDECODING.md."""
+    from engine.decoding.trace import TraceRecorder
+
+    if mask_id is None:
+        raise ValueError("mask_id is required: take it from the model's spec (e.g. LoadedModel.spec.mask_id)")
+    n_blocks = validate_lengths(prompt_ids, gen_length, block_length)
+    if top_k < 1:
+        raise ValueError(f"top_k={top_k} must be >= 1")
+    device = prompt_ids.device
+    batch, prompt_length = prompt_ids.shape
+    generator = torch.Generator(device=device).manual_seed(seed)
+    recorder = TraceRecorder() if record_trace else None
+    observers = [*observers, *([recorder] if recorder else [])]
+
+    x = torch.cat([prompt_ids, torch.full((batch, gen_length), mask_id, dtype=torch.long, device=device)], 1)
+    commit_step = torch.full((batch, gen_length), -1, dtype=torch.long, device=device)  # (B, G)
+    active = torch.ones(batch, dtype=torch.bool, device=device)  # (B,): rows not stopped at EOS
+    nfe, start = 0, time.perf_counter()
+    for block in range(n_blocks):
+        lo, hi = prompt_length + block * block_length, prompt_length + (block + 1) * block_length
+        step_in_block = 0
+        while True:
+            masked = (x[:, lo:hi] == mask_id) & active[:, None]  # (B, Lb)
+            if not bool(masked.any()):
+                break
+            step_start = time.perf_counter()
+            logits = model_fn(x)  # (B, L, V)
+            nfe += 1
+            if step_in_block == 0:
+                strategy.start_block(batch, block_length, logits.shape[-1], device, n_blocks, generator)
+            block_logits = logits[:, lo - 1:hi - 1] if shift else logits[:, lo:hi]  # (B, Lb, V)
+            block_logits = block_logits.float().index_fill(-1, torch.tensor([mask_id], device=device),
+                                                           float("-inf"))  # never propose the mask token
+            proposal = strategy.propose(block_logits, masked, step_in_block)
+            commit = _ensure_one_commit(proposal.commit & masked, proposal.confidence, masked)  # (B, Lb)
+            x[:, lo:hi] = torch.where(commit, proposal.tokens, x[:, lo:hi])
+            commit_step[:, lo - prompt_length:hi - prompt_length].masked_fill_(commit, nfe - 1)
+            if observers:
+                stats = _observe(proposal, block_logits, top_k)
+                event = StepEvent(step=nfe - 1, block=block, step_in_block=step_in_block,
+                                  seconds=time.perf_counter() - step_start, active=active.cpu().numpy(),
+                                  masked_before=masked.cpu().numpy(), committed=commit.cpu().numpy(),
+                                  tokens=x[:, prompt_length:].cpu().numpy(), **stats)
+                for observer in observers:
+                    observer.on_step(event)
+            step_in_block += 1
+        if eos_id is not None:
+            stops = active & (x[:, lo:hi] == eos_id).any(dim=-1)  # (B,): rows whose finished block holds EOS
+            x[:, hi:] = torch.where(stops[:, None], torch.full_like(x[:, hi:], eos_id), x[:, hi:])
+            active &= ~stops
+            if not bool(active.any()):
+                break
+    answer = x[:, prompt_length:]
+    result = DecodeResult(tokens=answer, nfe=nfe, commit_step=commit_step.cpu().numpy(),
+                          seconds=time.perf_counter() - start)
+    if recorder is not None:
+        result.trace = recorder.finish(result, prompt_ids=prompt_ids, strategy=strategy, gen_length=gen_length,
+                                       block_length=block_length, mask_id=mask_id, eos_id=eos_id, shift=shift,
+                                       seed=seed, top_k=top_k)
+    return result

@@ -1,0 +1,211 @@
+"""The decoding trace: data with a versioned schema, recorded by an observer of the loop.
+
+Shapes: S = forward passes, B = batch rows, Lb = block_length, k = top_k, G = gen_length, P = prompt length.
+Memory grows with S x B x Lb x k, never with the vocabulary.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.decoding.loop import DecodeResult, StepEvent
+
+SCHEMA_VERSION = 1
+SCHEMA_NAME = "dllm-decoding-trace"
+
+# name -> (dtype, dims). Dims name the axes so a loaded file can be checked for consistent sizes.
+ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "prompt_ids": ("int64", ("B", "P")),
+    "tokens": ("int64", ("B", "G")),
+    "commit_step": ("int64", ("B", "G")),  # forward pass that committed the position; -1 = EOS fill after stop
+    "stable_step": ("int64", ("B", "G")),  # first step from which raw top-1 == final token until commit; -1 never
+    "step_block": ("int64", ("S",)),
+    "step_in_block": ("int64", ("S",)),
+    "step_seconds": ("float64", ("S",)),
+    "step_active": ("bool", ("S", "B")),
+    "masked_before": ("bool", ("S", "B", "Lb")),
+    "committed": ("bool", ("S", "B", "Lb")),
+    "raw_top1_id": ("int64", ("S", "B", "Lb")),
+    "raw_top1_prob": ("float32", ("S", "B", "Lb")),
+    "fused_top1_id": ("int64", ("S", "B", "Lb")),
+    "fused_top1_prob": ("float32", ("S", "B", "Lb")),
+    "credit_top1": ("float32", ("S", "B", "Lb")),
+    "entropy": ("float32", ("S", "B", "Lb")),
+    "topk_ids": ("int64", ("S", "B", "Lb", "k")),
+    "topk_probs": ("float32", ("S", "B", "Lb", "k")),
+}
+META_KEYS = ("strategy", "params", "gen_length", "block_length", "mask_id", "eos_id", "shift", "seed", "top_k",
+             "nfe", "seconds")
+
+
+class TraceFormatError(ValueError):
+    """A trace file that is not ours, is corrupt, or fails the schema; the message says why."""
+
+
+@dataclass
+class Trace:
+    meta: dict  # strategy, params, lengths, ids, seed, nfe, seconds; plus model / prompt text when known
+    arrays: dict[str, np.ndarray]  # see ARRAYS
+    token_text: dict[int, str] = field(default_factory=dict)  # id -> display string for every id in the arrays
+    version: int = SCHEMA_VERSION
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("arrays", {})
+        if name in arrays:
+            return arrays[name]
+        raise AttributeError(name)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.arrays["step_block"].shape[0])
+
+    def ids_in_use(self) -> np.ndarray:
+        """Every token id a view may need to print."""
+        parts = [self.arrays[name].ravel() for name in ("tokens", "raw_top1_id", "fused_top1_id", "topk_ids")]
+        return np.unique(np.concatenate(parts))
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA_NAME, "version": self.version, "meta": self.meta,
+                "token_text": {str(k): v for k, v in self.token_text.items()},
+                "arrays": {name: {"dtype": ARRAYS[name][0], "shape": list(a.shape), "data": a.ravel().tolist()}
+                           for name, a in self.arrays.items()}}
+
+    @classmethod
+    def from_dict(cls, obj: object) -> "Trace":
+        if not isinstance(obj, dict) or obj.get("schema") != SCHEMA_NAME:
+            raise TraceFormatError(f"not a decoding trace: the file has no \"schema\": \"{SCHEMA_NAME}\" field")
+        if obj.get("version") != SCHEMA_VERSION:
+            raise TraceFormatError(f"trace schema version {obj.get('version')!r} is not supported; this app reads "
+                                   f"version {SCHEMA_VERSION}")
+        meta, raw_arrays, text = obj.get("meta"), obj.get("arrays"), obj.get("token_text", {})
+        if not isinstance(meta, dict) or not isinstance(raw_arrays, dict) or not isinstance(text, dict):
+            raise TraceFormatError("trace fields \"meta\", \"arrays\" and \"token_text\" must be JSON objects")
+        missing = [k for k in META_KEYS if k not in meta]
+        if missing:
+            raise TraceFormatError(f"trace meta lacks {', '.join(missing)}")
+        arrays = {name: _array_from_json(name, raw_arrays.get(name)) for name in ARRAYS}
+        try:
+            token_text = {int(k): str(v) for k, v in text.items()}
+        except ValueError as err:
+            raise TraceFormatError(f"token_text keys must be integer ids ({err})") from None
+        trace = cls(meta=meta, arrays=arrays, token_text=token_text)
+        trace.validate()
+        return trace
+
+    def validate(self) -> None:
+        """Check that all axes agree and indices are in range; raise TraceFormatError naming the problem."""
+        sizes: dict[str, int] = {}
+        for name, (_, dims) in ARRAYS.items():
+            array = self.arrays[name]
+            if array.ndim != len(dims):
+                raise TraceFormatError(f"array {name} has {array.ndim} axes; expected {len(dims)} {dims}")
+            for dim, size in zip(dims, array.shape):
+                if sizes.setdefault(dim, size) != size:
+                    raise TraceFormatError(f"array {name} has {dim}={size}, other arrays have {dim}={sizes[dim]}")
+        if sizes["G"] != self.meta["gen_length"] or sizes["Lb"] != self.meta["block_length"]:
+            raise TraceFormatError("array sizes disagree with meta gen_length / block_length")
+        if sizes["S"] != self.meta["nfe"]:
+            raise TraceFormatError(f"trace has {sizes['S']} steps but meta nfe={self.meta['nfe']}")
+        commit = self.arrays["commit_step"]
+        if commit.size and (commit.min() < -1 or commit.max() >= max(sizes["S"], 1)):
+            raise TraceFormatError("commit_step holds a step outside the recorded steps")
+        blocks = self.arrays["step_block"]
+        if blocks.size and (blocks.min() < 0 or blocks.max() >= sizes["G"] // sizes["Lb"]):
+            raise TraceFormatError("step_block holds a block index outside the answer")
+
+
+def _array_from_json(name: str, raw: object) -> np.ndarray:
+    dtype = ARRAYS[name][0]
+    if not isinstance(raw, dict) or not {"dtype", "shape", "data"} <= raw.keys():
+        raise TraceFormatError(f"array {name} is missing or lacks dtype / shape / data")
+    if raw["dtype"] != dtype:
+        raise TraceFormatError(f"array {name} has dtype {raw['dtype']!r}; expected {dtype}")
+    try:
+        shape = tuple(int(n) for n in raw["shape"])
+        array = np.asarray(raw["data"], dtype=dtype)
+        return array.reshape(shape)
+    except (TypeError, ValueError) as err:
+        raise TraceFormatError(f"array {name} cannot be read: {err}") from None
+
+
+def save_trace(trace: Trace, path: str | Path) -> Path:
+    """Write JSON (gzip-compressed when the name ends in .gz); floats round-trip exactly."""
+    path = Path(path)
+    text = json.dumps(trace.to_dict(), separators=(",", ":"))
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_trace(path: str | Path, max_bytes: int = 200 * 2**20) -> Trace:
+    """Read a trace written by save_trace; anything else raises TraceFormatError with the reason."""
+    path = Path(path)
+    if path.stat().st_size > max_bytes:
+        raise TraceFormatError(f"trace file is {path.stat().st_size / 2**20:.0f} MB; the limit is "
+                               f"{max_bytes / 2**20:.0f} MB")
+    raw = path.read_bytes()
+    try:
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        obj = json.loads(raw.decode("utf-8"))
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TraceFormatError(f"not a readable JSON trace ({type(err).__name__}: {err})") from None
+    return Trace.from_dict(obj)
+
+
+def stable_steps(arrays: dict[str, np.ndarray], block_length: int) -> np.ndarray:
+    """Per position, the first step from which the raw top-1 equals the final token and stays so until commit."""
+    tokens, commit = arrays["tokens"], arrays["commit_step"]  # (B, G) each
+    stable = np.full(tokens.shape, -1, dtype=np.int64)
+    for block in np.unique(arrays["step_block"]):
+        cols = slice(block * block_length, (block + 1) * block_length)
+        final, committed_at = tokens[:, cols], commit[:, cols]  # (B, Lb)
+        streak = committed_at >= 0  # (B, Lb): still matching from this step up to commit
+        for step in np.flatnonzero(arrays["step_block"] == block)[::-1]:
+            relevant = step <= committed_at  # steps after the commit do not count
+            streak &= ~relevant | (arrays["raw_top1_id"][step] == final)
+            stable[:, cols] = np.where(relevant & streak, step, stable[:, cols])
+    return stable
+
+
+class TraceRecorder:
+    """Observer that keeps per-step copies and assembles a Trace at the end."""
+
+    def __init__(self) -> None:
+        self._events: list[StepEvent] = []
+
+    def on_step(self, event: StepEvent) -> None:
+        self._events.append(event)
+
+    def finish(self, result: DecodeResult, prompt_ids, strategy, gen_length: int, block_length: int, mask_id: int,
+               eos_id: int | None, shift: bool, seed: int, top_k: int) -> Trace:
+        batch = int(prompt_ids.shape[0])
+        per_step = {name: np.stack([getattr(e, name) for e in self._events]) if self._events
+                    else np.zeros((0, batch, block_length, top_k)[:len(ARRAYS[name][1])], dtype=ARRAYS[name][0])
+                    for name in ("masked_before", "committed", "raw_top1_id", "raw_top1_prob", "fused_top1_id",
+                                 "fused_top1_prob", "credit_top1", "entropy", "topk_ids", "topk_probs")}
+        arrays = {
+            "prompt_ids": prompt_ids.cpu().numpy().astype(np.int64),
+            "tokens": result.tokens.cpu().numpy().astype(np.int64),
+            "commit_step": result.commit_step.astype(np.int64),
+            "step_block": np.array([e.block for e in self._events], dtype=np.int64),
+            "step_in_block": np.array([e.step_in_block for e in self._events], dtype=np.int64),
+            "step_seconds": np.array([e.seconds for e in self._events], dtype=np.float64),
+            "step_active": np.array([e.active for e in self._events], dtype=bool).reshape(-1, batch),
+            **per_step,
+        }
+        arrays = {name: arrays[name].astype(ARRAYS[name][0]) for name in ARRAYS if name != "stable_step"}
+        arrays["stable_step"] = stable_steps(arrays, block_length)
+        arrays = {name: arrays[name] for name in ARRAYS}
+        meta = {"strategy": strategy.name, "params": strategy.params(), "gen_length": gen_length,
+                "block_length": block_length, "mask_id": mask_id, "eos_id": eos_id, "shift": shift, "seed": seed,
+                "top_k": top_k, "nfe": result.nfe, "seconds": result.seconds}
+        return Trace(meta=meta, arrays=arrays)
+
+

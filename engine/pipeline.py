@@ -1,0 +1,96 @@
+"""From a prompt string and knob values to an answer and a trace: what the CLI, the app and the benchmarks call."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
+
+from engine.decoding import (CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, STRATEGIES, Credit, CreditLowConfidence,
+                             DecodeResult, LowConfidence, Threshold, Trace, generate)
+from engine.decoding.loop import Observer
+from engine.models.base import LoadedModel
+
+PRESETS = (*CREDIT_PRESETS, "parameter_free", "custom")
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    prompt: str  # the user's text; the chat template is applied by the model adapter
+    strategy: str = "credit"  # one of STRATEGIES
+    gen_length: int = 64  # answer length in tokens (a multiple of block_length)
+    block_length: int = 32  # semi-autoregressive block size
+    steps: int | None = None  # fixed-steps rules only; None = gen_length (one token per step)
+    threshold: float = 0.9  # tau, threshold and credit rules
+    preset: str = DEFAULT_CREDIT_PRESET  # credit knobs: a preset name, or "custom" to use alpha / beta / gamma
+    alpha: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["alpha"]  # credit fusion strength (custom preset)
+    beta: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["beta"]  # credit decay (custom preset)
+    gamma: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["gamma"]  # credit boost exponent (custom preset)
+    temperature: float = 0.0  # Gumbel noise for low_confidence; 0 = greedy
+    seed: int = 0  # seeds the Gumbel noise; the same request gives the same trace
+    top_k: int = 5  # top-k kept per step and position in the trace
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy={self.strategy!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset={self.preset!r} is unknown; allowed: {', '.join(PRESETS)}")
+        if self.gen_length < 1 or self.block_length < 1 or self.gen_length % self.block_length:
+            raise ValueError(f"gen_length={self.gen_length} must be a positive multiple of "
+                             f"block_length={self.block_length}")
+        if not 1 <= self.top_k <= 20:
+            raise ValueError(f"top_k={self.top_k} must be in [1, 20]")
+        self.make_strategy()  # raises ValueError naming any bad knob
+
+    def make_strategy(self) -> LowConfidence | Threshold | Credit | CreditLowConfidence:
+        steps = self.steps if self.steps is not None else self.gen_length
+        if self.strategy == "low_confidence":
+            rule = LowConfidence(steps=steps, temperature=self.temperature)
+        elif self.strategy == "threshold":
+            rule = Threshold(threshold=self.threshold)
+        elif self.strategy == "credit":
+            rule = (Credit(threshold=self.threshold, alpha=self.alpha, beta=self.beta, gamma=self.gamma)
+                    if self.preset == "custom" else Credit.preset(self.preset, threshold=self.threshold))
+        else:
+            knobs = CREDIT_PRESETS.get(self.preset, {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma})
+            rule = CreditLowConfidence(steps=steps, **knobs)
+        if hasattr(rule, "steps"):
+            n_blocks = self.gen_length // self.block_length
+            if steps % n_blocks or not n_blocks <= steps <= self.gen_length:
+                raise ValueError(f"steps={steps} must be a multiple of the number of blocks ({n_blocks}) between "
+                                 f"{n_blocks} and gen_length={self.gen_length}")
+        return rule
+
+
+@dataclass
+class DecodeOutcome:
+    answer: str  # decoded text up to the first EOS
+    result: DecodeResult
+    trace: Trace
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Answer tokens (up to and including EOS) per second of wall time; EOS padding after it not counted."""
+        return self.trace.meta["answer_tokens"] / max(self.result.seconds, 1e-9)
+
+
+def prompt_ids(model: LoadedModel, request: DecodeRequest) -> torch.Tensor:
+    ids = model.encode_prompt(request.prompt)  # (1, P)
+    if ids.shape[1] + request.gen_length > model.spec.max_length:
+        raise ValueError(f"prompt is {ids.shape[1]} tokens; with gen_length={request.gen_length} that exceeds the "
+                         f"model's context of {model.spec.max_length}; shorten the prompt or lower gen_length")
+    return ids
+
+
+def decode(model: LoadedModel, request: DecodeRequest, observers: Sequence[Observer] = ()) -> DecodeOutcome:
+    """Decode one prompt and return the answer with a self-contained trace (token strings included)."""
+    ids = prompt_ids(model, request)
+    result = generate(model, ids, request.make_strategy(), gen_length=request.gen_length,
+                      block_length=request.block_length, mask_id=model.spec.mask_id, eos_id=model.spec.eos_id,
+                      shift=model.spec.shift, observers=observers, top_k=request.top_k, seed=request.seed)
+    trace = result.trace
+    answer_ids = model.answer_ids(result.tokens[0])
+    trace.meta.update(model=model.spec.name, prompt=request.prompt, request=asdict(request),
+                      answer_tokens=min(len(answer_ids) + 1, request.gen_length), device=str(model.device))
+    trace.token_text = model.token_text(trace.ids_in_use())
+    return DecodeOutcome(answer=model.decode_answer(result.tokens[0]), result=result, trace=trace)
