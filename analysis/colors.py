@@ -1,0 +1,99 @@
+"""Colours and labels shared by every view, so one meaning has one colour across the app.
+
+Palettes are colour-blind-safe (Okabe-Ito for categorical meanings, Viridis / Cividis for continuous scales).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+# Okabe-Ito, minus black: distinguishable under the common colour-vision deficiencies.
+CATEGORICAL = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
+SEQUENTIAL = "Viridis"  # ordered quantities: scores, losses, norms
+AGE_SCALE = "Cividis"  # time axes (insertion step): distinct from score colours on purpose
+GREYED = "#C8C8C8"  # rows that do not count: padding, prompt
+NEUTRAL = "#7F7F7F"  # reference lines and "other"
+
+SELECTED = "#0072B2"  # a candidate kept for the gradient step
+REJECTED = "#E69F00"  # a candidate scored and dropped
+EVICTED = "#D55E00"  # a buffer entry pushed out by FIFO
+
+SELECTOR_LABELS = {
+    "uds": "UDS (padding masked)",
+    "uds_released": "UDS as released",
+    "random": "Random",
+    "maxloss": "MaxLoss",
+    "utility_only": "Utility only (α = 0)",
+    "diversity_only": "Diversity only",
+    "full": "Full (no selection)",
+}
+
+# Paper symbols for the run-log fields a user sees on axes, legends and table headers.
+FIELD_LABELS = {
+    "s_intra": "s_intra = ‖L‖_* (utility)",
+    "s_inter": "s_inter (mean distance to buffer)",
+    "alpha_s_inter": "α · s_inter",
+    "total": "s = s_intra + α · s_inter",
+    "selector_score": "selector score",
+    "margin_to_kth": "margin to K-th",
+    "loss": "loss (response tokens)",
+    "fro_norm": "‖L‖_F",
+    "flatness": "‖L‖_* / ‖L‖_F",
+    "effective_rank": "effective rank",
+    "sigma1_share": "σ₁ / Σσ",
+    "length": "length (tokens)",
+    "insert_step": "inserted at step",
+    "logit_norm": "logit row norm",
+    "token_loss": "token loss",
+    "entropy": "entropy (nats)",
+}
+
+
+def selector_label(name: str) -> str:
+    """Display name of a selector id; unknown ids are shown as given."""
+    return SELECTOR_LABELS.get(name, name)
+
+
+def field_label(name: str) -> str:
+    """Display name of a run-log field; unknown fields are shown as given."""
+    return FIELD_LABELS.get(name, name)
+
+
+def category_colors(categories: Sequence[str]) -> dict[str, str]:
+    """A stable colour per category: sorted names take the palette in order (cycling past its length)."""
+    return {c: CATEGORICAL[i % len(CATEGORICAL)] for i, c in enumerate(sorted(set(categories)))}
+
+# --- Decoding Explorer (Tab 1) ---
+CONFIDENCE_SCALE = "Viridis"  # probabilities 0..1: raw / fused confidence of a token
+CREDIT_SCALE = "Magma"  # credit of the top-1 (0..max): distinct from confidence on purpose
+ENTROPY_SCALE = "Cividis"  # entropy of the raw distribution (nats)
+ORDER_SCALE = AGE_SCALE  # decode order: the step at which a token was committed
+MASKED = "#E0E0E0"  # a position still masked
+COMMITTED = "#FFFFFF"  # outline of a cell committed at that step
+CREDIT_FORCED = "#D55E00"  # a commit that happened because of credit (raw p < tau <= fused p)
+STABLE = "#0072B2"  # "stable since": the step from which the top-1 stopped changing
+COMMIT = "#E69F00"  # "committed at"
+
+RULE_LABELS = {
+    "low_confidence": "fixed steps (LLaDA)",
+    "threshold": "threshold τ (Fast-dLLM)",
+    "credit": "credit (CreditDecoding)",
+    "credit_low_confidence": "credit in fixed steps",
+}
+HEATMAP_METRICS = {
+    "raw": "raw confidence p (top-1)",
+    "fused": "fused confidence ŝ (top-1 after credit)",
+    "credit": "credit C of the fused top-1",
+    "entropy": "entropy of p (nats)",
+}
+KNOB_LABELS = {
+    "threshold": "threshold τ",
+    "alpha": "fusion strength α",
+    "beta": "credit decay β",
+    "gamma": "boost exponent γ",
+    "steps": "steps (fixed-steps rules)",
+}
+
+
+def rule_label(name: str) -> str:
+    """Display name of a decoding rule id; unknown ids are shown as given."""
+    return RULE_LABELS.get(name, name)
