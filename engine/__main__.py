@@ -8,6 +8,7 @@ import sys
 # One line per command module.
 COMMANDS = [
     "engine.cli_decode",
+    "engine.uds.cli",
 ]
 
 

@@ -1,0 +1,75 @@
+"""Tokenise samples with the model's chat template and pad them into micro-batches for scoring and training."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from engine.uds.data import Sample
+
+
+@dataclass(frozen=True)
+class Encoded:
+    sample: Sample  # the source sample
+    ids: tuple[int, ...]  # prompt + response token ids, at most the cut-off
+    prompt_len: int  # leading ids that belong to the prompt (no loss)
+    truncated: bool  # the full conversation was longer than the cut-off
+
+
+@dataclass(frozen=True)
+class Batch:
+    ids: torch.Tensor  # long (B, N), right-padded with the pad id
+    attention: torch.Tensor  # bool (B, N), real tokens
+    prompt: torch.Tensor  # bool (B, N), prompt tokens
+    labels: torch.Tensor  # long (B, N), ids on response tokens, -100 on prompt and padding
+
+    def select(self, keep: torch.Tensor) -> "Batch":
+        """The rows `keep` (long (K,)), trimmed to their longest real length (right padding makes that exact)."""
+        n = int(self.attention[keep].sum(1).max())
+        return Batch(*(t[keep, :n] for t in (self.ids, self.attention, self.prompt, self.labels)))
+
+
+def _ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
+    return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+
+def encode(tokenizer: Any, sample: Sample, cutoff: int) -> Encoded:
+    """Chat-template the sample; the prompt part is the template up to and including the assistant header."""
+    user = [{"role": "user", "content": sample.prompt}]
+    prompt_ids = _ids(tokenizer, user, add_generation_prompt=True)
+    full = _ids(tokenizer, user + [{"role": "assistant", "content": sample.response}], add_generation_prompt=False)
+    if full[: len(prompt_ids)] != prompt_ids:
+        raise ValueError(f"the tokenizer's chat template does not extend the prompt with the response for sample "
+                         f"{sample.sample_id!r}; a template with a prompt prefix is needed")
+    return Encoded(sample=sample, ids=tuple(full[:cutoff]), prompt_len=min(len(prompt_ids), cutoff),
+                   truncated=len(full) > cutoff)
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    return _ids(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True)
+
+
+def collate(items: Sequence[Encoded], pad_id: int) -> Batch:
+    n = max(len(e.ids) for e in items)
+    ids = torch.full((len(items), n), pad_id, dtype=torch.long)  # (B, N)
+    attention = torch.zeros((len(items), n), dtype=torch.bool)  # (B, N)
+    prompt = torch.zeros((len(items), n), dtype=torch.bool)  # (B, N)
+    for b, e in enumerate(items):
+        ids[b, : len(e.ids)] = torch.tensor(e.ids)
+        attention[b, : len(e.ids)] = True
+        prompt[b, : e.prompt_len] = True
+    labels = ids.masked_fill(~attention | prompt, -100)  # (B, N)
+    return Batch(ids=ids, attention=attention, prompt=prompt, labels=labels)
+
+
+def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal next-token loss on response tokens: logits (B, N, V), labels (B, N) -> (sum per sample (B,), count (B,)).
+
+    Row i predicts token i + 1, as in transformers' causal LM loss.
+    """
+    shifted = labels[:, 1:]  # (B, N-1)
+    token_loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2).float(), shifted, ignore_index=-100, reduction="none")  # (B, N-1)
+    return token_loss.sum(1), (shifted != -100).sum(1)

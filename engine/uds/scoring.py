@@ -1,0 +1,45 @@
+"""One micro-batch's scoring pass: a no-grad forward, then every per-candidate signal the selectors and views use."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from engine.uds.batching import Batch, response_loss
+from engine.uds.scorer import FFTSketch, mean_distance, singular_values, spectrum_stats
+
+
+@dataclass(frozen=True)
+class BatchScores:
+    logits: torch.Tensor  # float32 (B, N, V) of the scoring forward (kept for the per-token strips)
+    rows: torch.Tensor  # bool (B, N) logit rows that entered the scores (all rows as released, real rows by default)
+    z: torch.Tensor  # float32 (B, D) sketch embeddings
+    s_intra: torch.Tensor  # float64 (B,) nuclear norms
+    s_inter: torch.Tensor  # float64 (B,) mean distance to the buffer
+    loss: torch.Tensor  # float64 (B,) mean response-token loss per sample (NaN without response tokens)
+    stats: list[dict[str, float]]  # per candidate: fro_norm, flatness, effective_rank, sigma1_share
+    seconds: float  # wall-clock seconds of forward + Gram + sketch + buffer distances + loss
+
+
+def score_batch(model: torch.nn.Module, batch: Batch, sketch: FFTSketch, buffer_z: torch.Tensor,
+                as_released: bool) -> BatchScores:
+    """Score B candidates against the buffer (M, D). `as_released` scores every row of the padded batch."""
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(input_ids=batch.ids.to(device), attention_mask=batch.attention.to(device).long())
+    model.train(was_training)
+    logits = out.logits.float()  # (B, N, V)
+    rows = torch.ones_like(batch.attention) if as_released else batch.attention  # (B, N)
+    spectra = singular_values(logits, rows.to(device))
+    z = sketch(logits, None if as_released else rows)  # (B, D)
+    s_inter = mean_distance(z, buffer_z)  # (B,)
+    loss_sum, count = response_loss(logits, batch.labels.to(device))
+    loss = (loss_sum.double() / count.double()).cpu()  # (B,), NaN where count == 0
+    stats = [spectrum_stats(s.cpu()) for s in spectra]
+    return BatchScores(logits=logits, rows=rows, z=z, s_intra=torch.tensor([s["s_intra"] for s in stats],
+                       dtype=torch.float64), s_inter=s_inter, loss=loss, stats=stats,
+                       seconds=time.perf_counter() - start)
