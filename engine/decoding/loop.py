@@ -68,6 +68,11 @@ def validate_lengths(prompt_ids: torch.Tensor, gen_length: int, block_length: in
     return gen_length // block_length
 
 
+def cpu(tensor: torch.Tensor, dtype=None) -> np.ndarray:
+    """A numpy copy that never aliases loop state (a CPU tensor's .numpy() shares its memory)."""
+    return np.array(tensor.detach().to("cpu").numpy(), dtype=dtype, copy=True)
+
+
 def _observe(proposal: Proposal, logits: torch.Tensor, top_k: int) -> dict[str, np.ndarray]:
     """The per-step numbers observers get: a few (B, Lb, k) tensors, never the vocabulary."""
     log_probs = torch.log_softmax(logits, dim=-1)  # (B, Lb, V)
@@ -75,7 +80,6 @@ def _observe(proposal: Proposal, logits: torch.Tensor, top_k: int) -> dict[str, 
     topk_logp, topk_ids = log_probs.topk(top_k, dim=-1)  # (B, Lb, k)
     credit = proposal.credit_top1 if proposal.credit_top1 is not None else torch.zeros_like(proposal.raw_prob)
     fused_prob = proposal.confidence if proposal.credit_top1 is not None else proposal.raw_prob
-    cpu = lambda t, dtype: t.detach().to("cpu").numpy().astype(dtype)  # noqa: E731
     return {"raw_top1_id": cpu(proposal.raw_top1, np.int64), "raw_top1_prob": cpu(proposal.raw_prob, np.float32),
             "fused_top1_id": cpu(proposal.tokens, np.int64), "fused_top1_prob": cpu(fused_prob, np.float32),
             "credit_top1": cpu(credit, np.float32), "topk_ids": cpu(topk_ids, np.int64),
@@ -135,9 +139,9 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy, gen_length: 
             if observers:
                 stats = _observe(proposal, block_logits, top_k)
                 event = StepEvent(step=nfe - 1, block=block, step_in_block=step_in_block,
-                                  seconds=time.perf_counter() - step_start, active=active.cpu().numpy(),
-                                  masked_before=masked.cpu().numpy(), committed=commit.cpu().numpy(),
-                                  tokens=x[:, prompt_length:].cpu().numpy(), **stats)
+                                  seconds=time.perf_counter() - step_start, active=cpu(active),
+                                  masked_before=cpu(masked), committed=cpu(commit),
+                                  tokens=cpu(x[:, prompt_length:]), **stats)
                 for observer in observers:
                     observer.on_step(event)
             step_in_block += 1
@@ -148,7 +152,7 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy, gen_length: 
             if not bool(active.any()):
                 break
     answer = x[:, prompt_length:]
-    result = DecodeResult(tokens=answer, nfe=nfe, commit_step=commit_step.cpu().numpy(),
+    result = DecodeResult(tokens=answer, nfe=nfe, commit_step=cpu(commit_step),
                           seconds=time.perf_counter() - start)
     if recorder is not None:
         result.trace = recorder.finish(result, prompt_ids=prompt_ids, strategy=strategy, gen_length=gen_length,

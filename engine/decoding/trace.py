@@ -5,6 +5,7 @@ Memory grows with S x B x Lb x k, never with the vocabulary.
 """
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ class Trace:
         return np.unique(np.concatenate(parts))
 
     def to_dict(self) -> dict:
-        return {"schema": SCHEMA_NAME, "version": self.version, "meta": self.meta,
+        return {"schema": SCHEMA_NAME, "version": self.version, "meta": copy.deepcopy(self.meta),
                 "token_text": {str(k): v for k, v in self.token_text.items()},
                 "arrays": {name: {"dtype": ARRAYS[name][0], "shape": list(a.shape), "data": a.ravel().tolist()}
                            for name, a in self.arrays.items()}}

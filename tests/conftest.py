@@ -1,0 +1,39 @@
+"""Shared, session-scoped fixtures (expensive things are built once per test run)."""
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+class ToyModel:
+    """A seeded toy dLLM: logits depend on every position (bidirectional) through a random bilinear mix."""
+
+    def __init__(self, vocab: int = 40, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.vocab = vocab
+        self.embed = torch.randn(vocab, 16, generator=g)
+        self.out = torch.randn(16, vocab, generator=g) * 2.0
+        self.calls = 0
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        h = self.embed[ids]  # (B, L, 16)
+        context = h.mean(dim=1, keepdim=True)  # (B, 1, 16): every position sees the whole sequence
+        position = torch.arange(ids.shape[1], dtype=torch.float32)[None, :, None] / ids.shape[1]
+        return (h + context + position) @ self.out  # (B, L, V)
+
+
+@pytest.fixture
+def toy_model() -> ToyModel:
+    return ToyModel()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """tiny-random through the real adapter (bidirectional Llama + byte tokenizer)."""
+    from engine.models import load_model
+    return load_model("tiny-random", device="cpu")
