@@ -17,13 +17,13 @@ SELECTED = "#0072B2"  # a candidate kept for the gradient step
 REJECTED = "#E69F00"  # a candidate scored and dropped
 EVICTED = "#D55E00"  # a buffer entry pushed out by FIFO
 
+# Keys are engine.uds.selectors.SELECTORS names; the scoring mode ("default" / "as released") is labelled apart.
 SELECTOR_LABELS = {
-    "uds": "UDS (padding masked)",
-    "uds_released": "UDS as released",
+    "uds": "UDS",
     "random": "Random",
     "maxloss": "MaxLoss",
-    "utility_only": "Utility only (α = 0)",
-    "diversity_only": "Diversity only",
+    "utility": "Utility only (α = 0)",
+    "diversity": "Diversity only",
     "full": "Full (no selection)",
 }
 
