@@ -88,6 +88,7 @@ class Trace:
         missing = [k for k in META_KEYS if k not in meta]
         if missing:
             raise TraceFormatError(f"trace meta lacks {', '.join(missing)}")
+        _check_meta_types(meta)
         arrays = {name: _array_from_json(name, raw_arrays.get(name)) for name in ARRAYS}
         try:
             token_text = {int(k): str(v) for k, v in text.items()}
@@ -117,6 +118,19 @@ class Trace:
         blocks = self.arrays["step_block"]
         if blocks.size and (blocks.min() < 0 or blocks.max() >= sizes["G"] // sizes["Lb"]):
             raise TraceFormatError("step_block holds a block index outside the answer")
+
+
+def _check_meta_types(meta: dict) -> None:
+    ints = ("gen_length", "block_length", "nfe", "seed", "top_k", "mask_id")
+    bad = [k for k in ints if not isinstance(meta[k], int) or isinstance(meta[k], bool) or meta[k] < 0]
+    bad += [] if isinstance(meta["strategy"], str) else ["strategy"]
+    bad += [] if isinstance(meta["params"], dict) else ["params"]
+    bad += [] if isinstance(meta["seconds"], (int, float)) and not isinstance(meta["seconds"], bool) else ["seconds"]
+    bad += [] if meta["eos_id"] is None or type(meta["eos_id"]) is int else ["eos_id"]
+    if bad:
+        raise TraceFormatError(f"trace meta has values of the wrong type: {', '.join(bad)}")
+    if meta["block_length"] == 0:
+        raise TraceFormatError("trace meta block_length is 0")
 
 
 def _array_from_json(name: str, raw: object) -> np.ndarray:
