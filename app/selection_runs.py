@@ -1,0 +1,166 @@
+"""Selection Lab: turning the tab's controls into a real selection run, with progress and a Cancel that stops it.
+
+Plain functions: values in, a RunLog or a gr.Error out. The model and the bundled mixture are loaded once per
+process and shared read-only (`run_selection` trains a copy of the model).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from engine.uds.config import SelectionConfig, TrainConfig
+from engine.uds.data import Dataset
+
+# Selector choices as the page shows them -> (engine selector, scoring mode).
+SELECTOR_CHOICES = {
+    "UDS (default: padding rows masked)": ("uds", "default"),
+    "UDS as released (all rows incl. padding)": ("uds", "as_released"),
+    "Random": ("random", "default"),
+    "MaxLoss": ("maxloss", "default"),
+    "Utility only (α = 0)": ("utility", "default"),
+    "Diversity only": ("diversity", "default"),
+    "Full (no selection)": ("full", "default"),
+}
+MODEL_CHOICES = {
+    "SmolLM2-135M-Instruct (bundled GGUF)": "smollm2",
+    "tiny random Llama (seconds; for trying the page)": "tiny-random",
+}
+DATASET_CHOICES = ("bundled mixture", "upload")
+POLL_SECONDS = 0.3  # how often the run generator yields while the worker trains, so Cancel can close it promptly
+
+
+@functools.lru_cache(maxsize=2)
+def shared_model(name: str) -> tuple[Any, Any]:
+    """(model, tokenizer) loaded once per process; callers never modify it (runs train a copy)."""
+    from engine.uds.models import load_sft_model
+
+    return load_sft_model(name)
+
+
+@functools.lru_cache(maxsize=2)
+def shared_tokenizer(name: str) -> Any:
+    """The tokenizer alone (for showing token strings of a loaded run log without loading the model)."""
+    if name == "smollm2":
+        from engine.models.smollm import load_smollm_tokenizer
+
+        return load_smollm_tokenizer()
+    if name == "tiny-random":
+        from engine.models.tiny import byte_tokenizer
+
+        return byte_tokenizer()
+    raise ValueError(f"no tokenizer is known for model {name!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def bundled(seed: int = 0) -> Dataset:
+    """The bundled mixture (chatterbot, mathematics-dataset, HumanEval), built once per process."""
+    from engine.uds.data import bundled_dataset
+
+    return bundled_dataset(seed=seed)
+
+
+def build_configs(selector: str, steps: float, batch: float, keep: float, alpha: float, lora: bool, seed: float,
+                  cutoff: float = 256, eval_items: float = 24) -> tuple[SelectionConfig, TrainConfig]:
+    """Check the controls and build the run's configuration; a gr.Error says what to change."""
+    if selector not in SELECTOR_CHOICES:
+        raise gr.Error(f"Selector {selector!r} is not offered; pick one of: {', '.join(SELECTOR_CHOICES)}.")
+    numbers = {"steps": steps, "B": batch, "K": keep, "seed": seed, "cut-off": cutoff, "held-out items": eval_items}
+    for name, value in numbers.items():
+        if value is None or not float(value).is_integer():
+            raise gr.Error(f"{name} = {value} must be a whole number; enter an integer.")
+    if alpha is None or not math.isfinite(alpha) or alpha < 0:
+        raise gr.Error(f"α = {alpha} is not allowed: α weighs the diversity term and must be a number ≥ 0 "
+                       f"(the trainer's default is 2.5e-3; 0 means utility only).")
+    steps, batch, keep = int(steps), int(batch), int(keep)
+    name, mode = SELECTOR_CHOICES[selector]
+    if batch < 1:
+        raise gr.Error(f"B = {batch}: at least one candidate must be scored per step; set B ≥ 1 (the paper uses 8).")
+    if name != "full" and not 1 <= keep <= batch:
+        raise gr.Error(f"K = {keep} with B = {batch}: K is how many of the B scored candidates are trained on, so "
+                       f"it must lie between 1 and B; lower K or raise B.")
+    try:
+        selection = SelectionConfig(selector=name, mode=mode, batch=batch, keep=min(keep, batch), alpha=float(alpha),
+                                    seed=int(seed))
+        train = TrainConfig(steps=steps, cutoff=int(cutoff), lora=bool(lora), eval_items=int(eval_items),
+                            seed=int(seed))
+    except ValueError as err:
+        raise gr.Error(f"Invalid setting: {err}.") from None
+    return selection, train
+
+
+def load_dataset(source: str, upload: str | None, prompt_col: str = "prompt", response_col: str = "response",
+                 messages_col: str = "", category_col: str = "", answer_col: str = "", seed: int = 0) -> Dataset:
+    """The bundled mixture, or an uploaded JSONL / CSV / Parquet file read with the column mapping."""
+    if source == "bundled mixture":
+        return bundled()
+    if source != "upload":
+        raise gr.Error(f"Dataset {source!r} is not offered; choose one of {', '.join(DATASET_CHOICES)}.")
+    if not upload:
+        raise gr.Error("Dataset is set to 'upload' but no file was uploaded; upload a .jsonl, .csv or .parquet file "
+                       "or switch back to the bundled mixture.")
+    from engine.uds.uploads import ColumnMapping, load_upload
+
+    mapping = ColumnMapping(prompt=(prompt_col or "").strip(), response=(response_col or "").strip(),
+                            messages=(messages_col or "").strip(), category=(category_col or "").strip(),
+                            answer=(answer_col or "").strip())
+    try:
+        return load_upload(upload, mapping, seed=int(seed))
+    except ValueError as err:
+        raise gr.Error(_without_folder(str(err), upload)) from None
+
+
+def run_in_background(model_name: str, dataset: Dataset, selection: SelectionConfig, train: TrainConfig,
+                      finish: Callable[[Any], Any] | None = None) -> Iterator[tuple[str, Any]]:
+    """Run one selection in a worker thread; yield ("progress", (done, total, message)) while it runs, ("tick", None)
+    every POLL_SECONDS, then ("done", finish(log)) or ("error", message).
+
+    Closing the iterator (Gradio does so when the event is cancelled) asks the worker to stop before its next step;
+    `finish` (e.g. fitting the buffer map) runs in the worker too, so a slow finish keeps the page responsive."""
+    messages: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            messages.put(("progress", (0, train.steps, "loading the model (once per process)")))
+            model, tokenizer = shared_model(model_name)
+            from engine.uds.loop import run_selection
+
+            log = run_selection(model, tokenizer, dataset, selection, train, model_name=model_name,
+                                progress=lambda done, total, text: messages.put(("progress", (done, total, text))),
+                                should_stop=stop.is_set)
+            if stop.is_set():
+                return
+            messages.put(("progress", (train.steps, train.steps, "projecting the buffer (the first UMAP fit in a "
+                                                                 "process compiles for a while)")))
+            messages.put(("done", finish(log) if finish else log))
+        except ValueError as err:
+            messages.put(("error", str(err)))
+
+    worker = threading.Thread(target=work, name="selection-run", daemon=True)
+    worker.start()
+    try:
+        while True:
+            try:
+                kind, payload = messages.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if not worker.is_alive():
+                    yield "error", "the run stopped without a result; see the server log"
+                    return
+                yield "tick", None
+                continue
+            yield kind, payload
+            if kind in ("done", "error"):
+                return
+    finally:
+        stop.set()
+
+
+def _without_folder(message: str, path: str | Path) -> str:
+    """Engine messages may name the server-side upload folder; the page shows only the file's own name."""
+    return message.replace(str(Path(path).parent) + "/", "").replace(str(Path(path).parent), "the upload")

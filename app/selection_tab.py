@@ -1,0 +1,226 @@
+"""Selection Lab tab: build the components inside the current Blocks and wire them to the plain handlers.
+
+Linked selection: a click on a buffer-map point (through a small click bridge: gr.Plot has no click event in
+Gradio 6.31, so a gr.HTML's `js_on_load` listens for Plotly's `plotly_click` and triggers a server event with the
+point's (step, position)), a click on a table row, or a typed step and position all open the same detail view.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from analysis.buffer_map import COLOR_BY
+from analysis.runlog_figures import UTILITY_FIELDS
+from analysis.runlog_views import STATUS_FILTERS
+from app import selection_handlers as h
+from app.selection_runs import DATASET_CHOICES, MODEL_CHOICES, SELECTOR_CHOICES
+
+MAP_ID = "uds-buffer-map"
+# Re-binds after every redraw of the plot (Gradio replaces the Plotly div); one listener per div.
+CLICK_BRIDGE_JS = """
+const onClick = (ev) => {
+  const p = ev && ev.points && ev.points[0];
+  if (p && p.customdata) { trigger('click', {step: p.customdata[0], position: p.customdata[1]}); }
+};
+const bind = () => {
+  const plot = document.querySelector('#%s .js-plotly-plot');
+  if (plot && plot.on && plot.__udsClick !== onClick) {
+    if (plot.removeListener && plot.__udsClick) { plot.removeListener('plotly_click', plot.__udsClick); }
+    plot.on('plotly_click', onClick);
+    plot.__udsClick = onClick;
+  }
+};
+new MutationObserver(bind).observe(document.body, {childList: true, subtree: true});
+bind();
+""" % MAP_ID
+INTRO = (
+    "### Selection Lab: UDS online batch selection for SFT, and why each sample was picked\n"
+    "Each step scores **B** candidates with one no-grad forward pass: utility **s_intra = ‖L‖_\\*** (nuclear norm of "
+    "the logits) plus **α · s_inter** (mean distance of the logit sketch to a FIFO buffer of earlier picks); the top "
+    "**K** get the gradient step. Runs are real LoRA (or full) fine-tuning of the model below; everything after the "
+    "run is drawn from its run log, which you can download and load again without a model.")
+
+
+def build_selection_tab() -> None:
+    """Create the Selection Lab's components and events inside the current Blocks (call inside a gr.Tab)."""
+    state = gr.State(h.new_state())
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            c = _controls()
+        with gr.Column(scale=3):
+            v = _views()
+    _wire(state, c, v)
+
+
+def _controls() -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    c["dataset"] = gr.Radio(list(DATASET_CHOICES), value="bundled mixture", label="Dataset")
+    with gr.Accordion("Upload and column mapping", open=False):
+        c["upload"] = gr.File(label="JSONL, CSV or Parquet (≤ 50 MB)", file_types=[".jsonl", ".json", ".csv",
+                                                                                   ".parquet"], type="filepath")
+        with gr.Row():
+            c["prompt_col"] = gr.Textbox("prompt", label="prompt column")
+            c["response_col"] = gr.Textbox("response", label="response column")
+        with gr.Row():
+            c["messages_col"] = gr.Textbox("", label="or chat messages column")
+            c["category_col"] = gr.Textbox("", label="category column (optional)")
+        c["answer_col"] = gr.Textbox("", label="exact answer column (optional)")
+    c["selector"] = gr.Dropdown(list(SELECTOR_CHOICES), value=next(iter(SELECTOR_CHOICES)), label="Selector")
+    with gr.Row():
+        c["steps"] = gr.Number(24, label="steps", precision=0, minimum=1, maximum=2000)
+        c["seed"] = gr.Number(21, label="seed", precision=0)
+    with gr.Row():
+        c["batch"] = gr.Number(8, label="B (candidates per step)", precision=0, minimum=1, maximum=64)
+        c["keep"] = gr.Number(2, label="K (kept per step)", precision=0, minimum=1, maximum=64)
+    c["alpha"] = gr.Number(2.5e-3, label="α: weight of s_inter in s = s_intra + α·s_inter", minimum=0)
+    c["lora"] = gr.Checkbox(True, label="LoRA (r 8, all 7 projections); off = full fine-tuning")
+    with gr.Accordion("Model and evaluation", open=False):
+        c["model"] = gr.Dropdown(list(MODEL_CHOICES), value=next(iter(MODEL_CHOICES)), label="Model")
+        with gr.Row():
+            c["cutoff"] = gr.Number(256, label="cut-off (tokens)", precision=0, minimum=8, maximum=512)
+            c["eval_items"] = gr.Number(24, label="held-out items", precision=0, minimum=0, maximum=200)
+    with gr.Row():
+        c["run"] = gr.Button("Run selection", variant="primary")
+        c["cancel"] = gr.Button("Cancel", variant="stop")
+    c["status"] = gr.Markdown("")
+    c["runs"] = gr.Dropdown([], label="Runs in this session", interactive=True)
+    with gr.Row():
+        c["export"] = gr.Button("Export selected (JSONL)", size="sm")
+        c["download"] = gr.Button("Download run log", size="sm")
+    c["file"] = gr.File(label="Download", interactive=False)
+    c["runlog_upload"] = gr.File(label="Load a saved run log (.zip)", file_types=[".zip"], type="filepath")
+    return c
+
+
+def _views() -> dict[str, Any]:
+    v: dict[str, Any] = {}
+    v["summary"] = gr.Markdown("_No run yet: press **Run selection**, or load a saved run log._")
+    with gr.Tabs():
+        with gr.Tab("Buffer map"):
+            with gr.Row():
+                v["color_by"] = gr.Radio(list(COLOR_BY), value="age", label="colour by")
+                v["map_method"] = gr.Radio(list(h.MAP_METHODS), value="UMAP", label="projection")
+                v["show_rejected"] = gr.Checkbox(True, label="show rejected candidates")
+            v["map_step"] = gr.Slider(0, 1, value=0, step=1, label="buffer after step")
+            v["map"] = gr.Plot(elem_id=MAP_ID, show_label=False)
+            v["bridge"] = gr.HTML("<small>Click a point to inspect that candidate below.</small>",
+                                  js_on_load=CLICK_BRIDGE_JS)
+        with gr.Tab("Candidates"):
+            with gr.Row():
+                v["category"] = gr.Dropdown(["all"], value="all", label="category")
+                v["status_filter"] = gr.Radio(list(STATUS_FILTERS), value="all", label="show")
+                v["query"] = gr.Textbox("", label="search id or category")
+            v["table"] = gr.Dataframe(interactive=False, max_height=420, show_search="none", elem_id="uds-table",
+                                      label="one row per candidate per step; click a row to inspect it")
+        with gr.Tab("Utility over steps"):
+            v["utility_field"] = gr.Dropdown(list(UTILITY_FIELDS), value="s_intra", label="quantity")
+            v["utility"] = gr.Plot(show_label=False)
+        with gr.Tab("Score decomposition"):
+            v["decomposition"] = gr.Plot(show_label=False)
+        with gr.Tab("Compare runs"):
+            v["comparison"] = gr.Plot(show_label=False)
+            v["comparison_table"] = gr.Dataframe(interactive=False, label="runs kept in this session")
+    gr.Markdown("#### Inspect a candidate")
+    with gr.Row():
+        v["pick_step"] = gr.Number(None, label="step", precision=0, minimum=0)
+        v["pick_position"] = gr.Number(None, label="position", precision=0, minimum=0)
+        v["show"] = gr.Button("Show", size="sm")
+    with gr.Row():
+        with gr.Column(scale=3):
+            v["text"] = gr.Markdown("", elem_id="uds-detail-text")
+        with gr.Column(scale=2):
+            v["scores"] = gr.Dataframe(interactive=False, label="scores", elem_id="uds-detail-scores")
+            v["neighbours"] = gr.Dataframe(interactive=False, label="nearest buffer entries when it was scored")
+    v["strip"] = gr.Plot(show_label=False)
+    return v
+
+
+def _as_components(result: dict[str, Any], comps: dict[str, Any], state) -> dict[Any, Any]:
+    """A handler's named results -> {component: value} for Gradio."""
+    out = {comps[k]: val for k, val in result.items() if k in comps}
+    if "state" in result:
+        out[state] = result["state"]
+    return out
+
+
+def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
+    comps = {**c, **v}
+    view_names = ("summary", "table", "category", "utility", "decomposition", "map", "map_step", "comparison",
+                  "comparison_table", "runs", "status")
+    view_outs = [state] + [comps[n] for n in view_names]
+    detail_outs = [v[n] for n in ("text", "scores", "neighbours", "strip", "pick_step", "pick_position")]
+    detail_names = {"step": "pick_step", "position": "pick_position"}
+    run_inputs = [state] + [c[n] for n in ("selector", "steps", "batch", "keep", "alpha", "lora", "seed", "dataset",
+                                           "upload", "prompt_col", "response_col", "messages_col", "category_col",
+                                           "answer_col", "model", "cutoff", "eval_items")]
+    map_inputs = [state, c["runs"], v["color_by"], v["map_method"], v["map_step"], v["show_rejected"],
+                  v["pick_step"], v["pick_position"]]
+
+    def run(*args: Any, progress=gr.Progress()) -> Iterator[dict[Any, Any]]:
+        for result in h.run_events(*args, progress=progress):
+            yield _as_components(result, comps, state) if result else {c["status"]: gr.skip()}
+
+    run_event = c["run"].click(run, run_inputs, view_outs, api_name="selection_run", concurrency_limit=1,
+                               concurrency_id="selection_run")
+    c["cancel"].click(lambda: "Cancelled: the run stops before its next step.", None, c["status"],
+                      cancels=[run_event], api_name="selection_cancel", queue=False)
+
+    def show_run(st, name, field, color_by, method, show_rejected, category, status, query):
+        result = h.run_views(st, name, field, color_by, method, None, show_rejected, category, status, query)
+        return _as_components(result, comps, state)
+
+    c["runs"].input(show_run, [state, c["runs"], v["utility_field"], v["color_by"], v["map_method"],
+                               v["show_rejected"], v["category"], v["status_filter"], v["query"]], view_outs,
+                    api_name="selection_show_run")
+
+    def redraw_map(*args: Any) -> dict[Any, Any]:
+        return _as_components(h.map_view(*args), comps, state)
+
+    for key in ("color_by", "map_method", "show_rejected"):
+        v[key].input(redraw_map, map_inputs, [state, v["map"]], api_name=f"selection_map_{key}")
+    v["map_step"].release(redraw_map, map_inputs, [state, v["map"]], api_name="selection_map_step")
+
+    v["utility_field"].input(h.utility_view, [state, c["runs"], v["utility_field"]], v["utility"],
+                             api_name="selection_utility")
+    for key in ("category", "status_filter", "query"):
+        v[key].input(h.filtered_table, [state, c["runs"], v["category"], v["status_filter"], v["query"]],
+                     v["table"], api_name=f"selection_table_{key}")
+
+    def open_detail(st, name, step, position, color_by, method, map_step, show_rejected):
+        result = h.detail(st, name, step, position)
+        shown = h.map_view(st, name, color_by, method, map_step, show_rejected, result["step"], result["position"])
+        named = {detail_names.get(k, k): val for k, val in result.items()}
+        return {**_as_components(named, comps, state), **_as_components(shown, comps, state)}
+
+    detail_inputs = [state, c["runs"], v["pick_step"], v["pick_position"], v["color_by"], v["map_method"],
+                     v["map_step"], v["show_rejected"]]
+    outs = detail_outs + [state, v["map"]]
+    v["show"].click(open_detail, detail_inputs, outs, api_name="selection_detail")
+
+    def from_row(st, name, color_by, method, map_step, show_rejected, evt: gr.SelectData):
+        step, position = h.row_to_key(evt.row_value)
+        return open_detail(st, name, step, position, color_by, method, map_step, show_rejected)
+
+    def from_point(st, name, color_by, method, map_step, show_rejected, evt: gr.EventData):
+        step, position = h.point_to_key(evt._data)
+        return open_detail(st, name, step, position, color_by, method, map_step, show_rejected)
+
+    pick_inputs = [state, c["runs"], v["color_by"], v["map_method"], v["map_step"], v["show_rejected"]]
+    v["table"].select(from_row, pick_inputs, outs, api_name="selection_pick_row")
+    v["bridge"].click(from_point, pick_inputs, outs, api_name="selection_pick_point")
+
+    c["export"].click(h.export_selected, [state, c["runs"]], [state, c["file"]], api_name="selection_export")
+    c["download"].click(h.export_runlog, [state, c["runs"]], [state, c["file"]],
+                        api_name="selection_download_runlog")
+
+    def load_log(st, upload, field, color_by, method, show_rejected):
+        st, name = h.load_runlog_zip(st, upload)
+        result = h.run_views(st, name, field, color_by, method, None, show_rejected)
+        return _as_components({**result, "status": f"Loaded {name}."}, comps, state)
+
+    c["runlog_upload"].upload(load_log, [state, c["runlog_upload"], v["utility_field"], v["color_by"],
+                                         v["map_method"], v["show_rejected"]], view_outs,
+                              api_name="selection_load_runlog")
+
