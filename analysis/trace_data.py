@@ -1,0 +1,163 @@
+"""Trace -> plain arrays the decoding views share: step x position grids, pages, the sequence at a step, credit-forced
+commits, token display strings. Pure numpy on a recorded trace (engine/decoding/trace.py); never runs a model.
+
+Shapes: S = steps (forward passes), G = gen_length, Lb = block_length, k = top_k. Views show batch row 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.decoding.trace import Trace
+
+# Heatmap metric -> (trace array, the array whose id is the cell's top-1 token)
+METRIC_ARRAYS = {
+    "raw": ("raw_top1_prob", "raw_top1_id"),
+    "fused": ("fused_top1_prob", "fused_top1_id"),
+    "credit": ("credit_top1", "fused_top1_id"),
+    "entropy": ("entropy", "raw_top1_id"),
+}
+VISIBLE_CHARS = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}  # whitespace tokens must stay visible in a cell
+
+
+def token_label(trace: Trace, token_id: int, max_chars: int = 12) -> str:
+    """A short, visible display string for an id (whitespace made visible; unknown ids as #id)."""
+    if int(token_id) == trace.meta["mask_id"]:
+        return "[MASK]"
+    if trace.meta.get("eos_id") is not None and int(token_id) == trace.meta["eos_id"]:
+        return "[EOS]"
+    text = trace.token_text.get(int(token_id))
+    return f"#{int(token_id)}" if text is None else display_text(text, max_chars)
+
+
+def display_text(text: str, max_chars: int = 12) -> str:
+    """A token string made visible in a cell: whitespace as symbols, empty as ∅, long ones cut with an ellipsis."""
+    shown = "".join(VISIBLE_CHARS.get(ch, ch) for ch in text) or "∅"
+    return shown if len(shown) <= max_chars else shown[:max_chars - 1] + "…"
+
+
+def step_columns(trace: Trace) -> np.ndarray:
+    """(S, Lb) int: the answer position of each block slot at each step."""
+    block_length = trace.meta["block_length"]
+    return trace.arrays["step_block"][:, None] * block_length + np.arange(block_length)[None, :]
+
+
+def threshold(trace: Trace) -> float | None:
+    """tau of the threshold-style rules (threshold, credit); None for fixed-steps rules."""
+    if trace.meta["strategy"] in ("threshold", "credit"):
+        return float(trace.meta["params"]["threshold"])
+    return None
+
+
+def credit_forced(trace: Trace) -> np.ndarray:
+    """(G,) bool: positions committed because of credit, i.e. raw p < tau <= fused p at their commit step."""
+    tau = threshold(trace)
+    commit = trace.arrays["commit_step"][0]  # (G,)
+    forced = np.zeros(commit.shape, dtype=bool)
+    if tau is None or trace.meta["strategy"] != "credit":
+        return forced
+    committed = commit >= 0
+    positions = np.flatnonzero(committed)
+    steps = commit[committed]
+    slots = positions % trace.meta["block_length"]
+    raw = trace.arrays["raw_top1_prob"][steps, 0, slots]
+    fused = trace.arrays["fused_top1_prob"][steps, 0, slots]
+    forced[positions] = (raw < tau) & (fused >= tau)
+    return forced
+
+
+def commit_confidence(trace: Trace) -> np.ndarray:
+    """(G,) float: the confidence the rule used when it committed each position (fused for credit rules); NaN for
+    positions filled by early stop."""
+    commit = trace.arrays["commit_step"][0]
+    conf = np.full(commit.shape, np.nan, dtype=np.float64)
+    positions = np.flatnonzero(commit >= 0)
+    slots = positions % trace.meta["block_length"]
+    conf[positions] = trace.arrays["fused_top1_prob"][commit[positions], 0, slots]
+    return conf
+
+
+@dataclass(frozen=True)
+class Page:
+    """A window of the heatmap: whole blocks of positions and the steps that decoded them."""
+
+    index: int  # 0-based page number
+    count: int  # number of pages
+    positions: tuple[int, int]  # [lo, hi) answer positions
+    steps: tuple[int, int]  # [lo, hi) steps whose block lies in the page
+
+
+def blocks_per_page(trace: Trace, max_positions: int) -> int:
+    return max(1, max_positions // trace.meta["block_length"])
+
+
+def page_count(trace: Trace, max_positions: int = 128) -> int:
+    n_blocks = trace.meta["gen_length"] // trace.meta["block_length"]
+    return -(-n_blocks // blocks_per_page(trace, max_positions))
+
+
+def page(trace: Trace, index: int, max_positions: int = 128) -> Page:
+    """Page `index` (clipped to the valid range) of at most max_positions positions, aligned to blocks."""
+    per_page, block_length = blocks_per_page(trace, max_positions), trace.meta["block_length"]
+    count = page_count(trace, max_positions)
+    index = int(min(max(index, 0), count - 1))
+    first_block, last_block = index * per_page, (index + 1) * per_page
+    in_page = np.flatnonzero((trace.arrays["step_block"] >= first_block) & (trace.arrays["step_block"] < last_block))
+    steps = (int(in_page[0]), int(in_page[-1]) + 1) if in_page.size else (0, 0)
+    hi = min(last_block * block_length, trace.meta["gen_length"])
+    return Page(index=index, count=count, positions=(first_block * block_length, hi), steps=steps)
+
+
+def grid(trace: Trace, metric: str, window: Page) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step x position grids of one page: values (NaN where the position was not masked at that step: a future
+    block, or already committed), top-1 ids (-1 where NaN) and committed-at-this-step flags."""
+    if metric not in METRIC_ARRAYS:
+        raise ValueError(f"metric={metric!r} is unknown; allowed: {', '.join(METRIC_ARRAYS)}")
+    value_name, id_name = METRIC_ARRAYS[metric]
+    (p_lo, p_hi), (s_lo, s_hi) = window.positions, window.steps
+    shape = (s_hi - s_lo, p_hi - p_lo)
+    values = np.full(shape, np.nan, dtype=np.float64)
+    ids = np.full(shape, -1, dtype=np.int64)
+    committed = np.zeros(shape, dtype=bool)
+    cols = step_columns(trace)[s_lo:s_hi] - p_lo  # (s, Lb)
+    rows = np.broadcast_to(np.arange(shape[0])[:, None], cols.shape)
+    masked = trace.arrays["masked_before"][s_lo:s_hi, 0]  # (s, Lb)
+    inside = masked & (cols >= 0) & (cols < shape[1])
+    values[rows[inside], cols[inside]] = trace.arrays[value_name][s_lo:s_hi, 0][inside]
+    ids[rows[inside], cols[inside]] = trace.arrays[id_name][s_lo:s_hi, 0][inside]
+    committed[rows[inside], cols[inside]] = trace.arrays["committed"][s_lo:s_hi, 0][inside]
+    return values, ids, committed
+
+
+@dataclass(frozen=True)
+class SequenceState:
+    """The answer as it was right after one step."""
+
+    ids: np.ndarray  # (G,) int: final token where committed by then, else the mask id
+    committed: np.ndarray  # (G,) bool: committed at or before the step
+    just_committed: np.ndarray  # (G,) bool: committed by this very step
+    guess: np.ndarray  # (G,) int: the step's top-1 proposal at still-masked positions of its block, else -1
+
+
+def sequence_at(trace: Trace, step: int) -> SequenceState:
+    """What the answer looked like after `step` (clipped to the recorded steps)."""
+    commit = trace.arrays["commit_step"][0]  # (G,)
+    last = trace.n_steps - 1
+    step = int(min(max(step, 0), max(last, 0)))
+    committed = (commit >= 0) & (commit <= step)
+    if step == last:
+        committed |= commit < 0  # early-stop EOS fill happens after the last step
+    ids = np.where(committed, trace.arrays["tokens"][0], trace.meta["mask_id"])
+    guess = np.full(commit.shape, -1, dtype=np.int64)
+    if trace.n_steps:
+        cols = step_columns(trace)[step]  # (Lb,)
+        proposal = trace.arrays["fused_top1_id"][step, 0]
+        guess[cols] = np.where(committed[cols], -1, proposal)
+    return SequenceState(ids=ids, committed=committed, just_committed=commit == step, guess=guess)
+
+
+def tokens_per_second(trace: Trace) -> float:
+    """Answer tokens (up to and including EOS, as the pipeline counts them) per second of decoding."""
+    answer = trace.meta.get("answer_tokens", trace.meta["gen_length"])
+    return float(answer) / max(float(trace.meta["seconds"]), 1e-9)

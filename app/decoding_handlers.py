@@ -1,0 +1,211 @@
+"""Plain handlers of the Decoding Explorer: plain values in, plain values out, testable without a server.
+
+Bad input raises gr.Error with a sentence saying what to change; the model is loaded once per process and shared
+read-only; per-session data (the trace, the cancel token) lives in the caller's gr.State.
+"""
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import gradio as gr
+import numpy as np
+import torch
+
+from analysis import colors
+from analysis.trace_data import commit_confidence, display_text
+from analysis.trace_tokens import live_html
+from app.streaming import CancelToken, LiveStep, stream_decode
+from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeCancelled, Trace, TraceFormatError, load_trace
+from engine.models import HUB_MODELS, LoadedModel, load_model
+from engine.models.hub import hub_offline
+from engine.pipeline import DecodeOutcome, DecodeRequest, decode
+
+RULES = {"fixed steps": "low_confidence", "threshold": "threshold", "credit": "credit",
+         "credit in fixed steps": "credit_low_confidence"}  # UI label -> engine strategy
+MAX_PROMPT_CHARS = 2000  # longer prompts are refused before tokenising
+MAX_TRACE_BYTES = 50 * 2**20  # upload cap for trace files
+GEN_LENGTHS = (32, 64, 128, 256, 512, 1024)
+BLOCK_LENGTHS = (8, 16, 32, 64)
+MAX_COMPARE = 3
+MAX_SWEEP_POINTS = 8
+PAPER = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]  # the default credit knobs
+_MODEL_LOCK = threading.Lock()  # two sessions asking for a model at once load it once
+
+
+def bundled_available() -> bool:
+    """True when engine/models/bundled.py exists and its weights file is on disk (checked without loading)."""
+    if importlib.util.find_spec("engine.models.bundled") is None:
+        return False
+    bundled = importlib.import_module("engine.models.bundled")
+    weights = getattr(bundled, "WEIGHTS_PATH", None)
+    return weights is None or Path(weights).is_file()
+
+
+def model_refusal(name: str) -> str | None:
+    """Why a model cannot run here, or None. Hub models need a GPU and Hub access."""
+    if name == "bundled" and not bundled_available():
+        return "the bundled model's weights are not installed in this copy of the app; pick tiny-random"
+    if name in HUB_MODELS:
+        if not torch.cuda.is_available():
+            return f"{name} needs a GPU (about 16 GB) and this machine has none; pick bundled"
+        if hub_offline():
+            return f"{name} must be downloaded from the Hugging Face Hub, but HF_HUB_OFFLINE=1; pick bundled"
+    return None
+
+
+def model_choices() -> tuple[list[tuple[str, str]], str]:
+    """(label, value) pairs for the picker, with the reason beside any model that cannot run, and the default."""
+    choices = []
+    for name in ("bundled", "tiny-random", *HUB_MODELS):
+        reason = model_refusal(name)
+        choices.append((f"{name} (unavailable: {reason})" if reason else name, name))
+    return choices, "bundled" if model_refusal("bundled") is None else "tiny-random"
+
+
+def get_model(name: str) -> LoadedModel:
+    if name not in ("bundled", "tiny-random", *HUB_MODELS):
+        raise gr.Error(f"Model {name!r} is not allowed; pick one from the list.")
+    reason = model_refusal(name)
+    if reason:
+        raise gr.Error(f"Model {name!r} cannot run here: {reason}.")
+    with _MODEL_LOCK:
+        try:
+            return load_model(name)
+        except (ValueError, OSError, ImportError) as err:
+            raise gr.Error(f"Model {name!r} could not be loaded ({err}); pick another model.") from None
+
+
+def make_request(prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float, preset: str,
+                 alpha: float, beta: float, gamma: float, seed: int) -> DecodeRequest:
+    """The engine request for the knobs; steps = 0 means one token per step (steps = gen_length)."""
+    if not prompt or not prompt.strip():
+        raise gr.Error("The prompt is empty: type a question or pick an example.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise gr.Error(f"The prompt has {len(prompt)} characters; shorten it to at most {MAX_PROMPT_CHARS}.")
+    if rule not in RULES:
+        raise gr.Error(f"Rule {rule!r} is unknown; pick one of: {', '.join(RULES)}.")
+    try:
+        return DecodeRequest(prompt=prompt, strategy=RULES[rule], gen_length=int(gen_length),
+                             block_length=int(block_length), steps=int(steps) if steps else None,
+                             threshold=float(tau), preset=preset, alpha=float(alpha), beta=float(beta),
+                             gamma=float(gamma), seed=int(seed))
+    except (ValueError, TypeError) as err:
+        raise gr.Error(f"These settings are refused: {err}. Change that setting and decode again.") from None
+
+
+def _labeller(model: LoadedModel) -> callable:
+    """id -> short display string, cached for the run (the tokenizer is slow per call)."""
+    cache = {model.spec.mask_id: "[MASK]", model.spec.eos_id: "[EOS]"}
+
+    def label(token: int) -> str:
+        if token not in cache:
+            cache[token] = display_text(model.token_text([token])[token])
+        return cache[token]
+    return label
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the live view shows now; `outcome` is set on the last frame of a finished decode."""
+
+    html: str  # the answer so far as token spans
+    status: str  # "step k, N committed, NFE so far"
+    outcome: DecodeOutcome | None = None
+
+
+def _status(step: LiveStep, gen_length: int) -> str:
+    return (f"step {step.step}, {int(step.committed.sum())} of {gen_length} committed, NFE so far {step.step + 1} "
+            f"({step.seconds:.1f} s)")
+
+
+def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken) -> Iterator[Frame]:
+    """Stream a decode: a first frame with every position masked, one frame per step the reader keeps up with, and
+    a last frame carrying the outcome. Cancel ends the stream with a 'cancelled' frame (no outcome)."""
+    model = get_model(model_name)
+    cancel = token.start()
+    label = _labeller(model)
+    gen = request.gen_length
+    empty = np.zeros(gen, dtype=bool)
+    yield Frame(live_html(np.full(gen, model.spec.mask_id), empty, np.full(gen, np.nan), label),
+                f"decoding with {colors.rule_label(request.strategy)}: {gen} positions masked")
+    last: LiveStep | None = None
+    try:
+        for item in stream_decode(model, request, cancel):
+            if isinstance(item, LiveStep):
+                last = item
+                yield Frame(live_html(item.ids, item.committed, item.confidence, label), _status(item, gen))
+                continue
+            meta = item.trace.meta
+            done = LiveStep(step=meta["nfe"] - 1, ids=item.trace.arrays["tokens"][0],
+                            committed=np.ones(gen, dtype=bool), confidence=_final_confidence(item),
+                            seconds=item.result.seconds)
+            yield Frame(live_html(done.ids, done.committed, done.confidence, label),
+                        f"done: NFE {meta['nfe']}, {meta['answer_tokens']} answer tokens in {item.result.seconds:.2f} s "
+                        f"= {item.tokens_per_second:.1f} tokens/s", outcome=item)
+    except DecodeCancelled:
+        where = f"after step {last.step} ({int(last.committed.sum())} of {gen} committed)" if last else "at the start"
+        yield Frame(live_html(last.ids, last.committed, last.confidence, label) if last else "",
+                    f"cancelled {where}; the views keep the previous trace")
+    except ValueError as err:
+        raise gr.Error(f"The decode was refused: {err}.") from None
+
+
+def _final_confidence(outcome: DecodeOutcome) -> np.ndarray:
+    """Commit confidences from the trace (the live frames may have skipped steps); early-stop fills are NaN."""
+    return commit_confidence(outcome.trace)
+
+
+def summary(outcome: DecodeOutcome) -> dict:
+    """The numbers a user (or an API caller) wants from a decode."""
+    meta = outcome.trace.meta
+    return {"answer": outcome.answer, "model": meta["model"], "rule": meta["strategy"], "params": meta["params"],
+            "nfe": meta["nfe"], "gen_length": meta["gen_length"], "block_length": meta["block_length"],
+            "answer_tokens": meta["answer_tokens"], "seconds": round(outcome.result.seconds, 4),
+            "tokens_per_second": round(outcome.tokens_per_second, 3), "seed": meta["seed"]}
+
+
+def decode_once(model_name: str, request: DecodeRequest) -> DecodeOutcome:
+    """A whole decode without streaming (compare, sweep, the /decode API)."""
+    model = get_model(model_name)
+    try:
+        return decode(model, request)
+    except ValueError as err:
+        raise gr.Error(f"The decode was refused: {err}.") from None
+
+
+def require_trace(trace: Trace | None) -> Trace:
+    if trace is None:
+        raise gr.Error("There is no trace yet: decode a prompt or import a trace file first.")
+    return trace
+
+
+def import_trace(path: str | None) -> Trace:
+    """Read an uploaded trace file (size-capped, JSON data only)."""
+    if not path:
+        raise gr.Error("No file was uploaded: pick a trace file (.json or .json.gz) exported from this app.")
+    size = Path(path).stat().st_size
+    if size > MAX_TRACE_BYTES:
+        raise gr.Error(f"The file is {size / 2**20:.1f} MB; traces up to {MAX_TRACE_BYTES // 2**20} MB are "
+                       "accepted. Export a shorter decode.")
+    try:
+        return load_trace(path, max_bytes=MAX_TRACE_BYTES)
+    except TraceFormatError as err:
+        raise gr.Error(f"This file is not a usable decoding trace: {err}. Upload a trace exported from this app.") \
+            from None
+
+
+def api_decode(prompt: str, model: str = "bundled", rule: str = "credit", gen_length: int = 64,
+               block_length: int = 32, steps: int = 0, tau: float = 0.9, preset: str = DEFAULT_CREDIT_PRESET,
+               alpha: float = PAPER["alpha"], beta: float = PAPER["beta"], gamma: float = PAPER["gamma"],
+               seed: int = 0) -> dict:
+    """Decode a prompt; return the answer, NFE, tokens/s and the whole trace (the engine's schema, as exported).
+    rule: fixed steps | threshold | credit | credit in fixed steps; steps = 0 means gen_length (fixed-steps rules);
+    tau = threshold τ, alpha = fusion α, beta = decay β, gamma = boost γ (preset custom; paper / dinfer /
+    parameter_free set them)."""
+    request = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
+    outcome = decode_once(model, request)
+    return {**summary(outcome), "trace": outcome.trace.to_dict()}

@@ -1,0 +1,102 @@
+"""Live decoding: the decode runs in a worker thread; an observer hands each step to the caller through a queue, and
+a per-session cancel token makes the observer raise DecodeCancelled at the next step."""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from engine.decoding import DecodeCancelled, StepEvent
+from engine.models import LoadedModel
+from engine.pipeline import DecodeOutcome, DecodeRequest, decode
+
+
+class CancelToken:
+    """Per session (kept in gr.State): Cancel sets the event of the run in progress. A deep copy (gr.State copies
+    its initial value per session) is a fresh token, never a shared one."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def __deepcopy__(self, memo: dict) -> "CancelToken":
+        return CancelToken()
+
+    def start(self) -> threading.Event:
+        """A fresh event for a new run (an earlier Cancel must not stop it)."""
+        self._event = threading.Event()
+        return self._event
+
+    def cancel(self) -> None:
+        self._event.set()
+
+
+@dataclass(frozen=True)
+class LiveStep:
+    """The answer after one step, for the live view (batch row 0)."""
+
+    step: int  # 0-based forward pass
+    ids: np.ndarray  # (G,) the answer so far (mask id where still masked)
+    committed: np.ndarray  # (G,) bool: committed so far
+    confidence: np.ndarray  # (G,) float: the confidence each committed position was committed with (NaN if masked)
+    seconds: float  # since the decode started
+
+
+class _LiveObserver:
+    """Keeps the running commit mask and commit confidences; stops the decode when the cancel event is set."""
+
+    def __init__(self, gen_length: int, block_length: int, cancel: threading.Event, out: queue.Queue) -> None:
+        self.block_length, self.cancel, self.out = block_length, cancel, out
+        self.committed = np.zeros(gen_length, dtype=bool)
+        self.confidence = np.full(gen_length, np.nan)
+        self.start = time.perf_counter()
+        self.last_step = -1
+
+    def on_step(self, event: StepEvent) -> None:
+        lo = event.block * self.block_length
+        new = event.committed[0]  # (Lb,)
+        self.committed[lo:lo + self.block_length] |= new
+        self.confidence[lo:lo + self.block_length][new] = event.fused_top1_prob[0][new]
+        self.last_step = event.step
+        self.out.put(LiveStep(step=event.step, ids=event.tokens[0].copy(), committed=self.committed.copy(),
+                              confidence=self.confidence.copy(), seconds=time.perf_counter() - self.start))
+        if self.cancel.is_set():
+            raise DecodeCancelled(f"cancelled after step {event.step}")
+
+
+def stream_decode(model: LoadedModel, request: DecodeRequest,
+                  cancel: threading.Event) -> Iterator[LiveStep | DecodeOutcome]:
+    """Yield the newest LiveStep whenever one is ready (older ones are skipped when the reader is slower than the
+    model), then the DecodeOutcome. Errors of the decode (ValueError, DecodeCancelled) are raised here. Closing the
+    iterator early cancels the decode, so an abandoned run frees its slot."""
+    out: queue.Queue = queue.Queue()
+    observer = _LiveObserver(request.gen_length, request.block_length, cancel, out)
+    done = object()
+
+    def work() -> None:
+        try:
+            out.put((done, decode(model, request, observers=[observer])))
+        except BaseException as err:  # handed to the reading thread, which raises it
+            out.put((done, err))
+
+    worker = threading.Thread(target=work, name="dllm-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            while not out.empty() and isinstance(item, LiveStep):
+                item = out.get()  # skip to the newest frame
+            if isinstance(item, LiveStep):
+                yield item
+                continue
+            result = item[1]
+            if isinstance(result, BaseException):
+                raise result
+            yield result
+            return
+    finally:
+        cancel.set()
+        worker.join(timeout=30)
