@@ -37,3 +37,14 @@ def tiny_model():
     """tiny-random through the real adapter (bidirectional Llama + byte tokenizer)."""
     from engine.models import load_model
     return load_model("tiny-random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_decodes(tiny_model):
+    """Decoding Explorer: one tiny-random decode per rule (gen 32, block 16, seed 0), as the app makes them:
+    {strategy: DecodeOutcome} with self-contained traces (token strings included)."""
+    from engine.decoding import STRATEGIES
+    from engine.pipeline import DecodeRequest, decode
+    return {name: decode(tiny_model, DecodeRequest(prompt="What is the capital of France?", strategy=name,
+                                                   gen_length=32, block_length=16, steps=16 if "low" in name else None))
+            for name in STRATEGIES}
