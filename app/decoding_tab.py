@@ -32,7 +32,7 @@ def build_decoding_tab() -> None:
     model_choices, default_model = handlers.model_choices()
     knobs = _knob_defaults()
     trace_state = gr.State(None)  # the trace on screen (this session only)
-    cancel_state = gr.State(CancelToken)  # a fresh token per session
+    cancel_state = gr.State(CancelToken())  # deep-copied per session: a fresh token each
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=1, min_width=320):

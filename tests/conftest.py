@@ -48,3 +48,18 @@ def tiny_decodes(tiny_model):
     return {name: decode(tiny_model, DecodeRequest(prompt="What is the capital of France?", strategy=name,
                                                    gen_length=32, block_length=16, steps=16 if "low" in name else None))
             for name in STRATEGIES}
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """The whole demo served in this process on a free local port (as app.py serves it); closed after the run."""
+    import socket
+
+    from app.main import build_demo, launch
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = build_demo()
+    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
