@@ -9,6 +9,7 @@ import sys
 COMMANDS = [
     "engine.cli_decode",
     "engine.uds.cli",
+    "engine.bench.cli",
 ]
 
 

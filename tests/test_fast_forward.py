@@ -1,0 +1,64 @@
+"""The fast model callable (block-only logits, padded batches, CUDA-graph wrapper) gives the plain path's tokens."""
+import numpy as np
+import pytest
+import torch
+
+from engine.decoding import Credit, CreditLowConfidence, LowConfidence, Threshold, generate
+from engine.decoding.loop import cpu, cpu_many
+from engine.models.cuda_graph import StaticForward
+
+RULES = [lambda: LowConfidence(steps=32), lambda: Threshold(0.9), lambda: Credit(),
+         lambda: Credit.preset("parameter_free"), lambda: CreditLowConfidence(steps=16)]
+
+
+def _decode(model_fn, spec, ids, rule, **kw):
+    return generate(model_fn, ids, rule, gen_length=32, block_length=16, mask_id=spec.mask_id, eos_id=spec.eos_id,
+                    shift=spec.shift, **kw)
+
+
+def test_block_logits_equal_the_full_forward_rows(tiny_model):
+    ids = torch.randint(4, 200, (2, 40), generator=torch.Generator().manual_seed(1))
+    fast = StaticForward(tiny_model)
+    assert torch.equal(fast(ids), tiny_model(ids))
+    assert torch.allclose(fast.block_logits(ids, 7, 23), tiny_model(ids)[:, 7:23], atol=1e-5)
+    with pytest.raises(ValueError, match=r"block rows \[30, 50\)"):
+        fast.block_logits(ids, 30, 50)
+
+
+@pytest.mark.parametrize("make_rule", RULES)
+def test_fast_path_gives_identical_tokens_and_trace(tiny_model, make_rule):
+    ids = tiny_model.encode_prompt("What is 3 + 4?")
+    plain = _decode(tiny_model, tiny_model.spec, ids, make_rule())
+    fast = _decode(StaticForward(tiny_model), tiny_model.spec, ids, make_rule())
+    assert torch.equal(plain.tokens, fast.tokens) and plain.nfe == fast.nfe
+    assert np.array_equal(plain.commit_step, fast.commit_step)
+    for name in ("raw_top1_id", "fused_top1_id", "committed", "topk_ids"):
+        assert np.array_equal(plain.trace.arrays[name], fast.trace.arrays[name])
+
+
+def test_left_padded_batch_decodes_each_row_as_alone(tiny_model):
+    prompts = [tiny_model.encode_prompt(text)[0] for text in ("hi", "a much longer prompt than the first")]
+    width = max(len(p) for p in prompts)
+    ids = torch.full((2, width), tiny_model.tokenizer.pad_token_id)
+    key_mask = torch.zeros((2, width), dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):], key_mask[i, width - len(p):] = p, True
+    batch = _decode(StaticForward(tiny_model, key_mask=key_mask), tiny_model.spec, ids, Threshold(0.9))
+    for i, p in enumerate(prompts):
+        alone = _decode(tiny_model, tiny_model.spec, p[None], Threshold(0.9))
+        assert torch.equal(alone.tokens[0], batch.tokens[i])
+
+
+def test_graphs_refused_on_cpu(tiny_model):
+    from engine.models.cuda_graph import GraphCache
+
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA model"):
+        StaticForward(tiny_model, graphs=GraphCache.__new__(GraphCache))
+
+
+def test_cpu_many_copies_without_aliasing():
+    state = torch.arange(6).reshape(2, 3)
+    copies = cpu_many({"a": (state, np.int64), "b": (state > 2, bool)})
+    state += 100
+    assert copies["a"].tolist() == [[0, 1, 2], [3, 4, 5]] and copies["b"].dtype == bool
+    assert np.array_equal(cpu(state), state.numpy())
