@@ -6,7 +6,6 @@ pip-installed); its sha256 must then match, like any other copy.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import importlib.util
@@ -62,8 +61,7 @@ def load_smollm_tokenizer():
     return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
 
 
-@functools.lru_cache(maxsize=2)
-def _load_cached(device: str, dtype: torch.dtype) -> torch.nn.Module:
+def _load(device: str, dtype: torch.dtype) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 
     path = gguf_path()
@@ -72,15 +70,18 @@ def _load_cached(device: str, dtype: torch.dtype) -> torch.nn.Module:
     return model.to(device=device, dtype=dtype).eval()
 
 
+_load_cached = functools.lru_cache(maxsize=2)(_load)
+
+
 def load_smollm(device: str | torch.device | None = None, dtype: torch.dtype | None = None,
                 private: bool = False):
     """(model, tokenizer): the causal SmolLM2-135M-Instruct, cached per (device, dtype).
 
-    The cached model is shared by every caller in the process: pass `private=True` for a deep copy that you may
-    train or modify (LoRA, make_bidirectional) without touching anyone else's.
+    The cached model is shared by every caller in the process: pass `private=True` for a fresh, uncached copy that
+    you may train or modify (LoRA, make_bidirectional) without touching anyone else's.
     """
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
                                                                            else "cpu")
     dtype = dtype if dtype is not None else (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    model = _load_cached(str(device), dtype)
-    return (copy.deepcopy(model) if private else model), load_smollm_tokenizer()
+    model = _load(str(device), dtype) if private else _load_cached(str(device), dtype)
+    return model, load_smollm_tokenizer()

@@ -1,0 +1,44 @@
+"""`python -m engine train-bundled`: run the bundled dLLM's whole recipe (GPU) or its smoke configuration (CPU)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+NAME = "train-bundled"
+
+
+def add_parser(subparsers) -> str:
+    p = subparsers.add_parser(NAME, help="build data, train and evaluate the bundled diffusion LLM")
+    p.add_argument("--out", required=True, help="folder for the weights, eval table and recipe log")
+    p.add_argument("--smoke", action="store_true", help="tiny random model, a few steps (CPU, seconds)")
+    p.add_argument("--train-seconds", type=float, default=None, help="optimisation time budget")
+    p.add_argument("--device", default=None, help="cuda or cpu; default cuda when present")
+    p.add_argument("--seed", type=int, default=None)
+    return NAME
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.bundled.config import RecipeConfig, smoke_config
+    from engine.bundled.recipe import run_recipe
+
+    config = smoke_config() if args.smoke else RecipeConfig()
+    if args.train_seconds is not None:
+        config = replace(config, train_seconds=args.train_seconds)
+    if args.seed is not None:
+        config = replace(config, seed=args.seed)
+    run_recipe(config, Path(args.out), device=args.device)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run without the engine CLI's other commands (the GPU machine needs only this one)."""
+    parser = argparse.ArgumentParser(prog="python -m engine.bundled.cli_train")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_parser(subparsers)
+    return run(parser.parse_args([NAME, *(argv if argv is not None else sys.argv[1:])]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Low-rank adapters on every projection, plus trainable norms and mask embedding: train, save, merge.
+
+What ships is exactly what trains: A and B of each adapter, every RMSNorm weight, and the embedding row of the mask
+token (an unused special token whose pretrained vector means nothing to the new task). At load the adapters are
+merged into the base weights (W + scale * B @ A), so the bundled model runs at the base model's speed.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # all 7 Llama projections
+MASK_ROW_KEY = "mask_embedding"  # the mask token's embedding row, (hidden,)
+
+
+class LoRALinear(nn.Module):
+    """base(x) + scale * B(A(x)); B starts at zero so training starts from the base model exactly."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.base = base
+        self.scale = alpha / rank
+        bound = 1.0 / math.sqrt(base.in_features)
+        a = (torch.rand(rank, base.in_features, generator=generator) * 2 - 1) * bound  # (r, in)
+        self.lora_A = nn.Parameter(a.to(base.weight.device))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device))  # (out, r)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        update = (x.to(self.lora_A.dtype) @ self.lora_A.T) @ self.lora_B.T  # (..., out)
+        return self.base(x) + (self.scale * update).to(x.dtype)
+
+
+def _adapted_linears(model: nn.Module):
+    for name, module in model.named_modules():
+        for target in TARGETS:
+            child = getattr(module, target, None)
+            if isinstance(child, (nn.Linear, LoRALinear)):
+                yield f"{name}.{target}" if name else target, module, target, child
+
+
+def add_lora(model: nn.Module, rank: int, alpha: float, mask_id: int, seed: int) -> list[nn.Parameter]:
+    """Freeze the model, wrap every projection in an adapter, unfreeze norms and the mask row; return the
+    trainable parameters. The embedding (tied to the output head) gets a gradient only in the mask row."""
+    generator = torch.Generator().manual_seed(seed)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    trainable: list[nn.Parameter] = []
+    for _, parent, target, linear in list(_adapted_linears(model)):
+        adapter = LoRALinear(linear, rank, alpha, generator)
+        setattr(parent, target, adapter)
+        trainable += [adapter.lora_A, adapter.lora_B]
+    for name, parameter in model.named_parameters():
+        if name.endswith("norm.weight"):
+            parameter.requires_grad_(True)
+            trainable.append(parameter)
+    embedding = model.get_input_embeddings().weight
+    embedding.requires_grad_(True)
+    row = torch.zeros(embedding.shape[0], 1, device=embedding.device, dtype=embedding.dtype)  # (V, 1)
+    row[mask_id] = 1.0
+    embedding.register_hook(lambda grad: grad * row)
+    trainable.append(embedding)
+    return trainable
+
+
+def adapter_state(model: nn.Module, mask_id: int) -> dict[str, torch.Tensor]:
+    """The shipped tensors, in bfloat16 on the CPU: adapters, norms, the mask embedding row."""
+    state: dict[str, torch.Tensor] = {}
+    for name, _, _, module in _adapted_linears(model):
+        if isinstance(module, LoRALinear):
+            state[f"{name}.lora_A"] = module.lora_A.detach()
+            state[f"{name}.lora_B"] = module.lora_B.detach()
+    for name, parameter in model.named_parameters():
+        if name.endswith("norm.weight"):
+            state[name] = parameter.detach()
+    state[MASK_ROW_KEY] = model.get_input_embeddings().weight.detach()[mask_id]
+    return {key: value.to("cpu", torch.bfloat16).contiguous() for key, value in state.items()}
+
+
+@torch.no_grad()
+def merge_adapter(model: nn.Module, state: dict[str, torch.Tensor], scale: float, mask_id: int) -> nn.Module:
+    """Fold a saved adapter into a plain (unwrapped) base model in place; a ValueError names any missing tensor."""
+    names = {name for name, _, _, _ in _adapted_linears(model)}
+    expected = {f"{n}.{part}" for n in names for part in ("lora_A", "lora_B")}
+    expected |= {name for name, _ in model.named_parameters() if name.endswith("norm.weight")} | {MASK_ROW_KEY}
+    missing = sorted(expected - set(state))
+    if missing:
+        raise ValueError(f"the weights file lacks {len(missing)} tensors (e.g. {missing[0]!r}); it does not match "
+                         "this base model: re-download or rebuild it with `python -m engine.bundled.recipe`")
+    for name, _, _, linear in _adapted_linears(model):
+        a, b = state[f"{name}.lora_A"].float(), state[f"{name}.lora_B"].float()  # (r, in), (out, r)
+        linear.weight += (scale * (b @ a)).to(linear.weight.dtype)
+    parameters = dict(model.named_parameters())
+    for name, value in state.items():
+        if name.endswith("norm.weight"):
+            parameters[name].copy_(value.to(parameters[name].dtype))
+    embedding = model.get_input_embeddings().weight
+    embedding[mask_id] = state[MASK_ROW_KEY].to(embedding.dtype)
+    return model
+
+
+def unwrap_lora(model: nn.Module) -> nn.Module:
+    """Merge live adapters into their base linears and put the plain linears back (after training, for eval)."""
+    with torch.no_grad():
+        for _, parent, target, module in list(_adapted_linears(model)):
+            if isinstance(module, LoRALinear):
+                module.base.weight += (module.scale * (module.lora_B @ module.lora_A)).to(module.base.weight.dtype)
+                setattr(parent, target, module.base)
+    return model
