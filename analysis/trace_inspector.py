@@ -49,9 +49,11 @@ def inspector_figure(trace: Trace, position: int) -> go.Figure:
         fig.add_hline(y=tau, line_dash="dot", line_color=colors.NEUTRAL, annotation_text=f"τ = {tau:g}",
                       row=1, col=1)
     commit, stable = int(arrays["commit_step"][0, position]), int(arrays["stable_step"][0, position])
-    for step, label, color in ((stable, "stable since", colors.STABLE), (commit, "committed", colors.COMMIT)):
+    for step, label, color, side in ((stable, "stable since", colors.STABLE, "top left"),
+                                     (commit, "committed", colors.COMMIT, "top right")):
         if step >= 0:
-            fig.add_vline(x=step, line_dash="dot", line_color=color, annotation_text=label)
+            fig.add_vline(x=step, line_dash="dot", line_color=color, annotation_text=label,
+                          annotation_position=side)
     final = token_label(trace, int(arrays["tokens"][0, position]))
     forced = " · committed because of credit" if credit_forced(trace)[position] else ""
     fig.update_yaxes(title_text="probability", range=[0, 1.05], row=1, col=1)

@@ -36,7 +36,7 @@ def build_decoding_tab() -> None:
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            model = gr.Dropdown(model_choices, value=default_model, label="model")
+            model = gr.Dropdown(model_choices, value=default_model, label="model", elem_id="dllm-model")
             prompt = gr.Textbox(label="prompt", value=EXAMPLES[0], lines=3, max_lines=8,
                                 max_length=handlers.MAX_PROMPT_CHARS, elem_id="dllm-prompt")
             gr.Examples([[e] for e in EXAMPLES], inputs=[prompt], label="examples")

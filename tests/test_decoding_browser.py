@@ -1,0 +1,61 @@
+"""End to end in Debian Chromium: decode a prompt in the page, scrub to a step, check the heatmap and the token
+inspector render. Screenshots go to tests/artifacts/ (ignored by git)."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian chromium is not installed: apt-get install -y chromium")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_sync.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1600})
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.goto(app_url)
+        tab.wait_for_selector("#dllm-decode")
+        yield tab
+        browser.close()
+
+
+def set_number(page, elem_id: str, value: int) -> None:
+    """Type into a slider's / number's input box and commit it, as a user would."""
+    box = page.locator(f"#{elem_id} input[type=number]").first
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_decode_scrub_and_inspect_in_the_page(page):
+    page.locator("#dllm-model input").click()
+    page.get_by_role("option", name="tiny-random", exact=True).click()
+    page.locator("#dllm-decode").click()
+    page.wait_for_function("document.querySelector('#dllm-status').innerText.startsWith('done')")
+    status = page.locator("#dllm-status").inner_text()
+    nfe = int(status.split("NFE ")[1].split(",")[0])
+    assert page.locator("#dllm-live span[title]").count() == 64  # one token box per answer position
+    page.wait_for_selector("#dllm-heatmap .heatmaplayer")
+    assert "page 1 of 1" in page.locator("#dllm-heatmap .gtitle").text_content()
+    page.screenshot(path=str(ARTIFACTS / "decoding_explorer.png"), full_page=True)
+
+    page.get_by_role("tab", name="Scrub").click()
+    set_number(page, "dllm-step", 3)
+    page.wait_for_function("document.querySelector('#dllm-scrub').innerText.includes('after step 3 of')")
+    assert f"after step 3 of {nfe - 1}" in page.locator("#dllm-scrub").inner_text()
+
+    page.get_by_role("tab", name="Inspect token").click()
+    set_number(page, "dllm-position", 5)
+    page.wait_for_function("(document.querySelector('#dllm-inspector .gtitle') || {}).textContent?.includes("
+                           "'position 5')")
+    assert page.locator("#dllm-inspector .scatterlayer .trace").count() >= 2  # raw p and fused ŝ lines
+    page.screenshot(path=str(ARTIFACTS / "decoding_explorer_inspector.png"), full_page=True)
