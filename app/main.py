@@ -2,6 +2,7 @@
 import gradio as gr
 
 from app.decoding_tab import build_decoding_tab
+from app.selection_tab import build_selection_tab
 
 
 def build_demo() -> gr.Blocks:
@@ -9,6 +10,8 @@ def build_demo() -> gr.Blocks:
         gr.Markdown("# dLLM Decoding Explorer & UDS Selection Lab\nThe tabs are being built.")
         with gr.Tab("Decoding Explorer"):
             build_decoding_tab()
+        with gr.Tab("Selection Lab"):
+            build_selection_tab()
     return demo
 
 
