@@ -75,7 +75,8 @@ def topk_table(trace: Trace, position: int) -> pd.DataFrame:
                                                     else "done")
         row = {"step": step, "state": state,
                "credit": round(float(trace.arrays["credit_top1"][step, 0, slot]), 4)}
-        pairs = zip(trace.arrays["topk_ids"][step, 0, slot].tolist(), trace.arrays["topk_probs"][step, 0, slot].tolist())
+        pairs = zip(trace.arrays["topk_ids"][step, 0, slot].tolist(),
+                    trace.arrays["topk_probs"][step, 0, slot].tolist())
         for rank, (token, prob) in enumerate(pairs, start=1):
             row[f"top-{rank}"] = f"{token_label(trace, token)} ({prob:.3f})"
         rows.append(row)

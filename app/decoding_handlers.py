@@ -144,8 +144,8 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken) -
                             committed=np.ones(gen, dtype=bool), confidence=_final_confidence(item),
                             seconds=item.result.seconds)
             yield Frame(live_html(done.ids, done.committed, done.confidence, label),
-                        f"done: NFE {meta['nfe']}, {meta['answer_tokens']} answer tokens in {item.result.seconds:.2f} s "
-                        f"= {item.tokens_per_second:.1f} tokens/s", outcome=item)
+                        f"done: NFE {meta['nfe']}, {meta['answer_tokens']} answer tokens in "
+                        f"{item.result.seconds:.2f} s = {item.tokens_per_second:.1f} tokens/s", outcome=item)
     except DecodeCancelled:
         where = f"after step {last.step} ({int(last.committed.sum())} of {gen} committed)" if last else "at the start"
         yield Frame(live_html(last.ids, last.committed, last.confidence, label) if last else "",

@@ -13,9 +13,10 @@ from app.streaming import CancelToken
 from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET
 from engine.pipeline import PRESETS
 
-EXAMPLES = ["What is the capital of France?", "Write a short poem about the sea.", "Give three tips for learning to code.",
-            "Explain what a diffusion language model is in one sentence."]
-MODEL_JOBS = "dllm-model"  # events that run the model share one queue slot (one model job at a time)
+EXAMPLES = ["What is the capital of France?", "Write a short poem about the sea.",
+            "Give three tips for learning to code.", "Explain what a diffusion language model is in one sentence."]
+MODEL_JOBS = "dllm-model"  # events that run the model share these queue slots
+MODEL_SLOTS = 1  # one model job at a time: a decode uses every core of a 2-core CPU, and the whole GPU
 STEP_RULES = ("fixed steps", "credit in fixed steps")
 CREDIT_RULES = ("credit", "credit in fixed steps")
 INTRO = ("Watch a diffusion LLM fill in its answer, see what it believed at every step before committing each "
@@ -49,8 +50,8 @@ def build_decoding_tab() -> None:
                               info="0 = gen_length (one token per step); a multiple of the number of blocks")
             tau = gr.Slider(0.05, 1.0, value=0.9, step=0.01, label=colors.KNOB_LABELS["threshold"])
             preset = gr.Radio(list(PRESETS), value=DEFAULT_CREDIT_PRESET, label="credit preset",
-                              info="paper (default): α .65 β .7 γ .2 · dinfer: α .7 β .8 γ .2 · parameter_free: "
-                                   "α_k = β_k = 1 - mask ratio, γ = 1")
+                              info="paper (default): α .65 β .7 γ .2 · dinfer: α .7 β .8 γ .2 · "
+                                   "parameter_free: α_k = β_k = 1 - mask ratio, γ = 1")
             alpha = gr.Slider(0.0, 5.0, value=knobs["alpha"], step=0.05, label=colors.KNOB_LABELS["alpha"])
             beta = gr.Slider(0.0, 1.0, value=knobs["beta"], step=0.05, label=colors.KNOB_LABELS["beta"])
             gamma = gr.Slider(0.0, 1.0, value=knobs["gamma"], step=0.05, label=colors.KNOB_LABELS["gamma"])
@@ -156,12 +157,13 @@ def build_decoding_tab() -> None:
     live_outputs = [live, status, answer, stats, trace_state]
     decoding = gr.on([decode_button.click, prompt.submit], live_decode,
                      inputs=[model, prompt, cancel_state, *knob_inputs], outputs=live_outputs,
-                     api_name="decode_live", concurrency_id=MODEL_JOBS, concurrency_limit=1)
+                     api_name="decode_live", concurrency_id=MODEL_JOBS, concurrency_limit=MODEL_SLOTS)
     decoding.success(show_views, [trace_state, metric, position], view_outputs, api_name="render_views")
     cancel_button.click(lambda token: token.cancel(), [cancel_state], None, api_name="cancel",
                         concurrency_limit=None)
     retuning = gr.on([alpha.release, beta.release], retune, inputs=[auto, model, prompt, cancel_state, *knob_inputs],
-                     outputs=[preset, *live_outputs], api_name="retune", concurrency_id=MODEL_JOBS)
+                     outputs=[preset, *live_outputs], api_name="retune", concurrency_id=MODEL_JOBS,
+                     concurrency_limit=MODEL_SLOTS)
     retuning.success(show_views, [trace_state, metric, position], view_outputs, api_name="render_views_retuned")
     preset.change(on_preset, [preset], [alpha, beta, gamma], api_name="preset")
     rule.change(on_rule, [rule], [steps, tau, preset, alpha, beta, gamma], api_name="rule_knobs")
@@ -170,12 +172,13 @@ def build_decoding_tab() -> None:
     position.change(views.inspect, [trace_state, position], [inspector, topk], api_name="inspect",
                     trigger_mode="always_last")
     compare_button.click(experiments.compare, [model, prompt, compare_rules, *knob_inputs[1:]],
-                         [compare_table, compare_plot], api_name="compare", concurrency_id=MODEL_JOBS)
+                         [compare_table, compare_plot], api_name="compare", concurrency_id=MODEL_JOBS,
+                         concurrency_limit=MODEL_SLOTS)
     sweep_knob.change(lambda knob: experiments.DEFAULT_GRIDS[knob], [sweep_knob], [sweep_grid], api_name="sweep_grid")
     sweep_button.click(experiments.sweep, [model, prompt, sweep_knob, sweep_grid, gen_length, block_length, tau, alpha,
                                            beta, gamma, seed], [sweep_table, sweep_plot], api_name="sweep",
-                       concurrency_id=MODEL_JOBS)
+                       concurrency_id=MODEL_JOBS, concurrency_limit=MODEL_SLOTS)
     export_button.click(export, [trace_state], [exported], api_name="export_trace")
     importing = uploaded.upload(handlers.import_trace, [uploaded], [trace_state], api_name="import_trace")
     importing.success(show_views, [trace_state, metric, position], view_outputs, api_name="render_views_imported")
-    gr.api(handlers.api_decode, api_name="decode", concurrency_id=MODEL_JOBS)
+    gr.api(handlers.api_decode, api_name="decode", concurrency_id=MODEL_JOBS, concurrency_limit=MODEL_SLOTS)
