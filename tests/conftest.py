@@ -40,6 +40,27 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def smollm2_causal():
+    """(model, tokenizer): the real causal SmolLM2-135M-Instruct from the GGUF, loaded once, shared read-only."""
+    from engine.models.smollm import load_smollm
+    return load_smollm("cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm():
+    """(model, tokenizer): a causal toy-width Llama with the byte tokenizer, for the Selection Lab loop tests."""
+    from engine.uds.models import tiny_causal
+    return tiny_causal("cpu")
+
+
+@pytest.fixture(scope="session")
+def bundled_uds_dataset():
+    """The Selection Lab's bundled mixture (chatterbot + mathematics-dataset + HumanEval) with its held-out split."""
+    from engine.uds.data import bundled_dataset
+    return bundled_dataset()
+
+
+@pytest.fixture(scope="session")
 def tiny_decodes(tiny_model):
     """Decoding Explorer: one tiny-random decode per rule (gen 32, block 16, seed 0), as the app makes them:
     {strategy: DecodeOutcome} with self-contained traces (token strings included)."""
@@ -48,6 +69,26 @@ def tiny_decodes(tiny_model):
     return {name: decode(tiny_model, DecodeRequest(prompt="What is the capital of France?", strategy=name,
                                                    gen_length=32, block_length=16, steps=16 if "low" in name else None))
             for name in STRATEGIES}
+
+
+@pytest.fixture(scope="session")
+def uds_runlogs(tiny_causal_lm, bundled_uds_dataset):
+    """Selection Lab: three short real runs (UDS, Random, Full) of the toy causal Llama on the bundled mixture,
+    same seed: {selector: RunLog}. 12 steps of B = 8, K = 2, so the buffer map has enough points for UMAP."""
+    from engine.uds.config import SelectionConfig, TrainConfig
+    from engine.uds.loop import run_selection
+    model, tokenizer = tiny_causal_lm
+    train = TrainConfig(steps=12, cutoff=128, eval_items=6, snapshot_every=4, seed=21)
+    return {name: run_selection(model, tokenizer, bundled_uds_dataset, SelectionConfig(selector=name, batch=8, keep=2),
+                                train, model_name="tiny-random")
+            for name in ("uds", "random", "full")}
+
+
+@pytest.fixture(scope="session")
+def uds_buffer_map(uds_runlogs):
+    """The UDS run's buffer map (UMAP, fitted once: the first fit in a process compiles for seconds)."""
+    from analysis.buffer_map import build_buffer_map
+    return build_buffer_map(uds_runlogs["uds"])
 
 
 @pytest.fixture(scope="session")

@@ -30,25 +30,32 @@ class Batch:
         return Batch(*(t[keep, :n] for t in (self.ids, self.attention, self.prompt, self.labels)))
 
 
-def _ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
-    return list(out["input_ids"] if hasattr(out, "keys") else out)
+def _text(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def _tokens(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def encode(tokenizer: Any, sample: Sample, cutoff: int) -> Encoded:
-    """Chat-template the sample; the prompt part is the template up to and including the assistant header."""
+    """Chat-template the sample. The prompt (up to and including the assistant header) and the rest are tokenised
+    separately, so training sees the same prompt ids that generation starts from (BPE would otherwise merge the
+    header's newline with a response's leading spaces)."""
     user = [{"role": "user", "content": sample.prompt}]
-    prompt_ids = _ids(tokenizer, user, add_generation_prompt=True)
-    full = _ids(tokenizer, user + [{"role": "assistant", "content": sample.response}], add_generation_prompt=False)
-    if full[: len(prompt_ids)] != prompt_ids:
+    prompt_text = _text(tokenizer, user, add_generation_prompt=True)
+    full_text = _text(tokenizer, user + [{"role": "assistant", "content": sample.response}], False)
+    if not full_text.startswith(prompt_text):
         raise ValueError(f"the tokenizer's chat template does not extend the prompt with the response for sample "
                          f"{sample.sample_id!r}; a template with a prompt prefix is needed")
+    prompt_ids = _tokens(tokenizer, prompt_text)
+    full = prompt_ids + _tokens(tokenizer, full_text[len(prompt_text):])
     return Encoded(sample=sample, ids=tuple(full[:cutoff]), prompt_len=min(len(prompt_ids), cutoff),
                    truncated=len(full) > cutoff)
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
-    return _ids(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True)
+    return _tokens(tokenizer, _text(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True))
 
 
 def collate(items: Sequence[Encoded], pad_id: int) -> Batch:

@@ -44,7 +44,7 @@ class Dataset:
                              f"non-empty prompt and response")
 
 
-def bundled_samples(n_chat: int = 240, n_maths_per_module: int = 30, n_code: int = 64, seed: int = 0) -> list[Sample]:
+def bundled_samples(n_chat: int = 240, n_maths_per_module: int = 30, n_code: int = 32, seed: int = 0) -> list[Sample]:
     """The mixture: chatterbot first-turn -> reply pairs by category, maths Q -> A by module, HumanEval prompt ->
     canonical solution. Deterministic for a seed."""
     rng = np.random.default_rng(seed)
