@@ -66,12 +66,19 @@ def model_choices() -> tuple[list[tuple[str, str]], str]:
     return choices, "bundled" if model_refusal("bundled") is None else "tiny-random"
 
 
-def get_model(name: str) -> LoadedModel:
+def check_model(name: str) -> str:
+    """Refuse, with the reason, a model that is not on the list or cannot run here (before anything is loaded)."""
     if name not in ("bundled", "tiny-random", *HUB_MODELS):
         raise gr.Error(f"Model {name!r} is not allowed; pick one from the list.")
     reason = model_refusal(name)
     if reason:
         raise gr.Error(f"Model {name!r} cannot run here: {reason}.")
+    return name
+
+
+def get_model(name: str) -> LoadedModel:
+    """The shared, read-only model (loaded on first use, once per process)."""
+    check_model(name)
     with _MODEL_LOCK:
         try:
             return load_model(name)
@@ -124,14 +131,17 @@ def _status(step: LiveStep, gen_length: int) -> str:
 
 def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken) -> Iterator[Frame]:
     """Stream a decode: a first frame with every position masked, one frame per step the reader keeps up with, and
-    a last frame carrying the outcome. Cancel ends the stream with a 'cancelled' frame (no outcome)."""
-    model = get_model(model_name)
-    cancel = token.start()
-    label = _labeller(model)
+    a last frame carrying the outcome. Cancel ends the stream with a 'cancelled' frame (no outcome). The first frame
+    comes before the model is loaded, so the page answers at once even on the first click after a start."""
+    check_model(model_name)
+    cancel = token.start()  # before the model loads: a Cancel during the load stops the decode at its first step
     gen = request.gen_length
-    empty = np.zeros(gen, dtype=bool)
-    yield Frame(live_html(np.full(gen, model.spec.mask_id), empty, np.full(gen, np.nan), label),
-                f"decoding with {colors.rule_label(request.strategy)}: {gen} positions masked")
+    masked = np.zeros(gen, dtype=bool)
+    yield Frame(live_html(np.zeros(gen, dtype=np.int64), masked, np.full(gen, np.nan), str),
+                f"{colors.rule_label(request.strategy)}: {gen} positions masked; loading {model_name} (first use "
+                "only) and reading the prompt")
+    model = get_model(model_name)
+    label = _labeller(model)
     last: LiveStep | None = None
     try:
         for item in stream_decode(model, request, cancel):
