@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +31,7 @@ MAX_PROMPT_CHARS = 2000  # longer prompts are refused before tokenising
 MAX_TRACE_BYTES = 50 * 2**20  # upload cap for trace files
 GEN_LENGTHS = (32, 64, 128, 256, 512, 1024)
 BLOCK_LENGTHS = (8, 16, 32, 64)
+MIN_FRAME_SECONDS = 0.1  # at most ~10 live frames a second reach the page; the last frame always does
 MAX_COMPARE = 3
 MAX_SWEEP_POINTS = 8
 PAPER = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]  # the default credit knobs
@@ -143,11 +145,14 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken) -
     model = get_model(model_name)
     label = _labeller(model)
     last: LiveStep | None = None
+    shown_at = 0.0
     try:
         for item in stream_decode(model, request, cancel):
             if isinstance(item, LiveStep):
                 last = item
-                yield Frame(live_html(item.ids, item.committed, item.confidence, label), _status(item, gen))
+                if time.perf_counter() - shown_at >= MIN_FRAME_SECONDS:
+                    shown_at = time.perf_counter()
+                    yield Frame(live_html(item.ids, item.committed, item.confidence, label), _status(item, gen))
                 continue
             meta = item.trace.meta
             done = LiveStep(step=meta["nfe"] - 1, ids=item.trace.arrays["tokens"][0],
