@@ -120,8 +120,9 @@ def summary_markdown(log: RunLog) -> str:
     lines = [
         f"**{selector_label(s['selector'])}** ({s['mode_label']}), {s['status']}: {s['steps']} steps, "
         f"K = {s['keep']} of B = {s['batch']}, α = {s['alpha']:g}, {s['seconds']:.1f} s.",
-        f"Final training loss {_fmt(s['final_train_loss'])}; held-out loss {_fmt(s['eval_loss'])}; maths exact "
-        f"answers {_fmt(s['maths_accuracy'], pct=True)} of {s['n_maths']}.",
+        f"Final training loss {_fmt(s['final_train_loss'])}; held-out loss {_fmt(s['eval_loss'])}; "
+        + (f"maths exact answers {_fmt(s['maths_accuracy'], pct=True)} of {s['n_maths']}." if s["n_maths"]
+           else "no maths items were held out."),
         f"Mean s_intra: selected {_fmt(s['mean_s_intra_selected'])} vs rejected {_fmt(s['mean_s_intra_rejected'])}. "
         f"Categories selected: {s['categories_selected']} of {s['categories_seen']} seen.",
         f"Scale check: α·s_inter changed the top-K in {s['steps_changed_by_diversity']} of {s['steps_compared']} "

@@ -69,7 +69,7 @@ def _controls() -> dict[str, Any]:
         c["answer_col"] = gr.Textbox("", label="exact answer column (optional)")
     c["selector"] = gr.Dropdown(list(SELECTOR_CHOICES), value=next(iter(SELECTOR_CHOICES)), label="Selector")
     with gr.Row():
-        c["steps"] = gr.Number(24, label="steps", precision=0, minimum=1, maximum=2000)
+        c["steps"] = gr.Number(24, label="steps", precision=0, minimum=1, maximum=2000, elem_id="uds-steps")
         c["seed"] = gr.Number(21, label="seed", precision=0)
     with gr.Row():
         c["batch"] = gr.Number(8, label="B (candidates per step)", precision=0, minimum=1, maximum=64)
@@ -77,26 +77,30 @@ def _controls() -> dict[str, Any]:
     c["alpha"] = gr.Number(2.5e-3, label="α: weight of s_inter in s = s_intra + α·s_inter", minimum=0)
     c["lora"] = gr.Checkbox(True, label="LoRA (r 8, all 7 projections); off = full fine-tuning")
     with gr.Accordion("Model and evaluation", open=False):
-        c["model"] = gr.Dropdown(list(MODEL_CHOICES), value=next(iter(MODEL_CHOICES)), label="Model")
+        c["model"] = gr.Dropdown(list(MODEL_CHOICES), value=next(iter(MODEL_CHOICES)), label="Model",
+                                 elem_id="uds-model")
         with gr.Row():
-            c["cutoff"] = gr.Number(256, label="cut-off (tokens)", precision=0, minimum=8, maximum=512)
-            c["eval_items"] = gr.Number(24, label="held-out items", precision=0, minimum=0, maximum=200)
+            c["cutoff"] = gr.Number(256, label="cut-off (tokens)", precision=0, minimum=8, maximum=512,
+                                    elem_id="uds-cutoff")
+            c["eval_items"] = gr.Number(24, label="held-out items", precision=0, minimum=0, maximum=200,
+                                        elem_id="uds-eval-items")
     with gr.Row():
-        c["run"] = gr.Button("Run selection", variant="primary")
-        c["cancel"] = gr.Button("Cancel", variant="stop")
-    c["status"] = gr.Markdown("")
+        c["run"] = gr.Button("Run selection", variant="primary", elem_id="uds-run")
+        c["cancel"] = gr.Button("Cancel", variant="stop", elem_id="uds-cancel")
+    c["status"] = gr.Markdown("", elem_id="uds-status")
     c["runs"] = gr.Dropdown([], label="Runs in this session", interactive=True)
     with gr.Row():
-        c["export"] = gr.Button("Export selected (JSONL)", size="sm")
-        c["download"] = gr.Button("Download run log", size="sm")
-    c["file"] = gr.File(label="Download", interactive=False)
+        c["export"] = gr.Button("Export selected (JSONL)", size="sm", elem_id="uds-export")
+        c["download"] = gr.Button("Download run log", size="sm", elem_id="uds-download")
+    c["file"] = gr.File(label="Download", interactive=False, elem_id="uds-file")
     c["runlog_upload"] = gr.File(label="Load a saved run log (.zip)", file_types=[".zip"], type="filepath")
     return c
 
 
 def _views() -> dict[str, Any]:
     v: dict[str, Any] = {}
-    v["summary"] = gr.Markdown("_No run yet: press **Run selection**, or load a saved run log._")
+    v["summary"] = gr.Markdown("_No run yet: press **Run selection**, or load a saved run log._",
+                               elem_id="uds-summary")
     with gr.Tabs():
         with gr.Tab("Buffer map"):
             with gr.Row():
@@ -124,16 +128,19 @@ def _views() -> dict[str, Any]:
             v["comparison_table"] = gr.Dataframe(interactive=False, label="runs kept in this session")
     gr.Markdown("#### Inspect a candidate")
     with gr.Row():
-        v["pick_step"] = gr.Number(None, label="step", precision=0, minimum=0)
-        v["pick_position"] = gr.Number(None, label="position", precision=0, minimum=0)
+        v["pick_step"] = gr.Number(None, label="step", precision=0, minimum=0, elem_id="uds-pick-step")
+        v["pick_position"] = gr.Number(None, label="position", precision=0, minimum=0,
+                                       elem_id="uds-pick-position")
         v["show"] = gr.Button("Show", size="sm")
     with gr.Row():
-        with gr.Column(scale=3):
+        with gr.Column(scale=1):
             v["text"] = gr.Markdown("", elem_id="uds-detail-text")
-        with gr.Column(scale=2):
-            v["scores"] = gr.Dataframe(interactive=False, label="scores", elem_id="uds-detail-scores")
-            v["neighbours"] = gr.Dataframe(interactive=False, label="nearest buffer entries when it was scored")
-    v["strip"] = gr.Plot(show_label=False)
+        with gr.Column(scale=1):
+            v["scores"] = gr.Dataframe(interactive=False, label="scores", elem_id="uds-detail-scores",
+                                       column_widths=["60%", "40%"], max_height=360)
+            v["neighbours"] = gr.Dataframe(interactive=False, label="nearest buffer entries when it was scored",
+                                           elem_id="uds-neighbours")
+    v["strip"] = gr.Plot(show_label=False, elem_id="uds-strip")
     return v
 
 

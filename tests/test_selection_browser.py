@@ -1,0 +1,86 @@
+"""End to end in Debian Chromium: run a short selection in the Selection Lab, click a buffer-map point and a table
+row, check the detail view renders, export the selected subset. Screenshots go to tests/artifacts/ (ignored)."""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TIMEOUT_MS = 240_000
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian chromium is not installed: apt-get install -y chromium")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_sync.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        tab = browser.new_page(viewport={"width": 1500, "height": 1800}, accept_downloads=True)
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.goto(app_url)
+        tab.get_by_role("tab", name="Selection Lab").click()
+        tab.wait_for_selector("#uds-run")
+        yield tab
+        browser.close()
+
+
+def set_number(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input").first
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def detail_key(page) -> tuple[int, int]:
+    text = page.locator("#uds-detail-text").inner_text()
+    found = re.search(r"step (\d+), position (\d+)", text)
+    assert found, text
+    return int(found.group(1)), int(found.group(2))
+
+
+def test_run_inspect_and_export_in_the_page(page):
+    page.get_by_text("Model and evaluation").click()
+    page.locator("#uds-model input").click()
+    page.get_by_role("option", name=re.compile("tiny random Llama")).click()
+    set_number(page, "uds-steps", STEPS)
+    set_number(page, "uds-cutoff", 128)
+    set_number(page, "uds-eval-items", 2)
+    page.locator("#uds-run").click()
+    page.wait_for_function("document.querySelector('#uds-status').innerText.startsWith('Done:')")
+    assert f"{STEPS} steps, K = 2 of B = 8" in page.locator("#uds-summary").inner_text()
+
+    # A click on a buffer-map point opens that candidate (through the plotly_click bridge).
+    page.wait_for_selector("#uds-buffer-map .scatterlayer .trace .points path")
+    points = page.locator("#uds-buffer-map .scatterlayer .trace .points path")
+    assert points.count() >= STEPS * 2  # the buffer after the last step, plus the rejected candidates
+    points.first.click(force=True)
+    page.wait_for_function("document.querySelector('#uds-detail-text').innerText.includes('position')")
+    step, position = detail_key(page)
+    assert page.locator("#uds-pick-step input").input_value() == str(step)
+    page.wait_for_selector("#uds-strip .heatmaplayer")
+    assert "per-token strip" in page.locator("#uds-strip .gtitle").text_content()
+    page.locator("#uds-buffer-map").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "selection_lab.png"), full_page=True)
+
+    # A click on a table row opens that row's candidate.
+    page.get_by_role("tab", name="Candidates").click()
+    page.locator('#uds-table [data-testid="cell-9-2"]').click()  # row 9: step 1, position 1
+    page.wait_for_function("document.querySelector('#uds-detail-text').innerText.includes('step 1, position 1')")
+    assert detail_key(page) == (1, 1)
+
+    page.locator("#uds-export").click()
+    link = page.locator("#uds-file a").first
+    link.wait_for()
+    with page.expect_download() as download:
+        link.click()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == STEPS * 2 and all("prompt" in json.loads(line) for line in lines)
+    page.screenshot(path=str(ARTIFACTS / "selection_lab_table.png"), full_page=True)
