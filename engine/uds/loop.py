@@ -54,7 +54,7 @@ def _candidates(encoded: list[Encoded], batch: int, seed: int) -> Iterator[list[
             pending = pending[batch:]
 
 
-def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, kept: Batch, grad_clip: float) -> float:
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, kept: Batch, grad_clip: float) -> float:
     device = next(model.parameters()).device
     model.train()
     logits = model(input_ids=kept.ids.to(device), attention_mask=kept.attention.to(device).long()).logits
@@ -170,7 +170,7 @@ def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset,
             strips, strip_steps = _strips(step, items, batch, scores), strip_steps + 1
         z, scoring_seconds = scores.z.numpy(), scores.seconds
         del scores  # frees the (B, N, V) logits before the training forward
-        train_loss = _train_step(model, optimizer, batch.select(keep_idx), train.grad_clip)
+        train_loss = train_step(model, optimizer, batch.select(keep_idx), train.grad_clip)
         for item in items:
             s = item.sample
             seen.setdefault(s.sample_id, SampleRecord(s.sample_id, s.source, s.category, s.prompt, s.response,
