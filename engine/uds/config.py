@@ -57,8 +57,8 @@ class SelectionConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 24  # micro-batches (one optimizer step each); the demo default finishes in < 3 min on 2 CPU cores
-    cutoff: int = 256  # max tokens per sample (prompt + response); longer ones are truncated and counted
+    steps: int = 20  # micro-batches (one optimizer step each); the demo default finishes in < 3 min on 2 CPU cores
+    cutoff: int = 192  # max tokens per sample (prompt + response); longer ones are truncated and counted
     lr: float = 3e-4  # AdamW learning rate (released scripts: 1.5e-4 to 3e-4)
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off
