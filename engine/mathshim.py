@@ -5,10 +5,14 @@ dropped the `np.object` alias and `ndarray.itemset`. Only `mathematics_dataset.s
 shim re-exports the sympy function where the package looks for it and gives that one module a numpy namespace that
 still has both; numpy itself is left untouched for everyone else.
 
-A fourth fix is for reproducibility, not compatibility: `util.composition` draws variable names with
+Python 3.12 refuses floats in `random.randint` / `randrange` (3.11 only warned), and `numbers.round_number` passes
+whole-valued floats; every module of the package gets a `random` that turns those into ints first.
+
+A further fix is for reproducibility, not compatibility: `util.composition` draws variable names with
 `random.choice(list(a_set_of_letters))`, whose order follows PYTHONHASHSEED, and shuffles `list(a_set_of_entities)`,
 whose order follows memory addresses, so the same seed gave other questions in another process. That module gets a
-`random` whose `choice` sorts a pool of strings and whose `shuffle` sorts entities by their text first. The generators draw from three global streams (Python's,
+`random` whose `choice` sorts a pool of strings (still uniform) and whose `shuffle` sorts entities by their text
+first. The generators draw from three global streams (Python's,
 numpy's and sympy's own, which `randprime` uses); `seeded` seeds all three and restores them afterwards.
 """
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import functools
 import importlib
 import random
+import sys
 import types
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -50,11 +55,16 @@ class _Numpy1Namespace(types.ModuleType):
         return np.empty(*args, **kwargs).view(_ItemsetArray)
 
 
-class _SortedChoiceRandom(types.ModuleType):
-    """Python's `random`, except that `choice` and `shuffle` start from a canonical order of set-born pools."""
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class _DatasetRandom(types.ModuleType):
+    """Python's `random`, except that `choice` and `shuffle` start from a canonical order of set-born pools and
+    `randint` / `randrange` accept whole-valued floats."""
 
     def __init__(self, entity_type: type) -> None:
-        super().__init__("random_sorted_choice_for_mathematics_dataset")
+        super().__init__("random_for_mathematics_dataset")
         self._entity_type = entity_type
 
     def __getattr__(self, name: str) -> Any:
@@ -74,6 +84,14 @@ class _SortedChoiceRandom(types.ModuleType):
             items.sort(key=lambda entity: (entity._description, entity._child_description or ""))
         random.shuffle(items)
 
+    @staticmethod
+    def randint(low: Any, high: Any) -> int:
+        return random.randint(_whole(low), _whole(high))
+
+    @staticmethod
+    def randrange(*args: Any) -> int:
+        return random.randrange(*(_whole(arg) for arg in args))
+
 
 @functools.lru_cache(maxsize=1)
 def math_modules() -> types.ModuleType:
@@ -90,9 +108,12 @@ def math_modules() -> types.ModuleType:
     polynomials.np = _Numpy1Namespace()
     from mathematics_dataset.util import composition
 
-    composition.random = _SortedChoiceRandom(composition.Entity)
+    dataset_random = _DatasetRandom(composition.Entity)
     from mathematics_dataset.modules import modules
 
+    for name, module in list(sys.modules.items()):
+        if name.startswith("mathematics_dataset.") and getattr(module, "random", None) is random:
+            module.random = dataset_random
     return modules
 
 
