@@ -10,6 +10,8 @@ COMMANDS = [
     "engine.cli_decode",
     "engine.uds.cli",
     "engine.bench.cli",
+    "engine.bundled.cli_train",
+    "engine.bundled.cli_eval",
 ]
 
 

@@ -87,7 +87,7 @@ def merge_adapter(model: nn.Module, state: dict[str, torch.Tensor], scale: float
     missing = sorted(expected - set(state))
     if missing:
         raise ValueError(f"the weights file lacks {len(missing)} tensors (e.g. {missing[0]!r}); it does not match "
-                         "this base model: re-download or rebuild it with `python -m engine.bundled.recipe`")
+                         "this base model: re-download or rebuild it with `python -m engine train-bundled --out DIR`")
     for name, _, _, linear in _adapted_linears(model):
         a, b = state[f"{name}.lora_A"].float(), state[f"{name}.lora_B"].float()  # (r, in), (out, r)
         linear.weight += (scale * (b @ a)).to(linear.weight.dtype)

