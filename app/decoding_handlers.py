@@ -6,6 +6,7 @@ read-only; per-session data (the trace, the cancel token) lives in the caller's 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ MIN_FRAME_SECONDS = 0.1  # at most ~10 live frames a second reach the page; the 
 MAX_COMPARE = 3
 MAX_SWEEP_POINTS = 8
 PAPER = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]  # the default credit knobs
+LOG = logging.getLogger(__name__)
 _MODEL_LOCK = threading.Lock()  # two sessions asking for a model at once load it once
 
 
@@ -85,7 +87,8 @@ def get_model(name: str) -> LoadedModel:
         try:
             return load_model(name)
         except (ValueError, OSError, ImportError) as err:
-            raise gr.Error(f"Model {name!r} could not be loaded ({err}); pick another model.") from None
+            LOG.warning("model %s could not be loaded: %s", name, err)  # the details (paths) stay in the server log
+            raise gr.Error(f"Model {name!r} could not be loaded on this server; pick another model.") from None
 
 
 def make_request(prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float, preset: str,
