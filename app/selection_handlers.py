@@ -19,7 +19,7 @@ import numpy as np
 from analysis import runlog_figures, runlog_views
 from analysis.buffer_map import COLOR_BY, BufferMap, build_buffer_map, buffer_map_figure
 from analysis.projection import ProjectionConfig
-from app.selection_runs import build_configs, load_dataset, run_in_background, shared_tokenizer
+from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background, shared_tokenizer
 from engine.uds.runlog import RunLog
 
 MAX_RUNS = 6  # runs kept per session; the oldest is dropped past this (bounds memory per session)
@@ -245,16 +245,15 @@ def load_runlog_zip(state: dict[str, Any], upload: str | None) -> tuple[dict[str
 def run_events(state: dict[str, Any], selector: str, steps: float, batch: float, keep: float, alpha: float,
                lora: bool, seed: float, dataset_source: str, upload: str | None, prompt_col: str, response_col: str,
                messages_col: str, category_col: str, answer_col: str, model_label: str, cutoff: float,
-               eval_items: float, progress: Callable[..., Any]) -> Iterator[dict[str, Any]]:
+               eval_items: float, hub_id: str = "", *, progress: Callable[..., Any]) -> Iterator[dict[str, Any]]:
     """The Run button: check the controls, train in the background with progress, then every view of the new run.
 
     Yields dicts: {"status": text} while running (empty dicts as keep-alive ticks), then the views of `run_views`."""
-    from app.selection_runs import MODEL_CHOICES
-
     selection, train = build_configs(selector, steps, batch, keep, alpha, lora, seed, cutoff, eval_items)
     if model_label not in MODEL_CHOICES:
         raise gr.Error(f"Model {model_label!r} is not offered; choose one of: {', '.join(MODEL_CHOICES)}.")
-    dataset = load_dataset(dataset_source, upload, prompt_col, response_col, messages_col, category_col, answer_col)
+    dataset = load_dataset(dataset_source, upload, prompt_col, response_col, messages_col, category_col, answer_col,
+                           int(seed), hub_id)
     progress((0, train.steps), desc="starting")
     yield {"status": f"Running {selector} on {dataset.name}: {train.steps} steps, K = {selection.keep} of "
                      f"B = {selection.batch}…"}

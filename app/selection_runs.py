@@ -31,7 +31,7 @@ MODEL_CHOICES = {
     "SmolLM2-135M-Instruct (bundled GGUF)": "smollm2",
     "tiny random Llama (seconds; for trying the page)": "tiny-random",
 }
-DATASET_CHOICES = ("bundled mixture", "upload")
+DATASET_CHOICES = ("bundled mixture", "upload", "Hub dataset id")
 POLL_SECONDS = 0.3  # how often the run generator yields while the worker trains, so Cancel can close it promptly
 
 
@@ -95,20 +95,30 @@ def build_configs(selector: str, steps: float, batch: float, keep: float, alpha:
 
 
 def load_dataset(source: str, upload: str | None, prompt_col: str = "prompt", response_col: str = "response",
-                 messages_col: str = "", category_col: str = "", answer_col: str = "", seed: int = 0) -> Dataset:
-    """The bundled mixture, or an uploaded JSONL / CSV / Parquet file read with the column mapping."""
+                 messages_col: str = "", category_col: str = "", answer_col: str = "", seed: int = 0,
+                 hub_id: str = "") -> Dataset:
+    """The bundled mixture, an uploaded JSONL / CSV / Parquet file, or a Hub dataset id (online only), the last two
+    read with the column mapping."""
     if source == "bundled mixture":
         return bundled()
-    if source != "upload":
+    if source not in DATASET_CHOICES:
         raise gr.Error(f"Dataset {source!r} is not offered; choose one of {', '.join(DATASET_CHOICES)}.")
-    if not upload:
-        raise gr.Error("Dataset is set to 'upload' but no file was uploaded; upload a .jsonl, .csv or .parquet file "
-                       "or switch back to the bundled mixture.")
-    from engine.uds.uploads import ColumnMapping, load_upload
+    from engine.uds.uploads import ColumnMapping, load_hub, load_upload
 
     mapping = ColumnMapping(prompt=(prompt_col or "").strip(), response=(response_col or "").strip(),
                             messages=(messages_col or "").strip(), category=(category_col or "").strip(),
                             answer=(answer_col or "").strip())
+    if source == "Hub dataset id":
+        if not (hub_id or "").strip():
+            raise gr.Error("Dataset is set to 'Hub dataset id' but the id is empty; type one such as "
+                           "'tatsu-lab/alpaca', or switch back to the bundled mixture.")
+        try:
+            return load_hub(hub_id.strip(), mapping, seed=int(seed))
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+    if not upload:
+        raise gr.Error("Dataset is set to 'upload' but no file was uploaded; upload a .jsonl, .csv or .parquet file "
+                       "or switch back to the bundled mixture.")
     try:
         return load_upload(upload, mapping, seed=int(seed))
     except ValueError as err:

@@ -57,7 +57,8 @@ def build_selection_tab() -> None:
 def _controls() -> dict[str, Any]:
     c: dict[str, Any] = {}
     c["dataset"] = gr.Radio(list(DATASET_CHOICES), value="bundled mixture", label="Dataset")
-    with gr.Accordion("Upload and column mapping", open=False):
+    with gr.Accordion("Upload, Hub id and column mapping", open=False):
+        c["hub_id"] = gr.Textbox("", label="Hub dataset id (only when the machine is online)")
         c["upload"] = gr.File(label="JSONL, CSV or Parquet (≤ 50 MB)", file_types=[".jsonl", ".json", ".csv",
                                                                                    ".parquet"], type="filepath")
         with gr.Row():
@@ -161,7 +162,7 @@ def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
     detail_names = {"step": "pick_step", "position": "pick_position"}
     run_inputs = [state] + [c[n] for n in ("selector", "steps", "batch", "keep", "alpha", "lora", "seed", "dataset",
                                            "upload", "prompt_col", "response_col", "messages_col", "category_col",
-                                           "answer_col", "model", "cutoff", "eval_items")]
+                                           "answer_col", "model", "cutoff", "eval_items", "hub_id")]
     map_inputs = [state, c["runs"], v["color_by"], v["map_method"], v["map_step"], v["show_rejected"],
                   v["pick_step"], v["pick_position"]]
 

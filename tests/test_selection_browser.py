@@ -1,8 +1,11 @@
 """End to end in Debian Chromium: run a short selection in the Selection Lab, click a buffer-map point and a table
-row, check the detail view renders, export the selected subset. Screenshots go to tests/artifacts/ (ignored)."""
+row, check the detail view renders, export the selected subset; Cancel stops the training thread. Screenshots go to
+tests/artifacts/ (ignored)."""
 import json
 import re
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,16 @@ def test_run_inspect_and_export_in_the_page(page):
     lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
     assert len(lines) == STEPS * 2 and all("prompt" in json.loads(line) for line in lines)
     page.screenshot(path=str(ARTIFACTS / "selection_lab_table.png"), full_page=True)
+
+
+def test_cancel_in_the_page_stops_the_training_thread(page):
+    set_number(page, "uds-steps", 500)
+    page.locator("#uds-run").click()
+    page.wait_for_function("document.querySelector('#uds-status').innerText.includes('/500')")
+    assert any(t.name == "selection-run" for t in threading.enumerate())
+    page.locator("#uds-cancel").click()
+    page.wait_for_function("document.querySelector('#uds-status').innerText.startsWith('Cancelled')")
+    deadline = time.monotonic() + 60
+    while any(t.name == "selection-run" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(t.name == "selection-run" for t in threading.enumerate())  # the loop itself stopped

@@ -124,6 +124,8 @@ def test_sessions_keep_a_bounded_number_of_runs(session):
     (dict(selector="Best"), "Selector 'Best' is not offered"),
     (dict(dataset_source="upload"), "no file was uploaded"),
     (dict(model_label="GPT-9"), "Model 'GPT-9' is not offered"),
+    (dict(dataset_source="Hub dataset id"), "the id is empty"),
+    (dict(dataset_source="Hub dataset id", hub_id="tatsu-lab/alpaca"), "offline mode is on"),
 ])
 def test_bad_controls_give_a_sentence_saying_what_to_change(change, message):
     with pytest.raises(gr.Error, match=message):
