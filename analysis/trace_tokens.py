@@ -58,15 +58,17 @@ def wrap(spans: Sequence[str], caption: str = "") -> str:
 
 def live_html(ids: np.ndarray, committed: np.ndarray, confidence: np.ndarray, label: Callable[[int], str],
               caption: str = "") -> str:
-    """A frame while decoding: committed tokens coloured by the confidence that committed them, masks as boxes.
-    ids, committed, confidence: (G,)."""
+    """A frame while decoding: committed tokens coloured by the confidence that committed them (grey where NaN: an
+    early-stop fill), masks as boxes. ids, committed, confidence: (G,)."""
     spans = []
     for position, (token, done, conf) in enumerate(zip(ids.tolist(), committed.tolist(), confidence.tolist())):
         if not done:
             spans.append(masked_span(None, position))
-            continue
-        spans.append(span(label(token), scale_color(colors.CONFIDENCE_SCALE, conf),
-                          f"position {position}: {label(token)!r}, confidence {conf:.3f}"))
+        elif np.isnan(conf):  # filled by early stop after an EOS: no step chose it
+            spans.append(span(label(token), colors.GREYED, f"position {position}: {label(token)!r}, early-stop fill"))
+        else:
+            spans.append(span(label(token), scale_color(colors.CONFIDENCE_SCALE, conf),
+                              f"position {position}: {label(token)!r}, confidence {conf:.3f}"))
     return wrap(spans, caption)
 
 

@@ -150,7 +150,7 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken) -
     last: LiveStep | None = None
     shown_at = 0.0
     try:
-        for item in stream_decode(model, request, cancel):
+        for item in _refusing(stream_decode(model, request, cancel)):
             if isinstance(item, LiveStep):
                 last = item
                 if time.perf_counter() - shown_at >= MIN_FRAME_SECONDS:
@@ -168,6 +168,13 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken) -
         where = f"after step {last.step} ({int(last.committed.sum())} of {gen} committed)" if last else "at the start"
         yield Frame(live_html(last.ids, last.committed, last.confidence, label) if last else "",
                     f"cancelled {where}; the views keep the previous trace")
+
+
+def _refusing(stream: Iterator) -> Iterator:
+    """The engine's ValueErrors (knobs it refuses, a prompt too long for the context) as gr.Error; errors of the
+    caller's own rendering are not caught here."""
+    try:
+        yield from stream
     except ValueError as err:
         raise gr.Error(f"The decode was refused: {err}.") from None
 

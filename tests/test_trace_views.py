@@ -160,8 +160,9 @@ def test_token_html_escapes_and_marks():
     assert "committed because of credit" in order and "committed at step 1" in order
     scrub = scrub_html(trace, 0)
     assert "current top-1 guess &#x27;a&#x27;" in scrub and "1 of 4 committed" in scrub
-    frame = live_html(np.array([10, MASK]), np.array([True, False]), np.array([0.5, np.nan]), lambda t: f"t{t}")
-    assert frame.count("masked") == 1 and "confidence 0.500" in frame
+    frame = live_html(np.array([10, MASK, 3]), np.array([True, False, True]), np.array([0.5, np.nan, np.nan]),
+                      lambda t: f"t{t}")
+    assert frame.count("masked") == 1 and "confidence 0.500" in frame and "t3&#x27;, early-stop fill" in frame
 
 
 def test_compare_helpers_exact():
