@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from plotly.colors import qualitative
+
 # Okabe-Ito, minus black: distinguishable under the common colour-vision deficiencies.
 CATEGORICAL = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
 SEQUENTIAL = "Viridis"  # ordered quantities: scores, losses, norms
@@ -59,8 +61,11 @@ def field_label(name: str) -> str:
 
 
 def category_colors(categories: Sequence[str]) -> dict[str, str]:
-    """A stable colour per category: sorted names take the palette in order (cycling past its length)."""
-    return {c: CATEGORICAL[i % len(CATEGORICAL)] for i, c in enumerate(sorted(set(categories)))}
+    """A stable colour per category: sorted names take the palette in order. Up to 8 categories get the
+    colour-blind-safe palette; more get Plotly's Dark24 (cycling past 24) so that no two share a colour."""
+    names = sorted(set(categories))
+    palette = CATEGORICAL if len(names) <= len(CATEGORICAL) else qualitative.Dark24
+    return {c: palette[i % len(palette)] for i, c in enumerate(names)}
 
 # --- Decoding Explorer (Tab 1) ---
 CONFIDENCE_SCALE = "Viridis"  # probabilities 0..1: raw / fused confidence of a token
