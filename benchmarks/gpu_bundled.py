@@ -4,7 +4,8 @@ Step versions (credit, paper preset, gen 128, block 32, trace recorded, no early
   eager_full   - the app's path before this work: LoadedModel, eager forward, full LM head
   eager_block  - StaticForward eager: LM head on the block's rows only
   graph_block  - StaticForward replaying a CUDA graph of the forward
-  compiled     - (--compile) torch.compile'd model (inductor, default mode) replayed from a CUDA graph
+  compiled     - (--compile) torch.compile'd model (inductor, default mode) replayed from a CUDA graph, and the
+                 batched throughput again with it
 For each: the bare forward (median of replays) and the step = forward + rule + trace (decode wall / NFE).
 Batched: B = 1, 8, 32 held-out chat prompts, left-padded to a multiple of 64, credit, gen 128, block 32, EOS early
 stop, CUDA graphs, trace off; tokens/s = answer tokens (to EOS) / wall time.
@@ -60,11 +61,10 @@ def time_version(model: LoadedModel, forward, prompt: torch.Tensor, device: torc
             "rule_trace_ms": decode["trace"]["step_ms"] - bare}
 
 
-def batched(model: LoadedModel, device: torch.device, sizes: tuple[int, ...]) -> dict:
+def batched(model: LoadedModel, device: torch.device, sizes: tuple[int, ...], graphs: GraphCache | None) -> dict:
     from engine.bench.config import BenchConfig
 
     tasks = chat_tasks(max(sizes))
-    graphs = GraphCache(model.model) if device.type == "cuda" else None
     out = {}
     for size in sizes:
         config = BenchConfig(model=model.spec.name, batch=size, bucket=64)
@@ -100,10 +100,11 @@ def main() -> None:
     cuda = device.type == "cuda"
     if args.compile:
         began = time.perf_counter()
-        compiled = LoadedModel(model.spec, torch.compile(model.model), model.tokenizer, device, model.dtype)
-        versions["compiled"] = time_version(model, StaticForward(compiled, graphs=GraphCache(compiled.model)
-                                                                 if cuda else None), prompt, device)
+        graphs = GraphCache(model.model, compile_model=True) if cuda else None
+        versions["compiled"] = time_version(model, StaticForward(model, graphs=graphs), prompt, device)
         versions["compiled"]["compile_and_measure_s"] = time.perf_counter() - began
+        write_json(Path(args.out), out)
+        out["batched"] = batched(model, device, (1, 8, 32) if cuda else (1, 2), graphs)
         write_json(Path(args.out), out)
     else:
         versions["eager_full"] = time_version(model, model, prompt, device)
@@ -114,7 +115,8 @@ def main() -> None:
             versions["graph_block"] = time_version(model, StaticForward(model, graphs=GraphCache(model.model)),
                                                    prompt, device)
             write_json(Path(args.out), out)
-        out["batched"] = batched(model, device, (1, 8, 32) if cuda else (1, 2))
+        out["batched"] = batched(model, device, (1, 8, 32) if cuda else (1, 2),
+                                 GraphCache(model.model) if cuda else None)
         write_json(Path(args.out), out)
     for name, v in versions.items():
         print(f"bundled {name}: forward {v['forward_ms']:.2f} ms, step {v['step_ms']:.2f} ms "

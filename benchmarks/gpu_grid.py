@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--budget-s", type=float, default=240.0)
     parser.add_argument("--smoke", action="store_true", help="tiny-random on the CPU, 2 questions, one pair")
+    parser.add_argument("--pairs", default="", help="only these gen x block pairs, e.g. 256x64,64x64")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the alpha x beta sweep")
     args = parser.parse_args()
     began = time.perf_counter()
     cuda = torch.cuda.is_available() and not args.smoke
@@ -41,6 +43,8 @@ def main() -> None:
                        device=str(model.device))
     sizes = {name: 2 for name in SIZES} if args.smoke else SIZES
     pairs = ((32, 16),) if args.smoke else PAIRS
+    if args.pairs:
+        pairs = tuple(tuple(int(v) for v in pair.split("x")) for pair in args.pairs.split(","))
     cells, samples, skipped = [], [], []
 
     def left() -> float:
@@ -68,7 +72,7 @@ def main() -> None:
 
     grid(*pairs[0])
     sweep = [f"credit:alpha={a},beta={b}" for a in ALPHAS for b in BETAS][:2 if args.smoke else None]
-    if left() > 40:
+    if left() > 40 and not args.no_sweep:
         gen, block = (SWEEP_GEN, SWEEP_BLOCK) if not args.smoke else pairs[0]
         config = replace(base, task_sets=(SWEEP_SET,), n=sizes[SWEEP_SET], rules=("fixed", "threshold", *sweep),
                          gen_lengths=(gen,), block_lengths=(block,))

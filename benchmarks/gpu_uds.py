@@ -101,7 +101,10 @@ def main() -> None:
     if not args.smoke:  # the Selection Lab's own overhead measurement (docs/UDS_SPEED.md), here on the GPU
         from engine.uds.bench import bench_overhead
 
-        out["uds_bench_overhead"] = bench_overhead()
+        try:
+            out["uds_bench_overhead"] = bench_overhead()
+        except (TypeError, ValueError, RuntimeError) as err:  # recorded, not fatal: the runs below still count
+            out["uds_bench_overhead"] = {"error": f"{type(err).__name__}: {err}"}
         write_json(Path(args.out), out)
     out["runs"] = {"uds": selection_run(model, tokenizer, dataset, "uds", steps, cutoff),
                    "full": selection_run(model, tokenizer, dataset, "full", steps, cutoff),
