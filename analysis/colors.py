@@ -73,7 +73,7 @@ CREDIT_SCALE = "Magma"  # credit of the top-1 (0..max): distinct from confidence
 ENTROPY_SCALE = "Cividis"  # entropy of the raw distribution (nats)
 ORDER_SCALE = AGE_SCALE  # decode order: the step at which a token was committed
 MASKED = "#E0E0E0"  # a position still masked
-COMMITTED = "#FFFFFF"  # outline of a cell committed at that step
+COMMITTED = "#000000"  # outline of a cell committed at that step (committed cells are mostly light: confident)
 CREDIT_FORCED = "#D55E00"  # a commit that happened because of credit (raw p < tau <= fused p)
 STABLE = "#0072B2"  # "stable since": the step from which the top-1 stopped changing
 COMMIT = "#E69F00"  # "committed at"

@@ -80,7 +80,7 @@ def commit_confidence(trace: Trace) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Page:
-    """A window of the heatmap: whole blocks of positions and the steps that decoded them."""
+    """A window of the heatmap: whole decoded blocks of positions and the steps that decoded them."""
 
     index: int  # 0-based page number
     count: int  # number of pages
@@ -92,9 +92,13 @@ def blocks_per_page(trace: Trace, max_positions: int) -> int:
     return max(1, max_positions // trace.meta["block_length"])
 
 
+def decoded_blocks(trace: Trace) -> int:
+    """Blocks that had at least one step (after an early stop at EOS the rest were filled, never decoded)."""
+    return int(trace.arrays["step_block"].max()) + 1 if trace.n_steps else 1
+
+
 def page_count(trace: Trace, max_positions: int = 128) -> int:
-    n_blocks = trace.meta["gen_length"] // trace.meta["block_length"]
-    return -(-n_blocks // blocks_per_page(trace, max_positions))
+    return -(-decoded_blocks(trace) // blocks_per_page(trace, max_positions))
 
 
 def page(trace: Trace, index: int, max_positions: int = 128) -> Page:
@@ -105,7 +109,7 @@ def page(trace: Trace, index: int, max_positions: int = 128) -> Page:
     first_block, last_block = index * per_page, (index + 1) * per_page
     in_page = np.flatnonzero((trace.arrays["step_block"] >= first_block) & (trace.arrays["step_block"] < last_block))
     steps = (int(in_page[0]), int(in_page[-1]) + 1) if in_page.size else (0, 0)
-    hi = min(last_block * block_length, trace.meta["gen_length"])
+    hi = min(last_block, decoded_blocks(trace)) * block_length
     return Page(index=index, count=count, positions=(first_block * block_length, hi), steps=steps)
 
 

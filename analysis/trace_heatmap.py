@@ -13,6 +13,7 @@ from analysis import colors
 from analysis.trace_data import METRIC_ARRAYS, Page, credit_forced, grid, page, token_label
 from engine.decoding.trace import Trace
 
+WIDE_PAGE = 48  # positions; wider pages print at most 3 characters per cell
 TEXT_CELL_LIMIT = 2500  # above this many live cells, cells carry colour only (text is unreadable and slow)
 METRIC_SCALES = {"raw": colors.CONFIDENCE_SCALE, "fused": colors.CONFIDENCE_SCALE, "credit": colors.CREDIT_SCALE,
                  "entropy": colors.ENTROPY_SCALE}
@@ -59,7 +60,8 @@ def heatmap_figure(trace: Trace, metric: str = "raw", page_index: int = 0, max_p
     live = int(np.isfinite(values).sum())
     text = None
     if live <= text_limit:
-        text = np.vectorize(lambda t: token_label(trace, t, 6) if t >= 0 else "", otypes=[object])(ids)
+        chars = 6 if p_hi - p_lo <= WIDE_PAGE else 3  # cells of a wide page are narrow
+        text = np.vectorize(lambda t: token_label(trace, t, chars) if t >= 0 else "", otypes=[object])(ids)
     probability = metric in ("raw", "fused")
     finite_max = float(np.nanmax(values)) if live else 1.0
     fig = go.Figure(go.Heatmap(

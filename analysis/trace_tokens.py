@@ -15,6 +15,8 @@ from analysis.trace_data import commit_confidence, credit_forced, sequence_at, t
 from engine.decoding.trace import Trace
 
 LUT_SIZE = 101
+EOS_LABEL = "[EOS]"  # how token_label shows the end-of-answer id
+COLLAPSE_MIN = 3  # shorter trailing runs of EOS are shown box by box
 # One rule for every token box, sent once per view instead of once per token (1024-token frames stay small).
 STYLE = ("<style>.dllm-tokens .t{display:inline-block;margin:1px;padding:1px 3px;border-radius:3px;"
          "font-family:monospace;white-space:pre;font-size:13px}</style>")
@@ -56,6 +58,19 @@ def wrap(spans: Sequence[str], caption: str = "") -> str:
     return f'{STYLE}<div class="dllm-tokens" style="line-height:1.9">{head}{"".join(spans)}</div>'
 
 
+def collapse_eos_tail(spans: list[str], labels: Sequence[str], committed: Sequence[bool]) -> list[str]:
+    """A trailing run of committed [EOS] (the answer's end padding, often most of a long answer) is shown as its
+    first box plus one "[EOS] × n" box."""
+    start = len(labels)
+    while start > 0 and committed[start - 1] and labels[start - 1] == EOS_LABEL:
+        start -= 1
+    hidden = len(labels) - start - 1
+    if hidden < COLLAPSE_MIN:
+        return spans
+    return [*spans[:start + 1], span(f"{EOS_LABEL} × {hidden}", colors.GREYED,
+                                     f"positions {start + 1}-{len(labels) - 1}: end-of-answer padding ({EOS_LABEL})")]
+
+
 def live_html(ids: np.ndarray, committed: np.ndarray, confidence: np.ndarray, label: Callable[[int], str],
               caption: str = "") -> str:
     """A frame while decoding: committed tokens coloured by the confidence that committed them (grey where NaN: an
@@ -69,7 +84,7 @@ def live_html(ids: np.ndarray, committed: np.ndarray, confidence: np.ndarray, la
         else:
             spans.append(span(label(token), scale_color(colors.CONFIDENCE_SCALE, conf),
                               f"position {position}: {label(token)!r}, confidence {conf:.3f}"))
-    return wrap(spans, caption)
+    return wrap(collapse_eos_tail(spans, [label(t) for t in ids.tolist()], committed.tolist()), caption)
 
 
 def scrub_html(trace: Trace, step: int) -> str:
@@ -94,7 +109,8 @@ def scrub_html(trace: Trace, step: int) -> str:
     shown = min(max(int(step), 0), max(trace.n_steps - 1, 0))
     caption = (f"after step {shown} of {trace.n_steps - 1}: {int(state.committed.sum())} of {len(state.ids)} "
                f"committed, {int(state.just_committed.sum())} by this step (outlined); italics = current guess")
-    return wrap(spans, caption)
+    labels = [token_label(trace, t) for t in state.ids.tolist()]
+    return wrap(collapse_eos_tail(spans, labels, state.committed.tolist()), caption)
 
 
 def order_html(trace: Trace) -> str:
@@ -117,4 +133,5 @@ def order_html(trace: Trace) -> str:
         spans.append(span(text, scale_color(colors.ORDER_SCALE, commit[position] / last), title, extra))
     caption = (f"coloured by decode order: dark = committed early (step 0), light = late (step {last}); "
                "underlined = committed because of credit; grey = early-stop fill")
-    return wrap(spans, caption)
+    labels = [token_label(trace, t) for t in trace.arrays["tokens"][0].tolist()]
+    return wrap(collapse_eos_tail(spans, labels, [True] * len(labels)), caption)

@@ -13,7 +13,7 @@ from analysis.trace_data import (commit_confidence, credit_forced, grid, page, p
 from analysis.trace_heatmap import heatmap_figure
 from analysis.trace_inspector import inspector_figure, topk_table
 from analysis.trace_timeline import stability_figure, timeline_figure
-from analysis.trace_tokens import live_html, order_html, scrub_html
+from analysis.trace_tokens import collapse_eos_tail, live_html, order_html, scrub_html
 from engine.decoding import Credit, Trace, generate
 from engine.decoding.trace import stable_steps
 from engine.pipeline import DecodeRequest, decode
@@ -49,6 +49,23 @@ def hand_trace() -> Trace:
     trace = Trace(meta=meta, arrays=arrays, token_text={10: "a", 11: " b", 12: "\n", 13: "<b>", 14: "x"})
     trace.validate()
     return trace
+
+
+def early_stop_trace() -> Trace:
+    """The hand-built trace stopped after block 0 (EOS = 13 at position 1): positions 2-3 are EOS fills, block 1 never
+    ran."""
+    trace = hand_trace()
+    per_step = [name for name in trace.arrays if name.startswith(("step", "masked", "committed", "raw", "fused",
+                                                                  "credit", "entropy", "topk"))]
+    arrays = {name: (a[:2] if name in per_step else a) for name, a in trace.arrays.items()}
+    arrays.update(tokens=np.array([[10, 13, 13, 13]]), commit_step=np.array([[1, 0, -1, -1]]))
+    arrays["raw_top1_id"] = np.array([[14, 13], [10, 13]])[:, None, :]
+    arrays["fused_top1_id"] = arrays["raw_top1_id"]
+    arrays["stable_step"] = stable_steps(arrays, 2)
+    stopped = Trace(meta={**trace.meta, "eos_id": 13, "nfe": 2, "answer_tokens": 2}, arrays=arrays,
+                    token_text=trace.token_text)
+    stopped.validate()
+    return stopped
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +230,17 @@ def test_credit_forced_commits_of_a_real_decode(toy_traces):
     stability = stability_figure(trace)
     diamonds = [d for d in stability.data if d.name == "committed because of credit"][0]
     assert sorted(diamonds.x) == np.flatnonzero(forced).tolist()
+
+
+def test_early_stop_pages_only_decoded_blocks_and_collapses_the_eos_tail():
+    trace = early_stop_trace()
+    assert page_count(trace, 128) == 1 and page(trace, 0).positions == (0, 2)  # block 1 never ran
+    assert heatmap_figure(trace, "raw").data[0].z.shape == (2, 2)
+    order = order_html(trace)
+    assert order.count('class="t"') == 4 and "×" not in order  # a run of 3 EOS is shown box by box
+    spans = [f"<s{i}>" for i in range(6)]
+    labels = ["a", "[EOS]", "[EOS]", "[EOS]", "[EOS]", "[EOS]"]
+    collapsed = collapse_eos_tail(spans, labels, [True] * 6)
+    assert collapsed[:2] == ["<s0>", "<s1>"] and len(collapsed) == 3 and "[EOS] × 4" in collapsed[2]
+    assert collapse_eos_tail(spans, labels, [True] * 5 + [False]) == spans  # still masked at the end: no collapse
+    assert "filled by early stop" in scrub_html(trace, 1) and "filled by early stop" not in scrub_html(trace, 0)
