@@ -104,3 +104,10 @@ def app_url():
     launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def bundled_model():
+    """The shipped bundled dLLM (GGUF base + assets/bundled adapter), loaded once on the CPU."""
+    from engine.models import load_model
+    return load_model("bundled", device="cpu")
