@@ -13,6 +13,7 @@ from analysis import colors
 from analysis.trace_data import METRIC_ARRAYS, Page, credit_forced, grid, page, token_label
 from engine.decoding.trace import Trace
 
+PLOT_WIDTH_PX = 1000  # about the plot area's width in the tab; sizes the commit outlines to the cells
 WIDE_PAGE = 48  # positions; wider pages print at most 3 characters per cell
 TEXT_CELL_LIMIT = 2500  # above this many live cells, cells carry colour only (text is unreadable and slow)
 METRIC_SCALES = {"raw": colors.CONFIDENCE_SCALE, "fused": colors.CONFIDENCE_SCALE, "credit": colors.CREDIT_SCALE,
@@ -70,19 +71,21 @@ def heatmap_figure(trace: Trace, metric: str = "raw", page_index: int = 0, max_p
         texttemplate="%{text}" if text is not None else None, textfont={"size": 9},
         customdata=_hover(trace, window, values), hovertemplate="%{customdata}<extra></extra>",
         colorbar={"title": {"text": colors.HEATMAP_METRICS[metric].split(" (")[0]}}, xgap=1, ygap=1))
+    row_px = min(max(700 / max(s_hi - s_lo, 1), 12), 32)  # figure height grows with the steps up to a cap
+    outline = max(6.0, min(row_px, PLOT_WIDTH_PX / max(p_hi - p_lo, 1)) - 4)  # a frame around the whole cell
     rows, cols = np.nonzero(committed)
     forced = credit_forced(trace)[p_lo + cols]
     for mask, name, color in ((~forced, "committed at this step", colors.COMMITTED),
                               (forced, "committed because of credit (raw p < τ ≤ ŝ)", colors.CREDIT_FORCED)):
         fig.add_trace(go.Scatter(x=positions[cols[mask]], y=steps[rows[mask]], mode="markers", name=name,
-                                 marker={"symbol": "square-open", "size": 9, "color": color,
+                                 marker={"symbol": "square-open", "size": outline, "color": color,
                                          "line": {"width": 2, "color": color}}, hoverinfo="skip"))
     cells_per_row = max(p_hi - p_lo, 1)
     fig.update_layout(
         title=(f"{colors.HEATMAP_METRICS[metric]}: steps {s_lo}-{s_hi - 1} x positions {p_lo}-{p_hi - 1} "
                f"(page {window.index + 1} of {window.count})"),
         xaxis_title="answer position", yaxis_title="step (forward pass)", yaxis_autorange="reversed",
-        height=int(min(900, max(320, 140 + 14 * (s_hi - s_lo)))), plot_bgcolor=colors.MASKED,
+        height=int(160 + (s_hi - s_lo) * row_px), plot_bgcolor=colors.MASKED,
         legend={"orientation": "h", "y": -0.15}, margin={"l": 60, "r": 20, "t": 50, "b": 60},
         xaxis={"range": [p_lo - 0.5, p_lo + cells_per_row - 0.5]})
     return fig
