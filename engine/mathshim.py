@@ -6,13 +6,11 @@ shim re-exports the sympy function where the package looks for it and gives that
 still has both; numpy itself is left untouched for everyone else.
 
 Python 3.12 refuses floats in `random.randint` / `randrange` (3.11 only warned), and `numbers.round_number` passes
-whole-valued floats; every module of the package gets a `random` that turns those into ints first.
-
-A further fix is for reproducibility, not compatibility: `util.composition` draws variable names with
+whole-valued floats. A further fix is for reproducibility: `util.composition` draws variable names with
 `random.choice(list(a_set_of_letters))`, whose order follows PYTHONHASHSEED, and shuffles `list(a_set_of_entities)`,
-whose order follows memory addresses, so the same seed gave other questions in another process. That module gets a
-`random` whose `choice` sorts a pool of strings (still uniform) and whose `shuffle` sorts entities by their text
-first. The generators draw from three global streams (Python's,
+whose order follows memory addresses, so the same seed gave other questions in another process. Every module of the
+package therefore gets a `random` that turns whole floats into ints, picks from a sorted pool of strings (still
+uniform) and sorts entities by their text before a shuffle. The generators draw from three global streams (Python's,
 numpy's and sympy's own, which `randprime` uses); `seeded` seeds all three and restores them afterwards.
 """
 from __future__ import annotations
@@ -95,7 +93,7 @@ class _DatasetRandom(types.ModuleType):
 
 @functools.lru_cache(maxsize=1)
 def math_modules() -> types.ModuleType:
-    """Import `mathematics_dataset.modules.modules` with the compatibility fixes applied; cached, so fixes apply once."""
+    """`mathematics_dataset.modules.modules`, imported with the fixes applied (cached: they apply once)."""
     from sympy.solvers.diophantine.diophantine import base_solution_linear
 
     # `sympy.solvers.diophantine` as an attribute is the function of that name, so take the package from importlib.

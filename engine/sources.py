@@ -121,7 +121,8 @@ def math_qa(module: str, split: str = "train", n: int = 100, seed: int = 0,
             problem = generators[module]()
             question, answer = str(problem.question), str(problem.answer)
             # The dataset drops over-long samples itself; keeping that rule keeps our samples its distribution.
-            if len(question) > generate_settings.MAX_QUESTION_LENGTH or len(answer) > generate_settings.MAX_ANSWER_LENGTH:
+            if (len(question) > generate_settings.MAX_QUESTION_LENGTH
+                    or len(answer) > generate_settings.MAX_ANSWER_LENGTH):
                 continue
             pairs.append({"question": question, "answer": answer, "module": module})
     return pairs

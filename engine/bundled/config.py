@@ -64,7 +64,8 @@ class RecipeConfig:
                                  f"eval_block_length={self.eval_block_length}")
         if self.teacher_prompt_cap < 0:
             raise ValueError(f"teacher_prompt_cap={self.teacher_prompt_cap} must be >= 0 (0 = all)")
-        for name in ("batch_size", "lora_rank", "teacher_passes", "teacher_copies", "max_steps", "eval_per_set", "teacher_batch", "eval_batch"):
+        for name in ("batch_size", "lora_rank", "teacher_passes", "teacher_copies", "max_steps", "eval_per_set",
+                     "teacher_batch", "eval_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.train_seconds <= 0 or self.lr <= 0:
@@ -74,7 +75,8 @@ class RecipeConfig:
 def smoke_config() -> RecipeConfig:
     """The whole recipe in seconds on a CPU: tiny random model, a handful of examples, a few steps."""
     return replace(RecipeConfig(), base="tiny-random", math_mix=(("arithmetic__add_or_sub", 8), ("numbers__gcd", 4)),
-                   addition_copies=1, small_ops_copies=0, chat_heldout=4, teacher_prompt_cap=6, teacher_max_new_tokens=8,
+                   addition_copies=1, small_ops_copies=0, chat_heldout=4, teacher_prompt_cap=6,
+                   teacher_max_new_tokens=8,
                    teacher_passes=2, teacher_copies=1, teacher_batch=16,
                    keep_unfinished_teacher=True, slot_lengths=(16, 32), lora_rank=4,
                    lora_alpha=8.0, max_steps=3, train_seconds=60.0, batch_size=4, warmup_steps=1, log_every=1,

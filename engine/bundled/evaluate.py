@@ -97,5 +97,6 @@ def table_markdown(rows: list[dict]) -> str:
     fmt = lambda value, spec: "-" if value is None else format(value, spec)  # noqa: E731
     for r in rows:
         lines.append(f"| {r['set']} | {r['gen_length']} | {r['decoder']} | {fmt(r['accuracy'], '.1%')} | "
-                     f"{fmt(r['mean_nfe'], '.1f')} | {fmt(r['eos_share'], '.0%')} | {fmt(r['degenerate_share'], '.0%')} |")
+                     f"{fmt(r['mean_nfe'], '.1f')} | {fmt(r['eos_share'], '.0%')} | "
+                     f"{fmt(r['degenerate_share'], '.0%')} |")
     return "\n".join(lines)

@@ -18,7 +18,8 @@ MASK_TOKEN = "<empty_output>"  # a special token SmolLM2-Instruct never emits in
 EOS_TOKEN = "<|im_end|>"  # ChatML end of turn: the answer's end and its padding
 SHIFT = True  # Dream-style: logits[i-1] predict token i, the causal base's own alignment
 MAX_LENGTH = 2048  # prompt + answer tokens the bundled model is used with
-REBUILD_HINT = "restore it with `git checkout assets/bundled` or rebuild it with `python -m engine train-bundled --out DIR`"
+REBUILD_HINT = ("restore it with `git checkout assets/bundled` or rebuild it with "
+                "`python -m engine train-bundled --out DIR`")
 
 
 def special_id(tokenizer, token: str) -> int:
