@@ -5,7 +5,7 @@ import concurrent.futures
 import pytest
 from gradio_client import Client
 
-from engine.decoding import Trace
+from engine.decoding import Trace, load_trace
 
 SMALL = dict(model="tiny-random", gen_length=32, block_length=16)
 
@@ -29,6 +29,20 @@ def test_streaming_decode_ends_with_the_same_answer(client):
         "tiny-random", "hi", "threshold", 32, 16, 0, 0.9, "paper", 0.65, 0.7, 0.2, 0, api_name="/decode_live")
     assert status.startswith(f"done: NFE {direct['nfe']}") and answer == direct["answer"]
     assert summary["nfe"] == direct["nfe"] and "dllm-tokens" in live
+
+
+def test_export_downloads_the_sessions_trace(app_url):
+    session = Client(app_url, verbose=False)  # one client = one session: the trace stays in its gr.State
+    *_, summary = session.predict("tiny-random", "export me", "credit", 32, 16, 0, 0.9, "paper", 0.65, 0.7, 0.2, 0,
+                                  api_name="/decode_live")
+    trace = load_trace(session.predict(api_name="/export_trace"))
+    assert trace.meta["prompt"] == "export me" and trace.meta["nfe"] == summary["nfe"]
+
+
+def test_moving_a_credit_knob_re_decodes_with_the_custom_preset(client):
+    preset, _, status, _, summary = client.predict(True, "tiny-random", "hi", "credit", 32, 16, 0, 0.9, "paper", 0.65,
+                                                   0.3, 0.2, 0, api_name="/retune")
+    assert preset == "custom" and status.startswith("done") and summary["params"]["beta"] == 0.3
 
 
 @pytest.mark.parametrize("changes, message", [
