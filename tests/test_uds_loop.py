@@ -71,7 +71,7 @@ def test_cancel_and_progress(tiny_causal_lm, bundled_uds_dataset):
                         TrainConfig(**{**TRAIN, "steps": 5}), progress=lambda d, t, m: calls.append((d, t)),
                         should_stop=lambda: len(calls) >= 2)
     assert log.config["status"] == "cancelled" and len(log.steps) == 2 and calls == [(1, 5), (2, 5)]
-    assert log.eval_summary is None
+    assert log.eval_summary is None and len(log.samples) == 2 * 4
 
 
 @pytest.mark.parametrize("lora", [True, False])

@@ -152,6 +152,7 @@ def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset,
     for step in range(train.steps):
         if should_stop is not None and should_stop():
             log.config["status"] = "cancelled"
+            log.samples = list(seen.values())
             return log
         started = time.perf_counter()
         items = next(batches)

@@ -14,7 +14,9 @@ Schema (version `SCHEMA_VERSION`); every view reads a `RunLog`, never the model.
   (`RunLog.buffer_at(step)`); `RunLog.snapshot_steps()` lists the steps at the run's snapshot interval.
 * `TokenStrip`: per-token arrays for the strip view (loss, logit row norm, entropy, pad / prompt flags; float32),
   stored for every candidate of the steps where `step % strip_every == 0`, at most `strip_max_steps` steps (both in
-  the run config; defaults 1 and 64), so a log stays bounded at about B * N * 14 bytes per stored step.
+  the run config; defaults 1 and 64), so a log stays bounded at about B * N * 22 bytes per stored step. In the
+  default mode padding rows are not forwarded (samples of similar length share a forward), so their logits are
+  zeros: logit_norm 0, entropy log V; views grey them out via `is_pad` either way.
 * `SampleRecord`: the text of every training / held-out sample the run saw, so views can show it.
 * `EvalItem` / `EvalSummary`: held-out evaluation at the end (mean token loss; exact-answer accuracy on maths items).
 * `config`: the run configuration as a JSON-able dict (selector, mode "default" or "as_released", alpha, B, K, ...).
