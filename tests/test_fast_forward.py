@@ -49,11 +49,12 @@ def test_left_padded_batch_decodes_each_row_as_alone(tiny_model):
         assert torch.equal(alone.tokens[0], batch.tokens[i])
 
 
-def test_graphs_refused_on_cpu(tiny_model):
-    from engine.models.cuda_graph import GraphCache
+def test_graphs_refused_on_cpu_and_cpu_path_unchanged(tiny_model):
+    from engine.models.cuda_graph import GraphCache, fast_model_fn
 
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA model"):
         StaticForward(tiny_model, graphs=GraphCache.__new__(GraphCache))
+    assert fast_model_fn(tiny_model) is tiny_model
 
 
 def test_cpu_many_copies_without_aliasing():

@@ -13,6 +13,9 @@ Left-padded batches: `key_mask` (B, P) marks the real prompt tokens. Attention t
 """
 from __future__ import annotations
 
+import functools
+import threading
+
 import torch
 
 from engine.models.base import LoadedModel
@@ -33,6 +36,7 @@ class GraphCache:
         self.model = torch.compile(model) if compile_model else model
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict, torch.Tensor]] = {}
+        self._lock = threading.Lock()  # static buffers are shared: one replay at a time (the app decodes in threads)
 
     @property
     def captures(self) -> int:
@@ -40,14 +44,15 @@ class GraphCache:
 
     def run(self, inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
         key = tuple((name, None if t is None else tuple(t.shape)) for name, t in sorted(inputs.items()))
-        if key not in self.graphs:
-            self.graphs[key] = self._capture(inputs)
-        graph, static, out = self.graphs[key]
-        for name, tensor in inputs.items():
-            if tensor is not None:
-                static[name].copy_(tensor)
-        graph.replay()
-        return out.clone()  # the next replay overwrites `out`; callers own what they get
+        with self._lock:
+            if key not in self.graphs:
+                self.graphs[key] = self._capture(inputs)
+            graph, static, out = self.graphs[key]
+            for name, tensor in inputs.items():
+                if tensor is not None:
+                    static[name].copy_(tensor)
+            graph.replay()
+            return out.clone()  # the next replay overwrites `out`; callers own what they get
 
     def _capture(self, inputs: dict[str, torch.Tensor | None]):
         static = {name: None if t is None else t.clone() for name, t in inputs.items()}
@@ -121,3 +126,17 @@ class StaticForward:
         if self.graphs is None:
             return eager_logits(self.model, **inputs)
         return self.graphs.run(inputs)
+
+
+@functools.lru_cache(maxsize=4)
+def shared_graphs(loaded: LoadedModel, compile_model: bool = True) -> GraphCache:
+    """One GraphCache per loaded model, built on first use (compiling takes ~40 s for the bundled model on a GPU)."""
+    return GraphCache(loaded.model, compile_model=compile_model)
+
+
+def fast_model_fn(loaded: LoadedModel, compile_model: bool = True) -> StaticForward | LoadedModel:
+    """The callable a decode should use: on CUDA a StaticForward replaying (compiled) CUDA graphs shared by every
+    decode of this model; on the CPU the model itself, unchanged."""
+    if loaded.device.type != "cuda":
+        return loaded
+    return StaticForward(loaded, graphs=shared_graphs(loaded, compile_model))
