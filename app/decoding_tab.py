@@ -17,6 +17,7 @@ EXAMPLES = ["What is the capital of France?", "Write a short poem about the sea.
             "Give three tips for learning to code.", "Explain what a diffusion language model is in one sentence."]
 MODEL_JOBS = "dllm-model"  # events that run the model share these queue slots
 MODEL_SLOTS = 1  # one model job at a time: a decode uses every core of a 2-core CPU, and the whole GPU
+LONGEST = max(handlers.GEN_LENGTHS)  # slider ranges before a trace narrows them (API callers never get narrowed)
 STEP_RULES = ("fixed steps", "credit in fixed steps")
 CREDIT_RULES = ("credit", "credit in fixed steps")
 INTRO = ("Watch a diffusion LLM fill in its answer, see what it believed at every step before committing each "
@@ -81,10 +82,10 @@ def build_decoding_tab() -> None:
             stability = gr.Plot(label="stable since vs committed at (the paper's Figure 1)")
             order = gr.HTML(label="answer by decode order")
         with gr.Tab("Scrub"):
-            step = gr.Slider(0, 1, value=0, step=1, label="step", elem_id="dllm-step")
+            step = gr.Slider(0, LONGEST - 1, value=0, step=1, label="step", elem_id="dllm-step")
             scrubbed = gr.HTML(elem_id="dllm-scrub")
         with gr.Tab("Inspect token"):
-            position = gr.Slider(0, 63, value=0, step=1, label="answer position", elem_id="dllm-position")
+            position = gr.Slider(0, LONGEST - 1, value=0, step=1, label="answer position", elem_id="dllm-position")
             inspector = gr.Plot(label="token inspector", elem_id="dllm-inspector")
             topk = gr.Dataframe(label="top-k across the block's steps", interactive=False)
         with gr.Tab("Compare rules"):
