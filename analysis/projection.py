@@ -25,6 +25,7 @@ class ProjectionConfig:
     n_neighbors: int = 15  # UMAP neighbourhood size; clipped to the number of fitted points minus one
     min_dist: float = 0.1  # UMAP minimum distance between embedded points
     n_epochs: int = 200  # UMAP optimisation epochs (its default is 500 below 10k points; 200 looks the same here)
+    init: str = "pca"  # UMAP's starting layout: "pca" (~0.3 s cheaper at 1,024 points) or "spectral" (UMAP's default)
     pca_dims: int = 50  # principal components kept before UMAP; 0 disables the pre-reduction
     min_umap_points: int = 16  # below this many points UMAP's graph is meaningless: fit PCA instead
     fit_after: int = 64  # GrowingMap waits for this many points before fitting (a map fitted on 16 points is poor)
@@ -36,6 +37,8 @@ class ProjectionConfig:
             raise ValueError(f"ProjectionConfig.n_neighbors={self.n_neighbors}; it must be at least 2.")
         if not 0.0 <= self.min_dist <= 1.0:
             raise ValueError(f"ProjectionConfig.min_dist={self.min_dist}; it must lie in [0, 1].")
+        if self.init not in ("pca", "spectral"):
+            raise ValueError(f"ProjectionConfig.init={self.init!r}; choose 'pca' or 'spectral'.")
         if self.n_epochs < 1:
             raise ValueError(f"ProjectionConfig.n_epochs={self.n_epochs}; it must be at least 1.")
         if self.pca_dims < 0:
@@ -114,6 +117,7 @@ class Projector:
             n_neighbors=min(cfg.n_neighbors, len(points) - 1),
             min_dist=cfg.min_dist,
             n_epochs=cfg.n_epochs,
+            init=cfg.init,
             random_state=cfg.seed,
         )
         self.method = "umap"
