@@ -46,6 +46,7 @@ def test_model_picker_lists_hub_models_with_the_reason():
     ("hi", {"preset": "custom", "beta": 1.5}, "beta=1.5 is out of range"),
     ("hi", {"gen_length": 40, "block_length": 16}, "multiple of block_length"),
     ("hi", {"rule": "greedy"}, "Rule 'greedy' is unknown"),
+    ("hi", {"rule": "credit in fixed steps", "preset": "parameter_free"}, "credit rule only"),
 ])
 def test_bad_knobs_give_a_sentence_saying_what_to_change(prompt, changes, message):
     with pytest.raises(gr.Error, match=message):
