@@ -53,6 +53,10 @@ def test_bad_knobs_give_a_sentence_saying_what_to_change(prompt, changes, messag
         request(prompt, **changes)
 
 
+def test_presets_only_matter_to_credit_rules():
+    assert request("hi", rule="threshold", preset="parameter_free").strategy == "threshold"
+
+
 def test_live_decode_streams_then_matches_a_plain_decode(tiny_model):
     token = CancelToken()
     frames = list(handlers.decode_frames("tiny-random", request(), token))
