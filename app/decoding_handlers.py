@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import gradio as gr
 import numpy as np
@@ -112,7 +112,7 @@ def make_request(prompt: str, rule: str, gen_length: int, block_length: int, ste
         raise gr.Error(f"These settings are refused: {err}. Change that setting and decode again.") from None
 
 
-def _labeller(model: LoadedModel) -> callable:
+def _labeller(model: LoadedModel) -> Callable[[int], str]:
     """id -> short display string, cached for the run (the tokenizer is slow per call)."""
     cache = {model.spec.mask_id: "[MASK]", model.spec.eos_id: "[EOS]"}
 
