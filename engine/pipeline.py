@@ -52,6 +52,9 @@ class DecodeRequest:
             rule = (Credit(threshold=self.threshold, alpha=self.alpha, beta=self.beta, gamma=self.gamma)
                     if self.preset == "custom" else Credit.preset(self.preset, threshold=self.threshold))
         else:
+            if self.preset == "parameter_free":
+                raise ValueError("preset='parameter_free' applies to the credit (threshold) rule only; for credit in "
+                                 "fixed steps pick paper, dinfer or custom")
             knobs = CREDIT_PRESETS.get(self.preset, {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma})
             rule = CreditLowConfidence(steps=steps, **knobs)
         if hasattr(rule, "steps"):

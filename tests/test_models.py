@@ -100,3 +100,14 @@ def test_decode_attaches_token_text_and_meta(tiny_model):
     assert set(trace.ids_in_use().tolist()) <= set(trace.token_text)
     assert trace.meta["model"] == "tiny-random" and trace.meta["prompt"] == "hi"
     assert outcome.result.nfe == trace.meta["nfe"] and outcome.tokens_per_second > 0
+
+
+def test_block_logits_equal_the_full_forwards_rows(tiny_model):
+    ids = tiny_model.encode_prompt("What is 2 + 3?")
+    full = tiny_model(ids)
+    torch.testing.assert_close(tiny_model.block_logits(ids, 4, 12), full[:, 4:12], rtol=1e-5, atol=1e-5)
+
+
+def test_parameter_free_preset_is_refused_for_credit_in_fixed_steps():
+    with pytest.raises(ValueError, match="parameter_free"):
+        DecodeRequest(prompt="hi", strategy="credit_low_confidence", preset="parameter_free")

@@ -1,6 +1,7 @@
 """What every decodable model looks like to the engine: a spec of its special ids and a logits callable."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -40,10 +41,21 @@ class LoadedModel:
                  dtype: torch.dtype) -> None:
         self.spec, self.model, self.tokenizer, self.device, self.dtype = spec, model, tokenizer, device, dtype
         self.model.eval()
+        # transformers' own models can run the LM head on chosen rows only; remote-code models may not.
+        self._keeps_rows = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     @torch.no_grad()
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=ids.to(self.device)).logits.float()  # (B, L, V)
+
+    @torch.no_grad()
+    def block_logits(self, ids: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Logits of rows start..stop-1 only (B, stop - start, V): the decoding loop needs the current block's rows,
+        and the vocabulary-wide head on every row is a large share of a small model's step."""
+        if not self._keeps_rows:
+            return self(ids)[:, start:stop]
+        rows = torch.arange(start, stop, device=self.device)
+        return self.model(input_ids=ids.to(self.device), logits_to_keep=rows).logits.float()  # (B, Lb, V)
 
     def encode_prompt(self, text: str) -> torch.Tensor:
         """Chat-template the user's text (with the generation prompt) into ids (1, P) on the model's device."""
