@@ -56,9 +56,9 @@ def test_gram_route_equals_svdvals_on_real_logits(smollm2_causal, bundled_uds_da
 
 def test_as_released_picks_equal_the_released_rule(smollm2_causal, bundled_uds_dataset):
     model, tokenizer = smollm2_causal
-    batches = _batches(tokenizer, bundled_uds_dataset)
+    batches = _batches(tokenizer, bundled_uds_dataset, n_batches=3, batch=4)  # the released script's B = 4, K = 1
     sketch = FFTSketch(len(tokenizer), time_length=512, d1=128, d2=8, seed=21)
-    alpha, keep = 2.5e-3, 4
+    alpha, keep = 2.5e-3, 1
     expected = _released_rule(model, batches, sketch, alpha, keep)
     buffer, selector, got = FIFOBuffer(1024, sketch.dim), make_selector("uds"), []
     for step, batch in enumerate(batches):

@@ -105,11 +105,15 @@ class FFTSketch:
             raise ValueError(f"sequence length {n} exceeds the sketch time length {self.time_length}; "
                              f"raise time_length or lower the cut-off")
         device = logits.device
-        signed = logits.detach().float() * self.vocab_signs.to(device)  # (B, N, V)
-        y = _real_fft_columns(signed, 2, vocab, self.vocab_cols.to(device))  # (B, N, d1)
+        signs, cols = self.vocab_signs.to(device), self.vocab_cols.to(device)
+        if mask is None:
+            y = _real_fft_columns(logits.detach().float() * signs, 2, vocab, cols)  # (B, N, d1)
+        else:
+            # Rows left out are zero rows, whose FFT is zero: transform only the kept rows.
+            keep = mask.to(device).bool()  # (B, N)
+            y = logits.new_zeros((batch, n, self.d1), dtype=torch.float32)  # (B, N, d1)
+            y[keep] = _real_fft_columns(logits[keep].detach().float() * signs, 1, vocab, cols)  # (R, d1)
         y = y * math.sqrt(vocab / self.d1)
-        if mask is not None:
-            y = y * mask.to(device=device, dtype=y.dtype).unsqueeze(-1)  # zero rows == rows left out
         y = y * self.time_signs[:n].to(device).view(1, n, 1)  # rows >= n are the zero padding
         z = _real_fft_columns(y, 1, self.time_length, self.time_rows.to(device))  # (B, d2, d1)
         z = z * math.sqrt(self.time_length / self.d2)
