@@ -1,1 +1,1 @@
-"""Benchmarks: task sets x decoding rules x settings -> accuracy, forward passes, tokens/s (`python -m engine bench`)."""
+"""Benchmarks: task sets x decoding rules x settings -> accuracy, NFE, tokens/s (`python -m engine bench`)."""

@@ -37,7 +37,8 @@ def git_commit() -> str:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
 def environment(device: torch.device) -> dict:
@@ -69,6 +70,10 @@ def credit_vs_fixed(cells: list[dict]) -> list[dict]:
     return out
 
 
+def _rate(value: float) -> str:
+    return f"{value:.1f}" if value >= 1 else f"{value:.3f}"  # CPU rates can be well under one token per second
+
+
 def markdown(meta: dict, cells: list[dict]) -> str:
     env = meta["environment"]
     lines = [f"Model `{meta['config']['model']}`, {env['device_name']}, commit `{env['commit']}`, {env['date']}; "
@@ -81,9 +86,10 @@ def markdown(meta: dict, cells: list[dict]) -> str:
               for r in credit_vs_fixed(cells)}
     for c in cells:
         ratio = ratios.get((c["task_set"], c["gen_length"], c["block_length"], c["rule"]))
+        versus = "1.00x" if c["rule"] == "fixed" else "" if ratio is None else f"{ratio:.2f}x"
         lines.append(f"| {c['task_set']} | {c['rule']} | {c['gen_length']} | {c['block_length']} | {c['n']} | "
-                     f"{c['accuracy']:.1f} | {c['mean_nfe']:.1f} | {'1.00x' if c['rule'] == 'fixed' else '' if ratio is None else f'{ratio:.2f}x'} | "
-                     f"{c['tokens_per_s']:.1f} | {c['wall_s']:.1f} | {c['eos_rate']:.0f} | {c['degenerate_rate']:.0f} |")
+                     f"{c['accuracy']:.1f} | {c['mean_nfe']:.1f} | {versus} | {_rate(c['tokens_per_s'])} | "
+                     f"{c['wall_s']:.1f} | {c['eos_rate']:.0f} | {c['degenerate_rate']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
