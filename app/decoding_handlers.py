@@ -20,7 +20,8 @@ import torch
 from analysis import colors
 from analysis.trace_data import commit_confidence, display_text
 from analysis.trace_tokens import live_html
-from app.streaming import CancelToken, LiveStep, stream_decode
+from app.space import zero_gpu
+from app.streaming import CancelToken, LiveStep, replay_decode, stream_decode
 from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeCancelled, Trace, TraceFormatError, load_trace
 from engine.models import HUB_MODELS, LoadedModel, load_model
 from engine.models.hub import hub_offline
@@ -137,10 +138,13 @@ def _status(step: LiveStep, gen_length: int) -> str:
             f"({step.seconds:.1f} s)")
 
 
-def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken) -> Iterator[Frame]:
+def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
+                  replay: bool | None = None) -> Iterator[Frame]:
     """Stream a decode: a first frame with every position masked, one frame per step the reader keeps up with, and
     a last frame carrying the outcome. Cancel ends the stream with a 'cancelled' frame (no outcome). The first frame
-    comes before the model is loaded, so the page answers at once even on the first click after a start."""
+    comes before the model is loaded, so the page answers at once even on the first click after a start.
+    replay (default: on a ZeroGPU Space) computes the whole trace in one GPU call and animates it afterwards."""
+    replay = zero_gpu() if replay is None else replay
     check_model(model_name)
     cancel = token.start()  # before the model loads: a Cancel during the load stops the decode at its first step
     gen = request.gen_length
@@ -152,8 +156,9 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken) -
     label = _labeller(model)
     last: LiveStep | None = None
     shown_at = 0.0
+    steps = replay_decode(model_name, request, cancel) if replay else stream_decode(model, request, cancel)
     try:
-        for item in _refusing(stream_decode(model, request, cancel)):
+        for item in _refusing(steps):
             if isinstance(item, LiveStep):
                 last = item
                 if time.perf_counter() - shown_at >= MIN_FRAME_SECONDS:

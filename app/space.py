@@ -17,6 +17,12 @@ def on_space() -> bool:
     return bool(os.environ.get("SPACE_ID"))
 
 
+def zero_gpu() -> bool:
+    """A ZeroGPU Space: the GPU exists only inside @spaces.GPU calls, so decodes are computed there and animated
+    afterwards (a streaming GPU function would hold the GPU for the whole animation)."""
+    return on_space() and importlib.util.find_spec("spaces") is not None
+
+
 def gpu_function(duration: int = 120) -> Callable[[F], F]:
     """`spaces.GPU(duration=...)` on a ZeroGPU Space; the function unchanged everywhere else. Decorated functions
     must compute and return plain data (a trace), never stream: animation happens outside, on the CPU."""

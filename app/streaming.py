@@ -10,9 +10,12 @@ from typing import Iterator
 
 import numpy as np
 
-from engine.decoding import DecodeCancelled, StepEvent
-from engine.models import LoadedModel
+from app.space import gpu_function
+from engine.decoding import DecodeCancelled, StepEvent, Trace
+from engine.models import LoadedModel, load_model
 from engine.pipeline import DecodeOutcome, DecodeRequest, decode
+
+REPLAY_FRAME_SECONDS = 0.05  # pace of a replayed animation (ZeroGPU: the trace is computed first, shown after)
 
 
 class CancelToken:
@@ -100,3 +103,40 @@ def stream_decode(model: LoadedModel, request: DecodeRequest,
     finally:
         cancel.set()
         worker.join(timeout=30)
+
+
+@gpu_function(duration=120)
+def decode_on_gpu(model_name: str, request: DecodeRequest) -> DecodeOutcome:
+    """The whole decode inside one GPU call (ZeroGPU holds the GPU only while this runs); returns CPU data only."""
+    outcome = decode(load_model(model_name), request)
+    outcome.result.tokens = outcome.result.tokens.cpu()
+    return outcome
+
+
+def replay_steps(trace: Trace, seconds_per_frame: float = 0.0) -> Iterator[LiveStep]:
+    """The live view rebuilt from a finished trace (batch row 0), one LiveStep per forward pass."""
+    tokens, commit = trace.arrays["tokens"][0], trace.arrays["commit_step"][0]  # (G,) each
+    confidence = np.full(tokens.shape, np.nan)
+    lb = trace.meta["block_length"]
+    elapsed = np.cumsum(trace.arrays["step_seconds"])
+    for step in range(trace.n_steps):
+        block = trace.arrays["step_block"][step]
+        new = trace.arrays["committed"][step, 0]  # (Lb,)
+        confidence[block * lb:(block + 1) * lb][new] = trace.arrays["fused_top1_prob"][step, 0][new]
+        committed = (commit >= 0) & (commit <= step)
+        ids = np.where(committed, tokens, trace.meta["mask_id"])
+        yield LiveStep(step=step, ids=ids, committed=committed, confidence=confidence.copy(),
+                       seconds=float(elapsed[step]))
+        if seconds_per_frame:
+            time.sleep(seconds_per_frame)
+
+
+def replay_decode(model_name: str, request: DecodeRequest,
+                  cancel: threading.Event) -> Iterator[LiveStep | DecodeOutcome]:
+    """As stream_decode, for GPU Spaces: compute the trace in one GPU call, then animate it on the CPU."""
+    outcome = decode_on_gpu(model_name, request)
+    for step in replay_steps(outcome.trace, REPLAY_FRAME_SECONDS):
+        if cancel.is_set():
+            raise DecodeCancelled(f"cancelled after step {step.step}")
+        yield step
+    yield outcome

@@ -184,3 +184,21 @@ def test_api_decode_returns_answer_nfe_and_a_loadable_trace(tiny_model):
     assert payload["nfe"] == trace.meta["nfe"] == trace.n_steps
     assert payload["answer"] == handlers.decode_once("tiny-random", request("hi")).answer
     assert set(payload) >= {"answer", "nfe", "tokens_per_second", "seconds", "trace"}
+
+
+def test_replayed_decode_shows_the_same_steps_as_the_live_one(tiny_model):
+    """The ZeroGPU path (trace computed in one call, animated after) ends where the live path ends, step by step."""
+    from app.streaming import replay_steps
+
+    live = [f for f in handlers.decode_frames("tiny-random", request(), CancelToken(), replay=False)][-1].outcome
+    frames = list(handlers.decode_frames("tiny-random", request(), CancelToken(), replay=True))
+    replayed = frames[-1].outcome
+    assert replayed.answer == live.answer and replayed.result.nfe == live.result.nfe
+    steps = list(replay_steps(replayed.trace))
+    assert len(steps) == replayed.result.nfe
+    committed_counts = [int(s.committed.sum()) for s in steps]
+    assert committed_counts == sorted(committed_counts)
+    np.testing.assert_array_equal(steps[-1].ids[steps[-1].committed],
+                                  replayed.trace.arrays["tokens"][0][steps[-1].committed])
+    per_step = replayed.trace.arrays["committed"][:, 0].sum(axis=1)
+    assert committed_counts == np.cumsum(per_step).tolist()
