@@ -75,6 +75,8 @@ def test_upload_errors_name_the_problem(tmp_path):
         handle.truncate(51 * 1024 * 1024)
     with pytest.raises(ValueError, match="50 MB"):
         load_upload(big)
+    with pytest.raises(ValueError, match="is not a file"):
+        load_upload(tmp_path / "missing.jsonl")
     with pytest.raises(ValueError, match="unsupported file type '.pkl'"):
         load_upload(tmp_path / "data.pkl")
     with pytest.raises(ValueError, match="offline"):

@@ -87,6 +87,8 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"{name}: unsupported file type {suffix!r}; upload one of {', '.join(FORMATS)}")
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a file; give the path of a .jsonl, .csv or .parquet file")
     size = path.stat().st_size
     if size > MAX_UPLOAD_BYTES:
         raise ValueError(f"{name} is {size / 2**20:.1f} MB, over the 50 MB limit; upload a smaller sample")
