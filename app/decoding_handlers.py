@@ -194,11 +194,27 @@ def _final_confidence(outcome: DecodeOutcome) -> np.ndarray:
 
 def summary(outcome: DecodeOutcome) -> dict:
     """The numbers a user (or an API caller) wants from a decode."""
-    meta = outcome.trace.meta
-    return {"answer": outcome.answer, "model": meta["model"], "rule": meta["strategy"], "params": meta["params"],
-            "nfe": meta["nfe"], "gen_length": meta["gen_length"], "block_length": meta["block_length"],
-            "answer_tokens": meta["answer_tokens"], "seconds": round(outcome.result.seconds, 4),
-            "tokens_per_second": round(outcome.tokens_per_second, 3), "seed": meta["seed"]}
+    return {**trace_summary(outcome.trace), "answer": outcome.answer}
+
+
+def trace_summary(trace: Trace) -> dict:
+    """The same numbers from a trace alone (a cached example or an imported file)."""
+    meta = trace.meta
+    seconds = float(meta["seconds"])
+    answer_tokens = meta.get("answer_tokens", meta["gen_length"])
+    return {"answer": meta.get("answer", ""), "model": meta.get("model", "?"), "rule": meta["strategy"],
+            "params": meta["params"], "nfe": meta["nfe"], "gen_length": meta["gen_length"],
+            "block_length": meta["block_length"], "answer_tokens": answer_tokens, "seconds": round(seconds, 4),
+            "tokens_per_second": round(answer_tokens / max(seconds, 1e-9), 3), "seed": meta["seed"]}
+
+
+def trace_frame(trace: Trace) -> Frame:
+    """The finished answer of a trace as the live view draws it, with a status line naming where it came from."""
+    label = lambda token: display_text(trace.token_text.get(token, f"#{token}"))  # noqa: E731
+    gen = trace.meta["gen_length"]
+    html = live_html(trace.arrays["tokens"][0], np.ones(gen, dtype=bool), commit_confidence(trace), label)
+    return Frame(html, f"recorded trace of {trace.meta.get('model', '?')} ({trace.meta['strategy']}): "
+                       f"NFE {trace.meta['nfe']}, {trace.meta['seconds']:.2f} s when it was recorded")
 
 
 def decode_once(model_name: str, request: DecodeRequest) -> DecodeOutcome:

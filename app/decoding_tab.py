@@ -9,6 +9,7 @@ from analysis import colors
 from app import decoding_experiments as experiments
 from app import decoding_handlers as handlers
 from app import decoding_views as views
+from app import examples as cached
 from app.streaming import CancelToken
 from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET
 from engine.pipeline import PRESETS
@@ -67,6 +68,9 @@ def build_decoding_tab() -> None:
             live = gr.HTML(label="answer, live", elem_id="dllm-live")
             answer = gr.Textbox(label="answer (text)", interactive=False, lines=3, elem_id="dllm-answer")
             stats = gr.JSON(label="summary")
+            example = gr.Dropdown(cached.example_names(), value=(cached.example_names() or [None])[0],
+                                  label="cached example traces (shown at once, no model call)",
+                                  elem_id="dllm-example")
     info = gr.Markdown(elem_id="dllm-trace-info")
     with gr.Tabs():
         with gr.Tab("Heatmap"):
@@ -152,6 +156,13 @@ def build_decoding_tab() -> None:
                 gr.update(visible=credit), gr.update(visible=credit), gr.update(visible=credit),
                 gr.update(visible=credit))
 
+    def show_example(name):
+        if not name:
+            return [gr.skip()] * 5
+        trace = cached.example_trace(name)
+        frame = handlers.trace_frame(trace)
+        return frame.html, frame.status, trace.meta.get("answer", ""), handlers.trace_summary(trace), trace
+
     def export(trace, request: gr.Request):
         return views.export_trace(trace, request.session_hash if request else None)
 
@@ -180,6 +191,9 @@ def build_decoding_tab() -> None:
                                            beta, gamma, seed], [sweep_table, sweep_plot], api_name="sweep",
                        concurrency_id=MODEL_JOBS, concurrency_limit=MODEL_SLOTS)
     export_button.click(export, [trace_state], [exported], api_name="export_trace")
+    showing = gr.on(None, show_example, [example], [live, status, answer, stats, trace_state],
+                    api_name="example_trace")
+    showing.success(show_views, [trace_state, metric, position], view_outputs, api_name="render_views_example")
     importing = uploaded.upload(handlers.import_trace, [uploaded], [trace_state], api_name="import_trace")
     importing.success(show_views, [trace_state, metric, position], view_outputs, api_name="render_views_imported")
     gr.api(handlers.api_decode, api_name="decode", concurrency_id=MODEL_JOBS, concurrency_limit=MODEL_SLOTS)

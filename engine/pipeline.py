@@ -102,4 +102,6 @@ def decode(model: LoadedModel, request: DecodeRequest, observers: Sequence[Obser
     trace.meta.update(model=model.spec.name, prompt=request.prompt, request=asdict(request),
                       answer_tokens=min(len(answer_ids) + 1, request.gen_length), device=str(model.device))
     trace.token_text = model.token_text(trace.ids_in_use())
-    return DecodeOutcome(answer=model.decode_answer(result.tokens[0]), result=result, trace=trace)
+    answer = model.decode_answer(result.tokens[0])
+    trace.meta["answer"] = answer
+    return DecodeOutcome(answer=answer, result=result, trace=trace)

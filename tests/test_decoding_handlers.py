@@ -202,3 +202,18 @@ def test_replayed_decode_shows_the_same_steps_as_the_live_one(tiny_model):
                                   replayed.trace.arrays["tokens"][0][steps[-1].committed])
     per_step = replayed.trace.arrays["committed"][:, 0].sum(axis=1)
     assert committed_counts == np.cumsum(per_step).tolist()
+
+
+def test_cached_examples_render_without_a_model():
+    from app import examples
+    from app.decoding_views import render_views
+
+    names = examples.example_names()
+    assert {"capital_credit", "capital_threshold", "capital_fixed_steps"} <= set(names)
+    for name in names:
+        trace = examples.example_trace(name)
+        assert trace.meta["model"] == "bundled" and trace.meta["answer"]
+        frame = handlers.trace_frame(trace)
+        assert "masked" not in frame.html and f"NFE {trace.meta['nfe']}" in frame.status
+        assert handlers.trace_summary(trace)["nfe"] == trace.n_steps
+        assert render_views(trace, "raw", 0)["heatmap"] is not None
