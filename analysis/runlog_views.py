@@ -82,7 +82,8 @@ def scale_check(log: RunLog) -> pd.DataFrame:
         spread = float(group["alpha_s_inter"].max() - group["alpha_s_inter"].min())
         rows.append({"step": int(step), "gap": gap, "spread": spread, "could_change": spread >= gap,
                      "changed": set(by_utility[:keep].tolist()) != set(by_total[:keep].tolist())})
-    return pd.DataFrame(rows, columns=["step", "gap", "spread", "could_change", "changed"])
+    return pd.DataFrame(rows, columns=["step", "gap", "spread", "could_change", "changed"]).astype(
+        {"step": "int64", "gap": "float64", "spread": "float64", "could_change": bool, "changed": bool})
 
 
 def run_summary(log: RunLog) -> dict[str, Any]:
@@ -125,8 +126,10 @@ def summary_markdown(log: RunLog) -> str:
            else "no maths items were held out."),
         f"Mean s_intra: selected {_fmt(s['mean_s_intra_selected'])} vs rejected {_fmt(s['mean_s_intra_rejected'])}. "
         f"Categories selected: {s['categories_selected']} of {s['categories_seen']} seen.",
-        f"Scale check: α·s_inter changed the top-K in {s['steps_changed_by_diversity']} of {s['steps_compared']} "
-        f"steps (could have in {s['steps_diversity_could_change']}).",
+        (f"Scale check: adding α·s_inter to s_intra changes the top-K in {s['steps_changed_by_diversity']} of "
+         f"{s['steps_compared']} steps (its spread reaches the s_intra gap at the K-th place in "
+         f"{s['steps_diversity_could_change']})." if s["steps_compared"]
+         else "Scale check: not applicable, every candidate was kept."),
     ]
     if s["truncated"]:
         lines.append(f"{s['truncated']} samples were longer than the cut-off and truncated.")

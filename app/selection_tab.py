@@ -94,7 +94,8 @@ def _controls() -> dict[str, Any]:
         c["export"] = gr.Button("Export selected (JSONL)", size="sm", elem_id="uds-export")
         c["download"] = gr.Button("Download run log", size="sm", elem_id="uds-download")
     c["file"] = gr.File(label="Download", interactive=False, elem_id="uds-file")
-    c["runlog_upload"] = gr.File(label="Load a saved run log (.zip)", file_types=[".zip"], type="filepath")
+    c["runlog_upload"] = gr.File(label="Load a saved run log (.zip)", file_types=[".zip"], type="filepath",
+                                  elem_id="uds-runlog-upload")
     return c
 
 

@@ -48,6 +48,8 @@ def test_scale_check_agrees_with_the_loops_flip_flags(uds_runlogs):
 
 def test_scale_check_skips_runs_that_keep_everything(uds_runlogs):
     assert runlog_views.scale_check(uds_runlogs["full"]).empty
+    fig = runlog_figures.score_decomposition(uds_runlogs["full"])
+    assert "in 0 of 0 steps" in fig.layout.annotations[0].text
 
 
 def test_summary_numbers_match_the_records(uds_runlogs):
@@ -59,7 +61,8 @@ def test_summary_numbers_match_the_records(uds_runlogs):
     assert s["categories_selected"] == frame.loc[frame["selected"], "category"].nunique()
     assert s["eval_loss"] == pytest.approx(log.eval_summary.loss)
     text = runlog_views.summary_markdown(log)
-    assert "K = 2 of B = 8" in text and f"{s['steps_compared']} steps" in text
+    assert "K = 2 of B = 8" in text and f"top-K in {s['steps_changed_by_diversity']} of 12 steps" in text
+    assert "not applicable" in runlog_views.summary_markdown(uds_runlogs["full"])
 
 
 def test_neighbours_are_the_nearest_buffer_entries_and_average_to_s_inter(uds_runlogs):
@@ -128,7 +131,7 @@ def test_score_decomposition_title_reports_the_scale_check(uds_runlogs):
     scale = runlog_views.scale_check(log)
     fig = runlog_figures.score_decomposition(log)
     title = fig.layout.annotations[0].text
-    assert f"in {int(scale['changed'].sum())} of 12 steps" in title
+    assert f"top-K in {int(scale['changed'].sum())} of 12 steps" in title
 
 
 def test_token_strip_greys_prompt_and_padding(uds_runlogs):
