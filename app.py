@@ -1,4 +1,7 @@
 """Hugging Face Space entry point: build the demo, launch it."""
+import threading
+
+from app.decoding_handlers import warm_default_model
 from app.main import build_demo, launch
 from app.space import ensure_no_deps_packages
 
@@ -6,4 +9,5 @@ ensure_no_deps_packages()  # a Space installs requirements.txt only; see require
 demo = build_demo()
 
 if __name__ == "__main__":
+    threading.Thread(target=warm_default_model, name="warm-model", daemon=True).start()  # first click won't wait
     launch(demo)

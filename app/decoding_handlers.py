@@ -92,6 +92,14 @@ def get_model(name: str) -> LoadedModel:
             raise gr.Error(f"Model {name!r} could not be loaded on this server; pick another model.") from None
 
 
+def warm_default_model() -> None:
+    """Load the picker's default model in the background at start-up; a failure is logged and shown on first use."""
+    try:
+        get_model(model_choices()[1])
+    except gr.Error:
+        LOG.warning("the default model could not be preloaded")
+
+
 def make_request(prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float, preset: str,
                  alpha: float, beta: float, gamma: float, seed: int) -> DecodeRequest:
     """The engine request for the knobs; steps = 0 means one token per step (steps = gen_length)."""
