@@ -7,7 +7,10 @@ from app.selection_tab import build_selection_tab
 
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="dLLM Decoding Explorer & UDS Selection Lab") as demo:
-        gr.Markdown("# dLLM Decoding Explorer & UDS Selection Lab\nThe tabs are being built.")
+        gr.Markdown("# dLLM Decoding Explorer & UDS Selection Lab\n"
+                    "**Decoding Explorer**: watch a diffusion LLM decode under LLaDA's fixed steps, Fast-dLLM's "
+                    "threshold and CreditDecoding, step by step. **Selection Lab**: SFT a small LM with UDS online "
+                    "batch selection and see which samples were picked and why.")
         with gr.Tab("Decoding Explorer"):
             build_decoding_tab()
         with gr.Tab("Selection Lab"):
