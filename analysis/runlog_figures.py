@@ -50,7 +50,7 @@ def score_decomposition(log: RunLog) -> go.Figure:
     frame = log.candidates_frame()
     changed, could = int(scale["changed"].sum()), int(scale["could_change"].sum())
     fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], subplot_titles=(
-        f"scale check: s instead of s_intra changes the top-K in {changed} of {len(scale)} steps (could in {could})",
+        f"α·s_inter changed the top-K in {changed} of {len(scale)} steps (could in {could})",
         "s_intra against α·s_inter"))
     fig.add_trace(go.Scatter(x=scale["step"], y=scale["gap"], mode="lines+markers", name="s_intra gap, K-th to K+1-th",
                              line=dict(color=SELECTED)), row=1, col=1)
