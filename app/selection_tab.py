@@ -173,8 +173,10 @@ def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
 
     run_event = c["run"].click(run, run_inputs, view_outs, api_name="selection_run", concurrency_limit=1,
                                concurrency_id="selection_run")
-    c["cancel"].click(lambda: "Cancelled: the run stops before its next step.", None, c["status"],
-                      cancels=[run_event], api_name="selection_cancel", queue=False)
+    # The message comes in a follow-up event so that it lands after any progress update already in flight.
+    c["cancel"].click(None, None, None, cancels=[run_event], api_name="selection_cancel", queue=False).then(
+        lambda: "Cancelled: the run stopped before its next step.", None, c["status"],
+        api_name="selection_cancelled", queue=False)
 
     def show_run(st, name, field, color_by, method, show_rejected, category, status, query):
         result = h.run_views(st, name, field, color_by, method, None, show_rejected, category, status, query)
