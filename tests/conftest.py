@@ -5,8 +5,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; `make test` installs it (never `playwright install`)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = Path(__file__).parent / "artifacts"  # browser-test screenshots (ignored by git)
 
 
 class ToyModel:
@@ -111,3 +118,16 @@ def bundled_model():
     """The shipped bundled dLLM (GGUF base + assets/bundled adapter), loaded once on the CPU."""
     from engine.models import load_model
     return load_model("bundled", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Debian Chromium, driven by Playwright, shared by the browser tests of both tabs."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian chromium is missing: apt-get install -y chromium (make test does this)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -1,32 +1,21 @@
 """End to end in Debian Chromium: decode a prompt in the page, scrub to a step, check the heatmap and the token
 inspector render. Screenshots go to tests/artifacts/ (ignored by git)."""
-import shutil
-from pathlib import Path
 
 import pytest
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+from tests.conftest import ARTIFACTS
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian chromium is not installed: apt-get install -y chromium")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_sync.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1600})
-        tab.set_default_timeout(TIMEOUT_MS)
-        tab.goto(app_url)
-        tab.wait_for_selector("#dllm-decode")
-        yield tab
-        browser.close()
+def page(app_url, chromium):
+    tab = chromium.new_page(viewport={"width": 1400, "height": 1600})
+    tab.set_default_timeout(TIMEOUT_MS)
+    tab.goto(app_url)
+    tab.wait_for_selector("#dllm-decode")
+    yield tab
+    tab.close()
 
 
 def set_number(page, elem_id: str, value: int) -> None:

@@ -3,37 +3,27 @@ row, check the detail view renders, export the selected subset; Cancel stops the
 tests/artifacts/ (ignored)."""
 import json
 import re
-import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+from tests.conftest import ARTIFACTS
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 TIMEOUT_MS = 240_000
 STEPS = 6
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian chromium is not installed: apt-get install -y chromium")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_sync.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1500, "height": 1800}, accept_downloads=True)
-        tab.set_default_timeout(TIMEOUT_MS)
-        tab.goto(app_url)
-        tab.get_by_role("tab", name="Selection Lab").click()
-        tab.wait_for_selector("#uds-run")
-        yield tab
-        browser.close()
+def page(app_url, chromium):
+    tab = chromium.new_page(viewport={"width": 1500, "height": 1800}, accept_downloads=True)
+    tab.set_default_timeout(TIMEOUT_MS)
+    tab.goto(app_url)
+    tab.get_by_role("tab", name="Selection Lab").click()
+    tab.wait_for_selector("#uds-run")
+    yield tab
+    tab.close()
 
 
 def set_number(page, elem_id: str, value: int) -> None:
