@@ -33,19 +33,19 @@ def load_bytes(tmp_path, data: bytes):
     return trace
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=300))
 def test_arbitrary_bytes(tmp_path, data):
     load_bytes(tmp_path, data)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=json_values)
 def test_arbitrary_json(tmp_path, value):
     assert load_bytes(tmp_path, json.dumps(value).encode()) is None
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(sorted(ARRAYS)), field=st.sampled_from(["dtype", "shape", "data"]), value=json_values)
 def test_one_array_field_replaced(tmp_path, good, name, field, value):
     obj = json.loads(json.dumps(good))
@@ -53,7 +53,7 @@ def test_one_array_field_replaced(tmp_path, good, name, field, value):
     load_bytes(tmp_path, json.dumps(obj).encode())
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(["meta", "token_text", "arrays", "version", "schema"]), value=json_values)
 def test_one_top_level_field_replaced(tmp_path, good, key, value):
     obj = json.loads(json.dumps(good))
@@ -61,10 +61,20 @@ def test_one_top_level_field_replaced(tmp_path, good, key, value):
     load_bytes(tmp_path, json.dumps(obj).encode())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(["strategy", "params", "gen_length", "block_length", "nfe", "seconds", "eos_id", "top_k"]),
        value=json_values)
 def test_one_meta_field_replaced(tmp_path, good, key, value):
     obj = json.loads(json.dumps(good))
     obj["meta"][key] = value
     load_bytes(tmp_path, json.dumps(obj).encode())
+
+
+@pytest.mark.parametrize("shape", [[float("inf")], [1e400], [-1], [2.5], "16", [True]])
+def test_bad_shapes_found_by_fuzzing_are_refused(tmp_path, good, shape):
+    obj = json.loads(json.dumps(good))
+    obj["arrays"]["commit_step"]["shape"] = shape
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(obj))
+    with pytest.raises(TraceFormatError, match="commit_step shape"):
+        load_trace(path)

@@ -139,11 +139,13 @@ def _array_from_json(name: str, raw: object) -> np.ndarray:
         raise TraceFormatError(f"array {name} is missing or lacks dtype / shape / data")
     if raw["dtype"] != dtype:
         raise TraceFormatError(f"array {name} has dtype {raw['dtype']!r}; expected {dtype}")
+    shape = raw["shape"]
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        raise TraceFormatError(f"array {name} shape must be a list of non-negative integers, got {shape!r:.80}")
     try:
-        shape = tuple(int(n) for n in raw["shape"])
         array = np.asarray(raw["data"], dtype=dtype)
-        return array.reshape(shape)
-    except (TypeError, ValueError) as err:
+        return array.reshape(tuple(shape))
+    except (TypeError, ValueError, OverflowError) as err:
         raise TraceFormatError(f"array {name} cannot be read: {err}") from None
 
 
