@@ -109,9 +109,6 @@ def make_request(prompt: str, rule: str, gen_length: int, block_length: int, ste
         raise gr.Error(f"The prompt has {len(prompt)} characters; shorten it to at most {MAX_PROMPT_CHARS}.")
     if rule not in RULES:
         raise gr.Error(f"Rule {rule!r} is unknown; pick one of: {', '.join(RULES)}.")
-    if preset == "parameter_free" and RULES[rule] == "credit_low_confidence":
-        raise gr.Error(f"The parameter_free preset is defined for the credit rule only (α_k, β_k follow its threshold "
-                       f"decoding); with {rule!r} pick paper, dinfer or custom.")
     try:
         return DecodeRequest(prompt=prompt, strategy=RULES[rule], gen_length=int(gen_length),
                              block_length=int(block_length), steps=int(steps) if steps else None,

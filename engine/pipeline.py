@@ -55,8 +55,8 @@ class DecodeRequest:
                     if self.preset == "custom" else Credit.preset(self.preset, threshold=self.threshold))
         else:
             if self.preset == "parameter_free":
-                raise ValueError("preset='parameter_free' applies to the credit (threshold) rule only; for credit in "
-                                 "fixed steps pick paper, dinfer or custom")
+                raise ValueError("preset='parameter_free' is defined for the credit rule only (its alpha_k, beta_k "
+                                 "follow threshold decoding); for credit in fixed steps pick paper, dinfer or custom")
             knobs = CREDIT_PRESETS.get(self.preset, {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma})
             rule = CreditLowConfidence(steps=steps, **knobs)
         if hasattr(rule, "steps"):
