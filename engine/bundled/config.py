@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 # mathematics-dataset train modules (easy third) and how many question/answer pairs each contributes.
-DEFAULT_MATH_MIX = (("arithmetic__add_or_sub", 24000), ("arithmetic__add_sub_multiple", 3000),
+DEFAULT_MATH_MIX = (("arithmetic__add_or_sub", 72000), ("arithmetic__add_sub_multiple", 3000),
                     ("arithmetic__mul", 3000), ("arithmetic__div", 3000), ("arithmetic__mixed", 1500),
                     ("comparison__pair", 2000), ("comparison__sort", 1500), ("comparison__kth_biggest", 1500),
                     ("comparison__closest", 1500), ("numbers__gcd", 1500), ("numbers__lcm", 1500),
@@ -24,7 +24,7 @@ class RecipeConfig:
     teacher_prompt_cap: int = 0  # use at most this many teacher prompts (0 = all); the smoke test keeps a few
     teacher_max_new_tokens: int = 127  # teacher answers longer than this (without EOS) are dropped
     teacher_passes: int = 3  # answers per teacher prompt: one greedy, the rest sampled (temperature 0.7)
-    teacher_copies: int = 3  # each kept teacher answer appears this many times in the training pool
+    teacher_copies: int = 6  # each kept teacher answer appears this many times in the training pool
     teacher_batch: int = 256  # prompts per batched teacher generate call
     teacher_repetition_penalty: float = 1.15  # keeps the teacher's own loops out of the training answers
     keep_unfinished_teacher: bool = False  # smoke only: a random teacher never says EOS, keep its answers anyway
@@ -32,13 +32,15 @@ class RecipeConfig:
     slot_lengths: tuple[int, ...] = (64, 128)  # answers are EOS-padded to the shortest slot that fits
     long_slot_share: float = 0.2  # share of short answers padded to the longest slot, so long canvases stop too
     # -- model
-    lora_rank: int = 64  # rank of every adapter (all 7 projections of every layer)
+    method: str = "lora"  # "lora": adapters trained directly; "full": full fine-tune, changes compressed to lora_rank
+    lora_rank: int = 64  # rank of every adapter (all 7 projections of every layer), or of the compressed changes
     lora_alpha: float = 128.0  # adapter scale alpha / rank
     # -- training
     max_steps: int = 6000  # upper bound; the time budget usually decides
     train_seconds: float = 300.0  # wall-clock budget for the optimisation loop (the schedule is fitted to it)
     batch_size: int = 128  # sequences per step
-    lr: float = 5e-4  # peak AdamW learning rate of adapters, norms and the mask embedding
+    lr: float = 5e-4  # peak AdamW learning rate of adapters, norms and the mask embedding (method "lora")
+    full_lr: float = 1e-4  # the same for method "full" (every projection moves, so a smaller step)
     warmup_steps: int = 60  # linear warm-up, then cosine decay to lr / 10
     min_mask_ratio: float = 0.02  # t ~ U(min_mask_ratio, 1): bounds the 1/t weight at 50
     grad_clip: float = 1.0  # global gradient-norm clip
@@ -49,7 +51,13 @@ class RecipeConfig:
     eval_block_length: int = 32  # semi-autoregressive block size used in evaluation (the CLI default)
     eval_batch: int = 100  # questions decoded together (left-padded, key-masked)
 
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.method == "lora" else self.full_lr
+
     def __post_init__(self) -> None:
+        if self.method not in ("lora", "full"):
+            raise ValueError(f"method={self.method!r} must be 'lora' or 'full'")
         if self.base not in ("smollm2", "tiny-random"):
             raise ValueError(f"base={self.base!r} must be 'smollm2' or 'tiny-random'")
         if not 0.0 < self.min_mask_ratio < 1.0:
@@ -68,8 +76,9 @@ class RecipeConfig:
                      "teacher_batch", "eval_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.train_seconds <= 0 or self.lr <= 0:
-            raise ValueError(f"train_seconds={self.train_seconds} and lr={self.lr} must be > 0")
+        if self.train_seconds <= 0 or self.lr <= 0 or self.full_lr <= 0:
+            raise ValueError(f"train_seconds={self.train_seconds}, lr={self.lr} and full_lr={self.full_lr} "
+                             "must be > 0")
 
 
 def smoke_config() -> RecipeConfig:

@@ -70,7 +70,8 @@ def summarise(examples: list[Example], answers: list[dict]) -> dict:
 
 def evaluate(dllm, teacher, tokenizer, sets: dict[str, list[Example]], mask_id: int, eos_id: int, shift: bool,
              gen_lengths: tuple[int, ...], block_length: int, batch_size: int, log=print) -> tuple[list[dict], dict]:
-    """(table rows, sample answers per set and rule). One row per set x gen_length x (3 rules + AR teacher)."""
+    """(table rows, sample answers per set and rule). One row per set x gen_length x (3 rules + AR teacher);
+    `teacher=None` leaves the AR teacher's rows out (a second arm of a comparison needs them only once)."""
     rows, samples = [], {}
     for name, examples in sets.items():
         prompts = [e.prompt for e in examples]
@@ -82,6 +83,8 @@ def evaluate(dllm, teacher, tokenizer, sets: dict[str, list[Example]], mask_id: 
                              **summarise(examples, answers)})
                 samples[f"{name}/{gen_length}/{rule}"] = [(p, a["text"]) for p, a in zip(prompts[:5], answers[:5])]
                 log(f"eval {rows[-1]}")
+            if teacher is None:
+                continue
             answers = [{"text": text, "eos": finished} for text, finished in
                        teacher_answers(teacher, tokenizer, prompts, gen_length, batch_size, sample=False, seed=0)]
             rows.append({"set": name, "gen_length": gen_length, "decoder": "ar_teacher",

@@ -32,7 +32,7 @@ class LoRALinear(nn.Module):
         return self.base(x) + (self.scale * update).to(x.dtype)
 
 
-def _adapted_linears(model: nn.Module):
+def adapted_linears(model: nn.Module):
     for name, module in model.named_modules():
         for target in TARGETS:
             child = getattr(module, target, None)
@@ -47,7 +47,7 @@ def add_lora(model: nn.Module, rank: int, alpha: float, mask_id: int, seed: int)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     trainable: list[nn.Parameter] = []
-    for _, parent, target, linear in list(_adapted_linears(model)):
+    for _, parent, target, linear in list(adapted_linears(model)):
         adapter = LoRALinear(linear, rank, alpha, generator)
         setattr(parent, target, adapter)
         trainable += [adapter.lora_A, adapter.lora_B]
@@ -67,7 +67,7 @@ def add_lora(model: nn.Module, rank: int, alpha: float, mask_id: int, seed: int)
 def adapter_state(model: nn.Module, mask_id: int) -> dict[str, torch.Tensor]:
     """The shipped tensors, in bfloat16 on the CPU: adapters, norms, the mask embedding row."""
     state: dict[str, torch.Tensor] = {}
-    for name, _, _, module in _adapted_linears(model):
+    for name, _, _, module in adapted_linears(model):
         if isinstance(module, LoRALinear):
             state[f"{name}.lora_A"] = module.lora_A.detach()
             state[f"{name}.lora_B"] = module.lora_B.detach()
@@ -81,14 +81,14 @@ def adapter_state(model: nn.Module, mask_id: int) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def merge_adapter(model: nn.Module, state: dict[str, torch.Tensor], scale: float, mask_id: int) -> nn.Module:
     """Fold a saved adapter into a plain (unwrapped) base model in place; a ValueError names any missing tensor."""
-    names = {name for name, _, _, _ in _adapted_linears(model)}
+    names = {name for name, _, _, _ in adapted_linears(model)}
     expected = {f"{n}.{part}" for n in names for part in ("lora_A", "lora_B")}
     expected |= {name for name, _ in model.named_parameters() if name.endswith("norm.weight")} | {MASK_ROW_KEY}
     missing = sorted(expected - set(state))
     if missing:
         raise ValueError(f"the weights file lacks {len(missing)} tensors (e.g. {missing[0]!r}); it does not match "
                          "this base model: re-download or rebuild it with `python -m engine train-bundled --out DIR`")
-    for name, _, _, linear in _adapted_linears(model):
+    for name, _, _, linear in adapted_linears(model):
         a, b = state[f"{name}.lora_A"].float(), state[f"{name}.lora_B"].float()  # (r, in), (out, r)
         linear.weight += (scale * (b @ a)).to(linear.weight.dtype)
     parameters = dict(model.named_parameters())
@@ -103,7 +103,7 @@ def merge_adapter(model: nn.Module, state: dict[str, torch.Tensor], scale: float
 def unwrap_lora(model: nn.Module) -> nn.Module:
     """Merge live adapters into their base linears and put the plain linears back (after training, for eval)."""
     with torch.no_grad():
-        for _, parent, target, module in list(_adapted_linears(model)):
+        for _, parent, target, module in list(adapted_linears(model)):
             if isinstance(module, LoRALinear):
                 module.base.weight += (module.scale * (module.lora_B @ module.lora_A)).to(module.base.weight.dtype)
                 setattr(parent, target, module.base)

@@ -2,6 +2,10 @@
 
     python -m engine train-bundled --out runs/bundled            # GPU, ~10 minutes
     python -m engine train-bundled --out /tmp/smoke --smoke      # CPU, seconds (tiny random model)
+
+`method` picks what ships: "lora" (adapters trained directly) or "full" (every projection fine-tuned, each change
+compressed to the same rank, so both files have the same size). A pool cache lets two methods train on exactly
+the same examples without generating the teacher answers twice.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import torch
 from engine.bundled import data
 from engine.bundled.config import RecipeConfig
 from engine.bundled.evaluate import evaluate, table_markdown
-from engine.bundled.lora import add_lora, adapter_state, unwrap_lora
+from engine.bundled.full import compress_full, prepare_full
+from engine.bundled.lora import add_lora, adapter_state, merge_adapter
 from engine.bundled.metrics import is_degenerate
 from engine.bundled.teacher import teacher_answers
 from engine.bundled.train import tokenise, train
@@ -25,6 +30,10 @@ from engine.models.bidirectional import make_bidirectional
 from engine.models.bundled import EOS_TOKEN, MASK_TOKEN, special_id, weights_metadata
 
 WEIGHTS_NAME = "smollm2-dllm.safetensors"
+# Config fields that decide the training examples: a pool cache is reused only when all of them match.
+DATA_FIELDS = ("base", "seed", "math_mix", "addition_copies", "small_ops_copies", "chat_heldout",
+               "teacher_prompt_cap", "teacher_max_new_tokens", "teacher_passes", "teacher_batch",
+               "teacher_repetition_penalty", "keep_unfinished_teacher")
 
 
 def load_base(config: RecipeConfig, device: torch.device):
@@ -69,14 +78,51 @@ def teacher_examples(teacher, tokenizer, config: RecipeConfig, log) -> tuple[lis
     return kept, counts
 
 
+def _data_key(config: RecipeConfig) -> dict:
+    return json.loads(json.dumps({name: getattr(config, name) for name in DATA_FIELDS}))
+
+
+def read_pool(path: Path, config: RecipeConfig) -> dict:
+    """A pool cache written by an earlier run of the same data config; a ValueError says which fields differ."""
+    cached = json.loads(path.read_text())
+    differ = sorted(k for k, v in _data_key(config).items() if cached.get("data_key", {}).get(k) != v)
+    if differ:
+        raise ValueError(f"pool cache {path} was built with other data settings ({', '.join(differ)}); "
+                         "delete it or pass another --pool-cache path")
+    as_examples = lambda rows: [data.Example(*row) for row in rows]  # noqa: E731
+    return {"ground": as_examples(cached["ground"]), "taught": as_examples(cached["taught"]),
+            "teacher_counts": cached["teacher_counts"]}
+
+
+def write_pool(path: Path, config: RecipeConfig, ground: list, taught: list, counts: dict) -> None:
+    rows = lambda examples: [[e.prompt, e.answer, e.source] for e in examples]  # noqa: E731
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"data_key": _data_key(config), "ground": rows(ground), "taught": rows(taught),
+                                "teacher_counts": counts}))
+
+
+def shipped_state(config: RecipeConfig, student, teacher, mask_id: int, log) -> tuple[dict, float, dict]:
+    """(the tensors that ship, their merge alpha, notes): the adapters as trained, or the compressed changes."""
+    if config.method == "lora":
+        return adapter_state(student, mask_id), config.lora_alpha, {}
+    state, kept = compress_full(student, teacher, config.lora_rank, mask_id)
+    shares = sorted(kept.values())
+    log(f"rank-{config.lora_rank} compression keeps {shares[0]:.1%} to {shares[-1]:.1%} of each change's energy")
+    return state, float(config.lora_rank), {"kept_energy": kept}
+
+
 def run_recipe(config: RecipeConfig, out_dir: Path, device: str | None = None, workers: int | None = None,
-               log=print) -> dict:
-    """Run every stage, write the weights, the table and a JSON log into `out_dir`; return the log."""
+               log=print, pool_cache: Path | None = None, data_only: bool = False,
+               teacher_eval: bool = True) -> dict:
+    """Run every stage, write the weights, the table and a JSON log into `out_dir`; return the log.
+    `data_only` stops after the training examples (to fill `pool_cache`); `teacher_eval=False` skips the AR rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started, timings = time.perf_counter(), {}
     lap = lambda name: timings.__setitem__(name, round(time.perf_counter() - started, 1))  # noqa: E731
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
-    ground = data.ground_truth_examples(config, workers)  # worker processes fork before CUDA starts
+    cached = read_pool(pool_cache, config) if pool_cache is not None and pool_cache.is_file() else None
+    # worker processes fork before CUDA starts
+    ground = cached["ground"] if cached else data.ground_truth_examples(config, workers)
     lap("ground_truth")
     device_ = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -84,8 +130,15 @@ def run_recipe(config: RecipeConfig, out_dir: Path, device: str | None = None, w
     teacher, tokenizer, mask_token, eos_token, base_hash = load_base(config, device_)
     mask_id, eos_id = special_id(tokenizer, mask_token), special_id(tokenizer, eos_token)
     lap("base_loaded")
-    taught, teacher_counts = teacher_examples(teacher, tokenizer, config, log)
+    if cached:
+        taught, teacher_counts = cached["taught"], cached["teacher_counts"]
+    else:
+        taught, teacher_counts = teacher_examples(teacher, tokenizer, config, log)
+        if pool_cache is not None:
+            write_pool(pool_cache, config, ground, taught, teacher_counts)
     lap("teacher")
+    if data_only:
+        return {"ground": len(ground), "taught": len(taught), "teacher": teacher_counts, "timings": timings}
     train_examples = ground + taught * config.teacher_copies
     sets = data.heldout_sets(config, {e.prompt for e in train_examples})
     tokenised, dropped = tokenise(train_examples, tokenizer, config, eos_id)
@@ -96,29 +149,36 @@ def run_recipe(config: RecipeConfig, out_dir: Path, device: str | None = None, w
     log(f"training pool {len(tokenised)} sequences {sources}; dropped {dropped}")
 
     student = make_bidirectional(copy.deepcopy(teacher))
-    trainable = add_lora(student, config.lora_rank, config.lora_alpha, mask_id, config.seed)
+    trainable = (add_lora(student, config.lora_rank, config.lora_alpha, mask_id, config.seed)
+                 if config.method == "lora" else prepare_full(student, mask_id))
     records = train(student, trainable, tokenised, config, mask_id, True, device_, log)
     lap("train")
+    state, alpha, notes = shipped_state(config, student, teacher, mask_id, log)
     weights = out_dir / WEIGHTS_NAME
     from safetensors.torch import save_file
 
     recipe_info = {"steps": records[-1]["step"] if records else 0, "final_loss": records[-1]["loss"] if records
-                   else None, "seed": config.seed}
-    save_file(adapter_state(student, mask_id), str(weights),
-              metadata=weights_metadata(base_hash, mask_token, eos_token, config.lora_rank, config.lora_alpha,
-                                        recipe_info))
+                   else None, "seed": config.seed, "method": config.method}
+    save_file(state, str(weights), metadata=weights_metadata(base_hash, mask_token, eos_token, config.lora_rank,
+                                                             alpha, recipe_info))
     result = {"config": asdict(config), "base_sha256": base_hash, "mask_token": mask_token, "mask_id": mask_id,
               "eos_token": eos_token, "eos_id": eos_id, "device": str(device_),
               "gpu": torch.cuda.get_device_name(0) if device_.type == "cuda" else None, "teacher": teacher_counts,
               "pool": sources, "dropped": dropped, "train_log": records, "weights_bytes": weights.stat().st_size,
-              "timings": timings}
+              "timings": timings, **notes}
     (out_dir / "recipe_log.json").write_text(json.dumps(result, indent=1))  # kept should the eval fail
-    unwrap_lora(student)
-    rows, samples = evaluate(student, teacher, tokenizer, sets, mask_id, eos_id, True, config.eval_gen_lengths,
-                             config.eval_block_length, config.eval_batch, log)
-    lap("eval")
+    # Evaluate what ships: the saved bf16 tensors merged into a fresh copy of the base, as the loader does.
+    shipped = merge_adapter(make_bidirectional(copy.deepcopy(teacher)), state, alpha / config.lora_rank, mask_id)
+    eval_args = (tokenizer, sets, mask_id, eos_id, True, config.eval_gen_lengths, config.eval_block_length,
+                 config.eval_batch, log)
+    rows, samples = evaluate(shipped, teacher if teacher_eval else None, *eval_args)
     (out_dir / "eval_table.md").write_text(table_markdown(rows) + "\n")
     result.update(eval=rows, samples=samples)
+    if config.method == "full":  # the uncompressed fine-tune: what the compression costs
+        full_rows, _ = evaluate(student, None, *eval_args)
+        (out_dir / "eval_table_uncompressed.md").write_text(table_markdown(full_rows) + "\n")
+        result["eval_uncompressed"] = full_rows
+    lap("eval")
     (out_dir / "recipe_log.json").write_text(json.dumps(result, indent=1))
     log(f"done in {timings}")
     return result

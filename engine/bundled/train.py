@@ -92,16 +92,16 @@ def diffusion_loss(model, batch: list[Tokenised], mask_id: int, shift: bool, min
 
 def lr_at(step: int, total: int, config: RecipeConfig) -> float:
     if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
+        return config.peak_lr * (step + 1) / config.warmup_steps
     progress = min(1.0, (step - config.warmup_steps) / max(1, total - config.warmup_steps))
-    return config.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return config.peak_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def train(model, trainable: list[torch.nn.Parameter], data: list[Tokenised], config: RecipeConfig, mask_id: int,
           shift: bool, device: torch.device, log: Callable[[str], None] = print) -> list[dict]:
     """Optimise until max_steps or the time budget; the cosine schedule is fitted to the budget once steps 10-30
     are timed. Returns the log records (step, loss, lr, seconds)."""
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    optimizer = torch.optim.AdamW(trainable, lr=config.peak_lr, betas=(0.9, 0.98), weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
     stream = batches(data, config.batch_size, config.seed)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
