@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.uds.factored import SCORING_ROUTES
 from engine.uds.selectors import SELECTORS
 
 MODES = ("default", "as_released")
@@ -33,8 +34,11 @@ class SelectionConfig:
     d2: int = 8  # sketch rows sampled along time
     time_length: int = 512  # T, time axis zero-padded to this; must be >= the cut-off
     seed: int = 21  # seeds the sketch draws and the Random selector
+    scoring_route: str = "auto"  # "auto" (factored where exact: engine/uds/factored.py), "factored" or "logits"
 
     def __post_init__(self) -> None:
+        if self.scoring_route not in SCORING_ROUTES:
+            raise ValueError(f"scoring_route={self.scoring_route!r} is unknown; allowed: {SCORING_ROUTES}")
         if self.selector not in SELECTORS:
             raise ValueError(f"selector={self.selector!r} is unknown; allowed: {sorted(SELECTORS)}")
         if self.mode not in MODES:

@@ -2,8 +2,9 @@
 record per candidate per step into a RunLog.
 
 Per step: draw B candidates (a seeded permutation per epoch, identical for every selector at the same seed), score
-them (no-grad forward, nuclear norm, sketch, buffer distance, loss), let the selector keep K, push the kept z into the
-FIFO buffer, then one forward + backward + AdamW step on the kept samples only.
+them (no-grad forward, nuclear norm, sketch, buffer distance, loss; from the hidden states where that is exact, see
+engine/uds/factored.py), let the selector keep K, push the kept z into the FIFO buffer, then one forward + backward +
+AdamW step on the kept samples only.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from engine.uds.buffer import BufferEntry, FIFOBuffer
 from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import Dataset
 from engine.uds.evaluate import evaluate
+from engine.uds.factored import factored_head
 from engine.uds.runlog import CandidateRecord, EvictionRecord, RunLog, SampleRecord, StepRecord, TokenStrip
 from engine.uds.scorer import FFTSketch, token_stats
 from engine.uds.scoring import BatchScores, score_batch
@@ -105,14 +107,14 @@ def _strips(step: int, items: list[Encoded], batch: Batch, scores: BatchScores) 
 
 
 def _run_config(selection: SelectionConfig, train: TrainConfig, dataset: Dataset, model_name: str,
-                truncated: int, dropped: int) -> dict[str, Any]:
+                truncated: int, dropped: int, factored: bool) -> dict[str, Any]:
     label = ("default: padding rows masked" if selection.mode == "default"
              else "as released: all rows incl. padding")
     return {"selector": selection.selector, "mode": selection.mode, "mode_label": label, "alpha": selection.alpha,
             "batch": selection.batch, "keep": selection.batch if selection.selector == "full" else selection.keep,
             "snapshot_every": train.snapshot_every, "dataset": dataset.name, "model": model_name,
             "train_samples": len(dataset.train), "heldout_samples": len(dataset.heldout), "truncated": truncated,
-            "dropped_prompt_too_long": dropped,
+            "dropped_prompt_too_long": dropped, "scoring_route_used": "factored" if factored else "logits",
             "status": "running", "selection": asdict(selection), "train": asdict(train)}
 
 
@@ -138,12 +140,13 @@ def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset,
     if len(trainable) < selection.batch:
         raise ValueError(f"only {len(trainable)} of {len(encoded)} samples keep response tokens within "
                          f"cutoff={train.cutoff}, fewer than batch={selection.batch}; raise the cut-off")
-    log = RunLog(config=_run_config(selection, train, dataset, model_name, truncated,
-                                    len(encoded) - len(trainable)))
     selector = make_selector(selection.selector)
     keep = selection.batch if selector.keeps_all else selection.keep
     vocab = model.get_output_embeddings().weight.shape[0]
     sketch = FFTSketch(vocab, selection.time_length, selection.d1, selection.d2, seed=selection.seed)
+    factored = factored_head(model, sketch, selection.scoring_route)
+    log = RunLog(config=_run_config(selection, train, dataset, model_name, truncated,
+                                    len(encoded) - len(trainable), factored is not None))
     buffer = FIFOBuffer(selection.buffer_size, sketch.dim)
     random_gen = torch.Generator().manual_seed(selection.seed)
     seen: dict[str, SampleRecord] = {}
@@ -157,7 +160,9 @@ def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset,
         started = time.perf_counter()
         items = next(batches)
         batch = collate(items, pad_id)
-        scores = score_batch(model, batch, sketch, buffer.embeddings(), selection.mode == "as_released")
+        with_strips = step % train.strip_every == 0 and strip_steps < train.strip_max_steps
+        scores = score_batch(model, batch, sketch, buffer.embeddings(), selection.mode == "as_released", factored,
+                             keep_logits=with_strips)
         chosen = CandidateScores(s_intra=scores.s_intra, s_inter=scores.s_inter, loss=scores.loss,
                                  alpha=selection.alpha)
         selector_score = selector.score(chosen, random_gen)  # (B,)
@@ -167,7 +172,7 @@ def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset,
         evicted = buffer.push(scores.z[keep_idx], [BufferEntry(items[i].sample.sample_id, step, int(i))
                                                    for i in keep_idx.tolist()])
         strips: list[TokenStrip] = []
-        if step % train.strip_every == 0 and strip_steps < train.strip_max_steps:
+        if with_strips:
             strips, strip_steps = _strips(step, items, batch, scores), strip_steps + 1
         z, scoring_seconds = scores.z.numpy(), scores.seconds
         del scores  # frees the (B, N, V) logits before the training forward

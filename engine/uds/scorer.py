@@ -23,10 +23,15 @@ def singular_values(logits: torch.Tensor, mask: torch.Tensor | None = None) -> l
     spectra = []
     for b in range(logits.shape[0]):
         rows = logits[b] if mask is None else logits[b][mask[b].bool()]  # (n, V)
-        gram = _lower_gram(rows.detach().to(torch.float64))  # (n, n), lower triangle filled
-        eigenvalues = torch.linalg.eigvalsh(gram, UPLO="L").clamp_min(0.0)  # (n,) ascending
-        spectra.append(eigenvalues.flip(0).sqrt())
+        spectra.append(spectrum_of_gram(_lower_gram(rows.detach().to(torch.float64))))
     return spectra
+
+
+def spectrum_of_gram(gram: torch.Tensor) -> torch.Tensor:
+    """Singular values (descending) of L from its Gram matrix L L^T (n, n), of which only the lower triangle is read:
+    sqrt of the eigenvalues, clamped at 0 first (round-off can make tiny eigenvalues negative)."""
+    eigenvalues = torch.linalg.eigvalsh(gram, UPLO="L").clamp_min(0.0)  # (n,) ascending
+    return eigenvalues.flip(0).sqrt()
 
 
 def _lower_gram(rows: torch.Tensor, block: int = 128) -> torch.Tensor:
@@ -101,21 +106,36 @@ class FFTSketch:
         batch, n, vocab = logits.shape
         if vocab != self.vocab_size:
             raise ValueError(f"logits have vocabulary {vocab}, the sketch was built for {self.vocab_size}")
+        if mask is None:
+            return self.time_stage(self.vocab_stage(logits))
+        # Rows left out are zero rows, whose FFT is zero: transform only the kept rows.
+        keep = mask.to(logits.device).bool()  # (B, N)
+        kept = self.vocab_stage(logits[keep])  # (R, d1)
+        y = kept.new_zeros((batch, n, self.d1))  # (B, N, d1)
+        y[keep] = kept
+        return self.time_stage(y)
+
+    def vocab_stage(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows (..., V) -> (..., d1): random signs, real part of the FFT at the d1 drawn columns, times sqrt(V / d1).
+
+        Linear in each row. float64 rows stay float64 (the factored route applies this to W^T); anything else is
+        computed in float32.
+        """
+        rows = rows.detach()
+        rows = rows if rows.dtype == torch.float64 else rows.float()
+        signs = self.vocab_signs.to(rows.device, rows.dtype)  # (V,)
+        y = _real_fft_columns(rows * signs, rows.dim() - 1, self.vocab_size, self.vocab_cols.to(rows.device))
+        return y * math.sqrt(self.vocab_size / self.d1)
+
+    def time_stage(self, y: torch.Tensor) -> torch.Tensor:
+        """y (B, n, d1) from `vocab_stage` -> z float32 (B, d2 * d1): the time axis zero-padded to T, random signs,
+        real part of the FFT at the d2 drawn rows, times sqrt(T / d2)."""
+        batch, n, _ = y.shape
         if n > self.time_length:
             raise ValueError(f"sequence length {n} exceeds the sketch time length {self.time_length}; "
                              f"raise time_length or lower the cut-off")
-        device = logits.device
-        signs, cols = self.vocab_signs.to(device), self.vocab_cols.to(device)
-        if mask is None:
-            y = _real_fft_columns(logits.detach().float() * signs, 2, vocab, cols)  # (B, N, d1)
-        else:
-            # Rows left out are zero rows, whose FFT is zero: transform only the kept rows.
-            keep = mask.to(device).bool()  # (B, N)
-            y = logits.new_zeros((batch, n, self.d1), dtype=torch.float32)  # (B, N, d1)
-            y[keep] = _real_fft_columns(logits[keep].detach().float() * signs, 1, vocab, cols)  # (R, d1)
-        y = y * math.sqrt(vocab / self.d1)
-        y = y * self.time_signs[:n].to(device).view(1, n, 1)  # rows >= n are the zero padding
-        z = _real_fft_columns(y, 1, self.time_length, self.time_rows.to(device))  # (B, d2, d1)
+        y = y * self.time_signs[:n].to(y.device, y.dtype).view(1, n, 1)  # rows >= n are the zero padding
+        z = _real_fft_columns(y, 1, self.time_length, self.time_rows.to(y.device))  # (B, d2, d1)
         z = z * math.sqrt(self.time_length / self.d2)
         return z.reshape(batch, self.d2 * self.d1).float().cpu()
 

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from engine.uds.batching import Batch, response_loss
+from engine.uds.factored import FactoredHead
 from engine.uds.scorer import FFTSketch, mean_distance, singular_values, spectrum_stats
 
 
 @dataclass(frozen=True)
 class BatchScores:
-    logits: torch.Tensor  # float32 (B, N, V) of the scoring forward (kept for the per-token strips)
+    logits: torch.Tensor | None  # float32 (B, N, V) for the per-token strips; None where the factored route skipped them
     rows: torch.Tensor  # bool (B, N) logit rows that entered the scores (all rows as released, real rows by default)
     z: torch.Tensor  # float32 (B, D) sketch embeddings
     s_intra: torch.Tensor  # float64 (B,) nuclear norms
@@ -23,20 +25,34 @@ class BatchScores:
 
 
 def score_batch(model: torch.nn.Module, batch: Batch, sketch: FFTSketch, buffer_z: torch.Tensor,
-                as_released: bool) -> BatchScores:
-    """Score B candidates against the buffer (M, D). `as_released` scores every row of the padded batch."""
+                as_released: bool, factored: FactoredHead | None = None, keep_logits: bool = True) -> BatchScores:
+    """Score B candidates against the buffer (M, D). `as_released` scores every row of the padded batch.
+
+    Without `factored`: the logits route (full forward, Gram and sketch of the (N, V) logits; logits kept). With it
+    (engine/uds/factored.py): the same scores from the hidden states; the head runs on the response rows for the
+    loss, or on every scored row when `keep_logits` (the per-token strips need them).
+    """
     start = time.perf_counter()
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        logits = _forward(model, batch) if as_released else _forward_grouped(model, batch)  # (B, N, V)
-    model.train(was_training)
-    device = logits.device
     rows = torch.ones_like(batch.attention) if as_released else batch.attention  # (B, N)
-    spectra = singular_values(logits, rows.to(device))
-    z = sketch(logits, None if as_released else rows)  # (B, D)
+    with torch.no_grad():
+        if factored is None:
+            logits = _forward(model, batch) if as_released else _grouped(batch, lambda part: _forward(model, part))
+            device = logits.device
+            spectra = singular_values(logits, rows.to(device))
+            z = sketch(logits, None if as_released else rows)  # (B, D)
+        else:
+            hidden = factored.hidden(batch) if as_released else _grouped(batch, factored.hidden)  # (B, N, d)
+            device = hidden.device
+            spectra = factored.singular_values(hidden, rows.to(device))
+            z = factored.sketch_embeddings(hidden, rows.to(device))  # (B, D)
+            logits = factored.logits(hidden, rows.to(device)) if keep_logits else None  # (B, N, V)
+        labels = batch.labels.to(device)
+        loss_sum, count = (response_loss(logits, labels) if logits is not None
+                           else factored.response_loss(hidden, labels))
+    model.train(was_training)
     s_inter = mean_distance(z, buffer_z)  # (B,)
-    loss_sum, count = response_loss(logits, batch.labels.to(device))
     loss = (loss_sum.double() / count.double()).cpu()  # (B,), NaN where count == 0
     stats = [spectrum_stats(s.cpu()) for s in spectra]
     return BatchScores(logits=logits, rows=rows, z=z, s_intra=torch.tensor([s["s_intra"] for s in stats],
@@ -50,10 +66,10 @@ def _forward(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return out.logits.float()  # (B, N, V)
 
 
-def _forward_grouped(model: torch.nn.Module, batch: Batch, slack: float = 1.25) -> torch.Tensor:
-    """The same logits on real rows as one padded forward (causal attention, right padding), at less cost: samples
-    of similar length (within `slack` x) share a forward, so one long sample does not pad seven short ones.
-    Padding rows come back as zeros; the default mode masks them out anyway."""
+def _grouped(batch: Batch, forward: Callable[[Batch], torch.Tensor], slack: float = 1.25) -> torch.Tensor:
+    """`forward` (a padded batch -> (g, n_g, X)) on real rows as one padded forward would give (causal attention,
+    right padding), at less cost: samples of similar length (within `slack` x) share a forward, so one long sample
+    does not pad seven short ones. Padding rows come back as zeros; the default mode masks them out anyway."""
     lengths = batch.attention.sum(1)  # (B,)
     order = torch.argsort(lengths, stable=True).tolist()
     groups: list[list[int]] = []
@@ -62,11 +78,11 @@ def _forward_grouped(model: torch.nn.Module, batch: Batch, slack: float = 1.25) 
             groups[-1].append(b)
         else:
             groups.append([b])
-    logits = None
+    out = None
     for group in groups:
         rows = torch.tensor(group)
-        part = _forward(model, batch.select(rows))  # (g, n_g, V)
-        if logits is None:
-            logits = part.new_zeros((batch.ids.shape[0], batch.ids.shape[1], part.shape[-1]))  # (B, N, V)
-        logits[rows, : part.shape[1]] = part
-    return logits
+        part = forward(batch.select(rows))  # (g, n_g, X)
+        if out is None:
+            out = part.new_zeros((batch.ids.shape[0], batch.ids.shape[1], part.shape[-1]))  # (B, N, X)
+        out[rows, : part.shape[1]] = part
+    return out
