@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# LoRA vs a compressed full fine-tune, same examples, same time, on the device machine (docs/bundled-recipe.md).
+# LoRA vs a compressed full fine-tune on the same examples and schedule, side by side on the device machine
+# (docs/bundled-recipe.md).
 # Expects the GGUF parts r0..r3 in /root/w (earlier calls) and .gguf/r4 + .whl carried. Starts the work detached
-# (setsid), so it outlives this call; poll with `tail /root/w/cmp/*.log`. TRAIN_S: each arm's training budget.
+# (setsid), so it outlives this call; poll with `tail /root/w/cmp/*.log`. TRAIN_S: a time budget for each arm instead.
 set -u
 W=/root/w
 C=$W/cmp
-TRAIN_S=${TRAIN_S:-780}
+TRAIN_S=${TRAIN_S:-}  # empty: the config default (a fixed schedule of max_steps)
 mkdir -p "$C"
 cat $W/r0 $W/r1 $W/r2 $W/r3 .gguf/r4 > $W/smollm2.gguf
 echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $W/smollm2.gguf" | sha256sum -c - || exit 3
@@ -18,9 +19,9 @@ export PYTHONPATH=/tmp/site:$W/repo SMOLLM2_GGUF=$W/smollm2.gguf PYTHONUNBUFFERE
        TOKENIZERS_PARALLELISM=false
 date +%s > $C/started
 python3 -m engine.bundled.cli_train --out $C/data --pool-cache $C/pool.json --data-only > $C/data.log 2>&1 || exit 1
-python3 -m engine.bundled.cli_train --out $C/lora --pool-cache $C/pool.json --train-seconds $TRAIN_S \
+python3 -m engine.bundled.cli_train --out $C/lora --pool-cache $C/pool.json ${TRAIN_S:+--train-seconds $TRAIN_S} \
     > $C/lora.log 2>&1 &
-python3 -m engine.bundled.cli_train --out $C/full --pool-cache $C/pool.json --train-seconds $TRAIN_S \
+python3 -m engine.bundled.cli_train --out $C/full --pool-cache $C/pool.json ${TRAIN_S:+--train-seconds $TRAIN_S} \
     --method full --no-teacher-eval > $C/full.log 2>&1 &
 wait
 date +%s > $C/finished

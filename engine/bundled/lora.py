@@ -88,15 +88,16 @@ def merge_adapter(model: nn.Module, state: dict[str, torch.Tensor], scale: float
     if missing:
         raise ValueError(f"the weights file lacks {len(missing)} tensors (e.g. {missing[0]!r}); it does not match "
                          "this base model: re-download or rebuild it with `python -m engine train-bundled --out DIR`")
-    for name, _, _, linear in adapted_linears(model):
-        a, b = state[f"{name}.lora_A"].float(), state[f"{name}.lora_B"].float()  # (r, in), (out, r)
+    for name, _, _, linear in adapted_linears(model):  # the file's tensors may sit on another device (CPU)
+        a = state[f"{name}.lora_A"].to(linear.weight.device, torch.float32)  # (r, in)
+        b = state[f"{name}.lora_B"].to(linear.weight.device, torch.float32)  # (out, r)
         linear.weight += (scale * (b @ a)).to(linear.weight.dtype)
     parameters = dict(model.named_parameters())
     for name, value in state.items():
         if name.endswith("norm.weight"):
-            parameters[name].copy_(value.to(parameters[name].dtype))
+            parameters[name].copy_(value)
     embedding = model.get_input_embeddings().weight
-    embedding[mask_id] = state[MASK_ROW_KEY].to(embedding.dtype)
+    embedding[mask_id] = state[MASK_ROW_KEY].to(embedding.device, embedding.dtype)
     return model
 
 
