@@ -1,8 +1,12 @@
-"""Speed of the Selection Lab engine: `python -m engine.uds.bench [--part gram|overhead|demo] [--json]`.
+"""Speed of the Selection Lab engine: `python -m engine.uds.bench [--part gram|precision|overhead|demo] [--json]`.
 
-* gram: the Gram route (float64 N x N eigenvalues) vs torch.linalg.svdvals on the same (N, V) logits.
-* overhead: per micro-batch, the scoring pass (forward over B + Gram + sketch + buffer distances, buffer full) vs a
-  plain LoRA SFT step (forward + backward + AdamW) on the K kept samples, on real SmolLM2 logits of the bundled mix.
+* gram: the nuclear-norm routes (svdvals, float64 Gram, float32 Gram, factored from the hidden states) on the same
+  real SmolLM2 logits at N = 512 (engine/uds/bench_gram.py).
+* precision: their relative errors vs float64 svdvals on random, real (default and as released, padded to 512) and
+  adversarial near-duplicate logits, with the float32 route's guard numbers.
+* overhead: per micro-batch, the scoring pass (forward over B + Gram + sketch + buffer distances + loss, buffer full)
+  by either route, part by part, vs a plain LoRA SFT step (forward + backward + AdamW) on the K kept samples, on real
+  SmolLM2 logits of the bundled mix; and the forward-to-step ratio behind the lower bound of docs/UDS_SPEED.md.
 * demo: the default demo run end to end (bundled mixture, UDS, K = 2 of B = 8, default steps and cut-off), model load
   included.
 Timings are medians of repeats after one warm-up; the numbers go to docs/UDS_SPEED.md by hand, never into tests.
@@ -40,25 +44,15 @@ def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_gram(n: int = 512, vocab: int = 49152, repeats: int = 3, device: str = "cpu") -> dict[str, Any]:
-    from engine.uds.scorer import nuclear_norm
-
-    logits = (torch.randn(1, n, vocab, generator=torch.Generator().manual_seed(0)) * 4).to(device)  # (1, N, V)
-    gram = _median_seconds(lambda: nuclear_norm(logits), repeats)
-    svd = _median_seconds(lambda: torch.linalg.svdvals(logits[0]).sum(), repeats)
-    rel = float((nuclear_norm(logits)[0] - torch.linalg.svdvals(logits[0].double()).sum()).abs()
-                / torch.linalg.svdvals(logits[0].double()).sum())
-    return {"device": str(logits.device), "n": n, "vocab": vocab, "gram_s": gram, "svdvals_s": svd, "speedup": svd / gram, "rel_error": rel}
-
-
 def bench_overhead(batch: int = 8, keep: int = 2, cutoff: int = 256, repeats: int = 3, seed: int = 21) -> dict[str, Any]:
-    from engine.uds.batching import collate, encode
+    from engine.uds.batching import collate, encode, response_loss
     from engine.uds.config import TrainConfig
     from engine.uds.data import bundled_dataset
+    from engine.uds.factored import factored_head
     from engine.uds.loop import train_step, prepare_trainable
     from engine.uds.models import load_sft_model
-    from engine.uds.scorer import FFTSketch
-    from engine.uds.scoring import score_batch
+    from engine.uds.scorer import FFTSketch, mean_distance, singular_values, token_stats
+    from engine.uds.scoring import _forward, _grouped, score_batch
 
     base, tokenizer = load_sft_model("smollm2")
     torch.manual_seed(seed)
@@ -69,27 +63,60 @@ def bench_overhead(batch: int = 8, keep: int = 2, cutoff: int = 256, repeats: in
     pool = [s for s in ds.train if s.source != "humaneval"][::25][:batch]
     b = collate([encode(tokenizer, s, cutoff) for s in pool], tokenizer.pad_token_id)
     sketch = FFTSketch(len(tokenizer), seed=seed)
+    factored = factored_head(model, sketch, "factored")  # the loop's route under LoRA (a ValueError where not exact)
     buffer_z = torch.randn(1024, sketch.dim, generator=torch.Generator().manual_seed(seed)) * 3e7  # a full buffer
-    scores = score_batch(model, b, sketch, buffer_z, as_released=False)
+    scores = score_batch(model, b, sketch, buffer_z, False, factored, keep_logits=False)
     kept = b.select(torch.topk(scores.s_intra, keep).indices.sort().values)
-    out: dict[str, Any] = {"batch": batch, "keep": keep, "tokens_per_candidate": b.attention.sum(1).tolist()}
-    for mode in ("default", "as_released"):
-        out[f"scoring_{mode}_s"] = _median_seconds(
-            lambda: score_batch(model, b, sketch, buffer_z, as_released=mode == "as_released"), repeats)
-    logits = scores.logits
-    from engine.uds.scorer import mean_distance, singular_values
 
-    out["gram_s"] = _median_seconds(lambda: singular_values(logits, b.attention), repeats)
-    out["sketch_s"] = _median_seconds(lambda: sketch(logits, b.attention), repeats)
-    out["buffer_s"] = _median_seconds(lambda: mean_distance(scores.z, buffer_z), repeats)
-    out["forward_s"] = out["scoring_default_s"] - out["gram_s"] - out["sketch_s"] - out["buffer_s"]
-    out["sft_step_kept_s"] = _median_seconds(lambda: train_step(model, optimizer, kept, 1.0), repeats)
-    out["sft_step_full_batch_s"] = _median_seconds(lambda: train_step(model, optimizer, b, 1.0), repeats)
-    added = out["gram_s"] + out["sketch_s"] + out["buffer_s"]
-    out["overhead_incl_forward_pct"] = 100 * out["scoring_default_s"] / out["sft_step_kept_s"]
-    out["overhead_excl_forward_pct"] = 100 * added / out["sft_step_kept_s"]
-    out["uds_step_vs_full_step_pct"] = 100 * (out["scoring_default_s"] + out["sft_step_kept_s"]) / out[
-        "sft_step_full_batch_s"]
+    def med(fn: Callable[[], Any]) -> float:
+        return _median_seconds(fn, repeats)
+
+    out: dict[str, Any] = {"batch": batch, "keep": keep, "tokens_per_candidate": b.attention.sum(1).tolist(),
+                           "prompt_tokens_per_candidate": b.prompt.sum(1).tolist(),
+                           "tokens_per_kept": kept.attention.sum(1).tolist()}
+    for mode in ("default", "as_released"):
+        as_released = mode == "as_released"
+        out[f"scoring_{mode}_logits_route_s"] = med(lambda: score_batch(model, b, sketch, buffer_z, as_released))
+        out[f"scoring_{mode}_factored_s"] = med(
+            lambda: score_batch(model, b, sketch, buffer_z, as_released, factored, keep_logits=False))
+    out["scoring_default_factored_strip_step_s"] = med(
+        lambda: score_batch(model, b, sketch, buffer_z, False, factored, keep_logits=True))
+    model.eval()
+    with torch.no_grad():
+        logits = _grouped(b, lambda part: _forward(model, part))  # (B, N, V)
+        hidden = _grouped(b, factored.hidden)  # (B, N, d)
+        rows = b.attention
+        parts = {"logits_forward": lambda: _grouped(b, lambda part: _forward(model, part)),
+                 "logits_gram": lambda: singular_values(logits, rows),
+                 "logits_sketch": lambda: sketch(logits, rows),
+                 "logits_loss": lambda: response_loss(logits, b.labels),
+                 "decoder_forward": lambda: _grouped(b, factored.hidden),
+                 "factored_gram": lambda: factored.singular_values(hidden, rows),
+                 "factored_sketch": lambda: factored.sketch_embeddings(hidden, rows),
+                 "factored_loss": lambda: factored.response_loss(hidden, b.labels),
+                 "buffer": lambda: mean_distance(scores.z, buffer_z),
+                 "strip_signals": lambda: [token_stats(logits[i], b.ids[i]) for i in range(batch)],
+                 "decoder_forward_kept": lambda: factored.hidden(kept)}
+        for name, fn in parts.items():
+            out[f"{name}_s"] = med(fn)
+        # Per candidate alone: the cheapest scoring forward (no head) against a training step on that candidate.
+        alone = [b.select(torch.tensor([i])) for i in range(batch)]
+        forward_alone = [med(lambda: factored.hidden(one)) for one in alone]
+    step_alone = [med(lambda: train_step(model, optimizer, one, 1.0)) for one in alone]
+    out["forward_over_step_per_candidate"] = [f / s for f, s in zip(forward_alone, step_alone)]
+    out["sft_step_kept_s"] = med(lambda: train_step(model, optimizer, kept, 1.0))
+    out["sft_step_full_batch_s"] = med(lambda: train_step(model, optimizer, b, 1.0))
+    step = out["sft_step_kept_s"]
+    for route in ("logits_route", "factored"):
+        out[f"overhead_{route}_pct"] = 100 * out[f"scoring_default_{route}_s"] / step
+        out[f"uds_step_vs_full_step_{route}_pct"] = 100 * (out[f"scoring_default_{route}_s"] + step) / out[
+            "sft_step_full_batch_s"]
+    out["overhead_factored_strip_step_pct"] = 100 * (out["scoring_default_factored_strip_step_s"]
+                                                     + out["strip_signals_s"]) / step
+    out["overhead_factored_excl_forward_pct"] = 100 * (out["factored_gram_s"] + out["factored_sketch_s"]
+                                                       + out["factored_loss_s"] + out["buffer_s"]) / step
+    out["lower_bound_forward_b_pct"] = 100 * out["decoder_forward_s"] / step  # the head-less forward over B alone
+    out["lower_bound_forward_k_pct"] = 100 * out["decoder_forward_kept_s"] / step  # F(K) / S(K) = r for the kept
     return out
 
 
@@ -116,11 +143,11 @@ def bench_demo() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.uds.bench", description=__doc__)
-    parser.add_argument("--part", choices=("gram", "overhead", "demo", "all"), default="all")
-    parser.add_argument("--device", default="cpu", help="device of the gram part (cpu or cuda)")
+    parser.add_argument("--part", choices=("gram", "precision", "overhead", "demo", "all"), default="all")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="cpu: time by process CPU seconds (use with --threads 1 on a shared machine)")
+                        help="cpu: time by process CPU seconds (on a shared machine use --threads 1, or set "
+                             "OMP_WAIT_POLICY=PASSIVE so that threads waiting for a descheduled partner do not spin)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -130,7 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         CLOCK["wall"] = time.process_time
     results: dict[str, Any] = {"threads": torch.get_num_threads(), "clock": args.clock,
                                "load_avg_1m": os.getloadavg()[0]}
-    parts = (("gram", lambda: bench_gram(device=args.device)), ("overhead", bench_overhead), ("demo", bench_demo))
+    if args.part in ("gram", "precision", "all"):
+        from engine.uds.bench_gram import bench_gram, bench_precision, real_inputs
+
+        inputs = real_inputs()
+        if args.part in ("gram", "all"):
+            results["gram"] = bench_gram(lambda fn: _median_seconds(fn, 3), inputs)
+        if args.part in ("precision", "all"):
+            results["precision"] = bench_precision(inputs)
+        del inputs
+    parts = (("overhead", bench_overhead), ("demo", bench_demo))
     for part, fn in parts:
         if args.part in (part, "all"):
             results[part] = fn()

@@ -75,13 +75,20 @@ class FactoredHead:
         logits[rows] = self.head(hidden[rows]).float()
         return logits
 
-    def response_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """batching.response_loss from the hidden states: the head runs only on the rows that predict a response
-        token. hidden (B, N, d), labels (B, N) -> (sum per sample (B,), count (B,))."""
+    def response_loss(self, hidden: torch.Tensor, labels: torch.Tensor,
+                      logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """batching.response_loss on the rows that predict a response token only: from `logits` (B, N, V) where
+        they were kept, else through the head on those rows.
+
+        hidden (B, N, d), labels (B, N) -> (loss sum per sample (B,), count (B,)).
+        """
         targets = labels[:, 1:]  # (B, N-1): row i predicts token i + 1
         predicts = targets != -100  # (B, N-1)
-        logits = self.head(hidden[:, :-1][predicts]).float()  # (R, V)
-        token_loss = torch.nn.functional.cross_entropy(logits, targets[predicts], reduction="none")  # (R,)
+        if logits is None:
+            rows = self.head(hidden[:, :-1][predicts]).float()  # (R, V)
+        else:
+            rows = logits[:, :-1][predicts]  # (R, V)
+        token_loss = torch.nn.functional.cross_entropy(rows, targets[predicts], reduction="none")  # (R,)
         loss_sum = token_loss.new_zeros(labels.shape[0]).index_add_(0, predicts.nonzero()[:, 0], token_loss)
         return loss_sum, predicts.sum(1)
 

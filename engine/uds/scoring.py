@@ -14,7 +14,7 @@ from engine.uds.scorer import FFTSketch, mean_distance, singular_values, spectru
 
 @dataclass(frozen=True)
 class BatchScores:
-    logits: torch.Tensor | None  # float32 (B, N, V) for the per-token strips; None where the factored route skipped them
+    logits: torch.Tensor | None  # float32 (B, N, V) for the per-token strips; None where the factored route skips them
     rows: torch.Tensor  # bool (B, N) logit rows that entered the scores (all rows as released, real rows by default)
     z: torch.Tensor  # float32 (B, D) sketch embeddings
     s_intra: torch.Tensor  # float64 (B,) nuclear norms
@@ -49,8 +49,8 @@ def score_batch(model: torch.nn.Module, batch: Batch, sketch: FFTSketch, buffer_
             z = factored.sketch_embeddings(hidden, rows.to(device))  # (B, D)
             logits = factored.logits(hidden, rows.to(device)) if keep_logits else None  # (B, N, V)
         labels = batch.labels.to(device)
-        loss_sum, count = (response_loss(logits, labels) if logits is not None
-                           else factored.response_loss(hidden, labels))
+        loss_sum, count = (response_loss(logits, labels) if factored is None
+                           else factored.response_loss(hidden, labels, logits))
     model.train(was_training)
     s_inter = mean_distance(z, buffer_z)  # (B,)
     loss = (loss_sum.double() / count.double()).cpu()  # (B,), NaN where count == 0
