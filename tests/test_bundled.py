@@ -8,7 +8,7 @@ import torch
 
 from engine.bundled import data
 from engine.bundled.config import RecipeConfig, smoke_config
-from engine.bundled.lora import LoRALinear, add_lora, adapter_state, merge_adapter, unwrap_lora
+from engine.bundled.lora import LoRALinear, add_lora, adapter_state, merge_adapter
 from engine.bundled.metrics import answer_correct, is_degenerate
 from engine.bundled.templates import HELDOUT_ADDITION, TRAIN_ADDITION
 from engine.bundled.train import Tokenised, diffusion_loss, tokenise
@@ -116,9 +116,9 @@ def test_saved_adapter_merges_to_the_live_model(tiny_model) -> None:
                 module.lora_B.normal_(0, 0.05)
     state = adapter_state(model, tiny_model.spec.mask_id)
     merged = merge_adapter(copy.deepcopy(tiny_model.model).float(), state, 2.0, tiny_model.spec.mask_id)
-    live = unwrap_lora(model)
     ids = torch.randint(4, 200, (2, 12), generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(merged(input_ids=ids).logits, live(input_ids=ids).logits, atol=5e-2)
+    with torch.no_grad():  # the live model still runs its adapters beside the base weights
+        assert torch.allclose(merged(input_ids=ids).logits, model(input_ids=ids).logits, atol=5e-2)
 
 
 def test_merge_rejects_a_file_for_another_model(tiny_model) -> None:

@@ -100,12 +100,3 @@ def merge_adapter(model: nn.Module, state: dict[str, torch.Tensor], scale: float
     embedding[mask_id] = state[MASK_ROW_KEY].to(embedding.device, embedding.dtype)
     return model
 
-
-def unwrap_lora(model: nn.Module) -> nn.Module:
-    """Merge live adapters into their base linears and put the plain linears back (after training, for eval)."""
-    with torch.no_grad():
-        for _, parent, target, module in list(adapted_linears(model)):
-            if isinstance(module, LoRALinear):
-                module.base.weight += (module.scale * (module.lora_B @ module.lora_A)).to(module.base.weight.dtype)
-                setattr(parent, target, module.base)
-    return model

@@ -1,6 +1,6 @@
 """The whole recipe in one call: data -> teacher answers -> masked-diffusion SFT -> weights file -> eval table.
 
-    python -m engine train-bundled --out runs/bundled            # GPU, ~10 minutes
+    python -m engine train-bundled --out runs/bundled            # GPU, ~12 minutes (H200)
     python -m engine train-bundled --out /tmp/smoke --smoke      # CPU, seconds (tiny random model)
 
 `method` picks what ships: "lora" (adapters trained directly) or "full" (every projection fine-tuned, each change
