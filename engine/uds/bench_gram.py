@@ -15,14 +15,14 @@ import torch
 
 from engine.uds.batching import Batch, collate, encode
 from engine.uds.factored import FactoredHead
-from engine.uds.scorer import _lower_gram, nuclear_norm, spectrum_of_gram
+from engine.uds.scorer import lower_gram, nuclear_norm, spectrum_of_gram
 
 UNIT_ROUNDOFF_32 = 2.0 ** -24
 
 
 def gram32_spectrum(rows: torch.Tensor) -> torch.Tensor:
     """Singular values of rows (n, V) from a float32 lower-triangle Gram and float64 eigenvalues."""
-    return spectrum_of_gram(_lower_gram(rows.float()).double())
+    return spectrum_of_gram(lower_gram(rows.float()).double())
 
 
 def weyl_bound(sigma: torch.Tensor, eps: float) -> float:
@@ -106,7 +106,7 @@ def _case(rows: torch.Tensor, hidden: torch.Tensor | None, factored: Any) -> dic
     """Relative errors of each route vs float64 svdvals on rows (n, V), and the float32 guard's numbers."""
     reference = float(torch.linalg.svdvals(rows.double()).sum())
     sigma32 = gram32_spectrum(rows)
-    gram_error = _lower_gram(rows.float()).double() - _lower_gram(rows.double())  # (n, n), lower triangles
+    gram_error = lower_gram(rows.float()).double() - lower_gram(rows.double())  # (n, n), lower triangles
     gram_error = gram_error + gram_error.tril(-1).T  # the symmetric error matrix E
     fro2 = float(rows.double().square().sum())  # ||L||_F^2
     out = {"n": int(rows.shape[0]), "gram64_rel_error": abs(float(nuclear_norm(rows[None])[0]) - reference) / reference,

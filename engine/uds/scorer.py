@@ -23,7 +23,7 @@ def singular_values(logits: torch.Tensor, mask: torch.Tensor | None = None) -> l
     spectra = []
     for b in range(logits.shape[0]):
         rows = logits[b] if mask is None else logits[b][mask[b].bool()]  # (n, V)
-        spectra.append(spectrum_of_gram(_lower_gram(rows.detach().to(torch.float64))))
+        spectra.append(spectrum_of_gram(lower_gram(rows.detach().to(torch.float64))))
     return spectra
 
 
@@ -34,7 +34,7 @@ def spectrum_of_gram(gram: torch.Tensor) -> torch.Tensor:
     return eigenvalues.flip(0).sqrt()
 
 
-def _lower_gram(rows: torch.Tensor, block: int = 128) -> torch.Tensor:
+def lower_gram(rows: torch.Tensor, block: int = 128) -> torch.Tensor:
     """The lower triangle of rows @ rows.T (n, n) by row blocks: about half the multiply-adds of the full product,
     which is all eigvalsh(UPLO="L") reads (a symmetric rank-k update, which torch does not expose)."""
     n = rows.shape[0]
