@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.bundled.lora import MASK_ROW_KEY, adapted_linears
+from engine.bundled.lora import MASK_ROW_KEY, adapted_linears, train_norms_and_mask_row
 
 
 def prepare_full(model: nn.Module, mask_id: int) -> list[nn.Parameter]:
@@ -22,17 +22,7 @@ def prepare_full(model: nn.Module, mask_id: int) -> list[nn.Parameter]:
     for _, _, _, linear in adapted_linears(model):
         linear.weight.requires_grad_(True)
         trainable.append(linear.weight)
-    for name, parameter in model.named_parameters():
-        if name.endswith("norm.weight"):
-            parameter.requires_grad_(True)
-            trainable.append(parameter)
-    embedding = model.get_input_embeddings().weight
-    embedding.requires_grad_(True)
-    row = torch.zeros(embedding.shape[0], 1, device=embedding.device, dtype=embedding.dtype)  # (V, 1)
-    row[mask_id] = 1.0
-    embedding.register_hook(lambda grad: grad * row)
-    trainable.append(embedding)
-    return trainable
+    return trainable + train_norms_and_mask_row(model, mask_id)
 
 
 @torch.no_grad()

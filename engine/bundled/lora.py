@@ -51,6 +51,13 @@ def add_lora(model: nn.Module, rank: int, alpha: float, mask_id: int, seed: int)
         adapter = LoRALinear(linear, rank, alpha, generator)
         setattr(parent, target, adapter)
         trainable += [adapter.lora_A, adapter.lora_B]
+    return trainable + train_norms_and_mask_row(model, mask_id)
+
+
+def train_norms_and_mask_row(model: nn.Module, mask_id: int) -> list[nn.Parameter]:
+    """Unfreeze every RMSNorm weight and the embedding, whose gradient is kept in the mask token's row only (the
+    embedding is tied to the output head, which stays as it was). Returns those parameters."""
+    trainable: list[nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if name.endswith("norm.weight"):
             parameter.requires_grad_(True)
@@ -60,8 +67,7 @@ def add_lora(model: nn.Module, rank: int, alpha: float, mask_id: int, seed: int)
     row = torch.zeros(embedding.shape[0], 1, device=embedding.device, dtype=embedding.dtype)  # (V, 1)
     row[mask_id] = 1.0
     embedding.register_hook(lambda grad: grad * row)
-    trainable.append(embedding)
-    return trainable
+    return trainable + [embedding]
 
 
 def adapter_state(model: nn.Module, mask_id: int) -> dict[str, torch.Tensor]:
