@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from typing import Callable
 
 import torch
 
@@ -26,14 +27,17 @@ WARMUP_CALLS = 3  # eager calls on a side stream before capture (cuBLAS handles,
 class GraphCache:
     """CUDA graphs of one model's forward, one per input shape, shared by many decodes (and one memory pool).
 
-    A graph reads its inputs from static buffers and writes its logits to a static output; `run` copies the
-    call's inputs in, replays, and returns a copy of the output. Prompts left-padded to a few bucket lengths
+    A graph reads its inputs from static buffers and writes its output (the logits; `forward` may return another
+    tensor, e.g. hidden states) to a static buffer; `run` copies the call's inputs in, replays, and returns a copy of
+    the output. Prompts left-padded to a few bucket lengths
     therefore reuse a handful of graphs across a whole benchmark.
     """
 
-    def __init__(self, model: torch.nn.Module, compile_model: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module, compile_model: bool = False,
+                 forward: Callable[..., torch.Tensor] | None = None) -> None:
         # torch.compile (inductor) fuses the norms, rotary and SiLU elementwise kernels; the graph removes launches.
         self.model = torch.compile(model) if compile_model else model
+        self.forward = eager_logits if forward is None else forward  # (model, **inputs) -> one output tensor
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict, torch.Tensor]] = {}
         self._lock = threading.Lock()  # static buffers are shared: one replay at a time (the app decodes in threads)
@@ -60,11 +64,11 @@ class GraphCache:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(WARMUP_CALLS):
-                eager_logits(self.model, **static)
+                self.forward(self.model, **static)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
-            out = eager_logits(self.model, **static)
+            out = self.forward(self.model, **static)
         return graph, static, out
 
 

@@ -75,6 +75,7 @@ class TrainConfig:
     strip_every: int = 1  # store per-token strips every this many steps ...
     strip_max_steps: int = 64  # ... for at most this many steps (bounds the log size)
     seed: int = 21  # model init of adapters, data order, torch RNG
+    cuda_graphs: bool = True  # on CUDA, replay the scoring forward from CUDA graphs (engine/uds/static_forward.py)
 
     def __post_init__(self) -> None:
         _check_range("steps", self.steps, 1)

@@ -26,6 +26,7 @@ from engine.uds.runlog import CandidateRecord, EvictionRecord, RunLog, SampleRec
 from engine.uds.scorer import FFTSketch, token_stats
 from engine.uds.scoring import BatchScores, score_batch
 from engine.uds.selectors import CandidateScores, make_selector, top_k
+from engine.uds.static_forward import StaticScoringForward
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 Progress = Callable[[int, int, str], None]  # (steps done, total steps, message)
@@ -98,16 +99,16 @@ def _strips(step: int, items: list[Encoded], batch: Batch, scores: BatchScores) 
     strips = []
     for b, item in enumerate(items):
         ids = batch.ids[b]  # (N,)
-        signals = token_stats(scores.logits[b].cpu(), ids)
+        signals = token_stats(scores.logits[b], ids)  # on the logits' device; (N,) each comes back
         strips.append(TokenStrip(step=step, position=b, sample_id=item.sample.sample_id,
                                  token_ids=ids.numpy().astype(np.int64),
-                                 **{k: v.numpy().astype(np.float32) for k, v in signals.items()},
+                                 **{k: v.cpu().numpy().astype(np.float32) for k, v in signals.items()},
                                  is_pad=(~batch.attention[b]).numpy(), is_prompt=batch.prompt[b].numpy()))
     return strips
 
 
 def _run_config(selection: SelectionConfig, train: TrainConfig, dataset: Dataset, model_name: str,
-                truncated: int, dropped: int, factored: bool) -> dict[str, Any]:
+                truncated: int, dropped: int, factored: bool, graphed: bool) -> dict[str, Any]:
     label = ("default: padding rows masked" if selection.mode == "default"
              else "as released: all rows incl. padding")
     return {"selector": selection.selector, "mode": selection.mode, "mode_label": label, "alpha": selection.alpha,
@@ -115,6 +116,7 @@ def _run_config(selection: SelectionConfig, train: TrainConfig, dataset: Dataset
             "snapshot_every": train.snapshot_every, "dataset": dataset.name, "model": model_name,
             "train_samples": len(dataset.train), "heldout_samples": len(dataset.heldout), "truncated": truncated,
             "dropped_prompt_too_long": dropped, "scoring_route_used": "factored" if factored else "logits",
+            "scoring_forward": "cuda graphs" if graphed else "eager",
             "status": "running", "selection": asdict(selection), "train": asdict(train)}
 
 
@@ -145,8 +147,11 @@ def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset,
     vocab = model.get_output_embeddings().weight.shape[0]
     sketch = FFTSketch(vocab, selection.time_length, selection.d1, selection.d2, seed=selection.seed)
     factored = factored_head(model, sketch, selection.scoring_route)
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    # On a CPU the eager forward, sharing one per similar length, is cheaper than padding to a bucket.
+    static = StaticScoringForward(model, factored, graphs=True) if on_gpu and train.cuda_graphs else None
     log = RunLog(config=_run_config(selection, train, dataset, model_name, truncated,
-                                    len(encoded) - len(trainable), factored is not None))
+                                    len(encoded) - len(trainable), factored is not None, static is not None))
     buffer = FIFOBuffer(selection.buffer_size, sketch.dim)
     random_gen = torch.Generator().manual_seed(selection.seed)
     seen: dict[str, SampleRecord] = {}
@@ -162,7 +167,7 @@ def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset,
         batch = collate(items, pad_id)
         with_strips = step % train.strip_every == 0 and strip_steps < train.strip_max_steps
         scores = score_batch(model, batch, sketch, buffer.embeddings(), selection.mode == "as_released", factored,
-                             keep_logits=with_strips)
+                             keep_logits=with_strips, static=static)
         chosen = CandidateScores(s_intra=scores.s_intra, s_inter=scores.s_inter, loss=scores.loss,
                                  alpha=selection.alpha)
         selector_score = selector.score(chosen, random_gen)  # (B,)

@@ -155,7 +155,7 @@ def token_stats(logits: torch.Tensor, ids: torch.Tensor) -> dict[str, torch.Tens
     """
     logp = torch.log_softmax(logits.detach().float(), dim=-1)  # (N, V)
     entropy = -(logp.exp() * logp).sum(-1)  # (N,)
-    token_loss = torch.full((ids.shape[0],), float("nan"))
+    token_loss = torch.full((ids.shape[0],), float("nan"), device=logits.device)
     if ids.shape[0] > 1:
-        token_loss[:-1] = -logp[:-1].gather(1, ids[1:].view(-1, 1)).squeeze(1)
+        token_loss[:-1] = -logp[:-1].gather(1, ids[1:].view(-1, 1).to(logits.device)).squeeze(1)
     return {"token_loss": token_loss, "logit_norm": logits.detach().float().norm(dim=-1), "entropy": entropy}

@@ -10,6 +10,7 @@ import torch
 from engine.uds.batching import Batch, response_loss
 from engine.uds.factored import FactoredHead
 from engine.uds.scorer import FFTSketch, mean_distance, singular_values, spectrum_stats
+from engine.uds.static_forward import StaticScoringForward
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,15 @@ class BatchScores:
 
 
 def score_batch(model: torch.nn.Module, batch: Batch, sketch: FFTSketch, buffer_z: torch.Tensor,
-                as_released: bool, factored: FactoredHead | None = None, keep_logits: bool = True) -> BatchScores:
+                as_released: bool, factored: FactoredHead | None = None, keep_logits: bool = True,
+                static: StaticScoringForward | None = None) -> BatchScores:
     """Score B candidates against the buffer (M, D). `as_released` scores every row of the padded batch.
 
     Without `factored`: the logits route (full forward, Gram and sketch of the (N, V) logits; logits kept). With it
     (engine/uds/factored.py): the same scores from the hidden states; the head runs on the response rows for the
-    loss, or on every scored row when `keep_logits` (the per-token strips need them).
+    loss, or on every scored row when `keep_logits` (the per-token strips need them). `static` (built for the same
+    route) runs the forward at a bucketed length, from CUDA graphs on a GPU (engine/uds/static_forward.py);
+    without it the forward is eager, and in the default mode samples of similar length share one.
     """
     start = time.perf_counter()
     was_training = model.training
@@ -38,12 +42,12 @@ def score_batch(model: torch.nn.Module, batch: Batch, sketch: FFTSketch, buffer_
     rows = torch.ones_like(batch.attention) if as_released else batch.attention  # (B, N)
     with torch.no_grad():
         if factored is None:
-            logits = _forward(model, batch) if as_released else _grouped(batch, lambda part: _forward(model, part))
+            logits = _run(batch, lambda part: _forward(model, part), as_released, static)
             device = logits.device
             spectra = singular_values(logits, rows.to(device))
             z = sketch(logits, None if as_released else rows)  # (B, D)
         else:
-            hidden = factored.hidden(batch) if as_released else _grouped(batch, factored.hidden)  # (B, N, d)
+            hidden = _run(batch, factored.hidden, as_released, static)  # (B, N, d)
             device = hidden.device
             spectra = factored.singular_values(hidden, rows.to(device))
             z = factored.sketch_embeddings(hidden, rows.to(device))  # (B, D)
@@ -58,6 +62,15 @@ def score_batch(model: torch.nn.Module, batch: Batch, sketch: FFTSketch, buffer_
     return BatchScores(logits=logits, rows=rows, z=z, s_intra=torch.tensor([s["s_intra"] for s in stats],
                        dtype=torch.float64), s_inter=s_inter, loss=loss, stats=stats,
                        seconds=time.perf_counter() - start)
+
+
+def _run(batch: Batch, forward: Callable[[Batch], torch.Tensor], as_released: bool,
+         static: StaticScoringForward | None) -> torch.Tensor:
+    """(B, N, X) of the whole padded batch: as released every row counts; by default padding rows are zeros."""
+    if static is None:
+        return forward(batch) if as_released else _grouped(batch, forward)
+    out = static(batch)
+    return out if as_released else out.masked_fill_(~batch.attention.to(out.device).unsqueeze(-1), 0.0)
 
 
 def _forward(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
