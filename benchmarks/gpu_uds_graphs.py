@@ -11,8 +11,7 @@ medians of `--repeats` after warm-up (CUDA events; both sides end on a host copy
 * forward_graph_ms: the replay alone (the lower bound of the scoring pass);
 * step_ms: train_step (forward + backward + grad clip + AdamW, the loop's plain SFT step) on the K = 2 that UDS keeps;
   step_fused_ms: the same with a fused AdamW, the cheapest stock optimizer step;
-* scoring_graph_eig_cuda_ms: the same with the eigenvalue problems solved by cuSOLVER instead of on the host, and
-  the pass part by part (part_*_ms: forward, spectra by three routes, sketch, loss, buffer, statistics);
+* part_*_ms: the pass part by part (forward, spectra, sketch, loss, buffer distances, statistics);
 * agreement of graph and eager scores (s_intra, z) and of their picks.
 Scoring runs on the logits route: in bf16 the head rounds the logits, so "auto" does not take the factored route.
 Then whole runs of `--steps` steps: UDS with graphs on and off, and plain SFT on all B (no scoring).
@@ -22,7 +21,6 @@ Run: python benchmarks/gpu_uds_graphs.py --out OUT.json [--smoke]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
 import traceback
@@ -64,35 +62,20 @@ def _attempt(fn, *args) -> dict:
         return {"error": traceback.format_exc()}
 
 
-@contextlib.contextmanager
-def eig_on(where: str):
-    """Solve the GPU route's eigenvalue problems on `where` ("cpu" or "cuda") inside the block."""
-    before, scorer.GPU_EIG_DEVICE = scorer.GPU_EIG_DEVICE, where
-    try:
-        yield
-    finally:
-        scorer.GPU_EIG_DEVICE = before
-
-
 def parts(model, batch, static, sketch, buffer_z, device: torch.device, repeats: int) -> dict:
-    """The scoring pass part by part (default mode, logits route), and the spectra by three routes."""
+    """The scoring pass part by part (default mode, logits route)."""
     rows = batch.attention.to(device)
     labels = batch.labels.to(device)
     logits = static(batch).masked_fill_(~rows.unsqueeze(-1), 0.0)  # (B, N, V)
 
-    def per_sample() -> list[torch.Tensor]:  # the route before: one Gram and one cuSOLVER call per sample
-        return [scorer.spectrum_of_gram(scorer.lower_gram(logits[b][rows[b]].double())) for b in range(len(rows))]
-
-    spectra = scorer.singular_values(logits, rows, eig_device="cpu")
+    spectra = scorer.singular_values(logits, rows)
     z = sketch(logits, rows)
     timed = {"part_forward_ms": lambda: static(batch),
-             "part_spectra_per_sample_cuda_ms": per_sample,
-             "part_spectra_batched_eig_cuda_ms": lambda: scorer.singular_values(logits, rows, eig_device="cuda"),
-             "part_spectra_batched_eig_cpu_ms": lambda: scorer.singular_values(logits, rows, eig_device="cpu"),
+             "part_spectra_ms": lambda: scorer.singular_values(logits, rows),
              "part_sketch_ms": lambda: sketch(logits, rows),
              "part_loss_ms": lambda: response_loss(logits, labels)[0].cpu(),
              "part_buffer_ms": lambda: scorer.mean_distance(z, buffer_z),
-             "part_stats_ms": lambda: [scorer.spectrum_stats(s) for s in spectra]}
+             "part_stats_ms": lambda: [scorer.spectrum_stats(s.cpu()) for s in spectra]}
     return {name: median_ms(fn, device, repeats=repeats, warmup=1) for name, fn in timed.items()}
 
 
@@ -131,10 +114,6 @@ def per_batch(base, tokenizer, dataset, train: TrainConfig, selection: Selection
                                             repeats=repeats, warmup=1)
         row["scoring_graph_ms"] = median_ms(lambda: score_batch(model, batch, sketch, buffer_z, False,
                                                                 static=static), device, repeats=repeats, warmup=1)
-        with eig_on("cuda"):
-            row["scoring_graph_eig_cuda_ms"] = median_ms(
-                lambda: score_batch(model, batch, sketch, buffer_z, False, static=static), device, repeats=repeats,
-                warmup=1)
         row.update(parts(model, batch, static, sketch, buffer_z, device, repeats))
         row["scoring_graph_as_released_ms"] = median_ms(
             lambda: score_batch(model, batch, sketch, buffer_z, True, static=static), device, repeats=repeats, warmup=1)
@@ -153,7 +132,7 @@ def per_batch(base, tokenizer, dataset, train: TrainConfig, selection: Selection
            "s_intra_rel_diff_max": max(r["s_intra_rel_diff"] for r in rows),
            "z_rel_diff_max": max(r["z_rel_diff"] for r in rows)}
     out["host_threads"] = torch.get_num_threads()
-    for key in ("scoring_eager_ms", "scoring_graph_ms", "scoring_graph_eig_cuda_ms", "forward_graph_ms", "step_ms",
+    for key in ("scoring_eager_ms", "scoring_graph_ms", "forward_graph_ms", "step_ms",
                 "step_fused_ms", *(k for k in rows[0] if k.startswith("part_")),
                 "overhead_eager_pct", "overhead_graph_pct", "overhead_graph_vs_fused_step_pct",
                 "scoring_graph_as_released_ms", "overhead_graph_as_released_pct"):

@@ -74,9 +74,18 @@ def collate(items: Sequence[Encoded], pad_id: int) -> Batch:
 def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal next-token loss on response tokens: logits (B, N, V), labels (B, N) -> (sum per sample (B,), count (B,)).
 
-    Row i predicts token i + 1, as in transformers' causal LM loss.
+    Row i predicts token i + 1, as in transformers' causal LM loss. Only the R rows that predict a response token
+    enter the cross-entropy, as one contiguous (R, V) block: over the whole batch in the (B, V, N) layout it took
+    58 ms on an H100 at B = 8, N = 192, V = 49,152 (docs/UDS_SPEED.md).
     """
-    shifted = labels[:, 1:]  # (B, N-1)
-    token_loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].transpose(1, 2).float(), shifted, ignore_index=-100, reduction="none")  # (B, N-1)
-    return token_loss.sum(1), (shifted != -100).sum(1)
+    predicts = labels[:, 1:] != -100  # (B, N-1)
+    return rows_loss(logits[:, :-1][predicts], labels, predicts)
+
+
+def rows_loss(rows: torch.Tensor, labels: torch.Tensor, predicts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """response_loss from the logits `rows` (R, V) of the positions `predicts` (B, N-1) marks, in row-major order."""
+    targets = labels[:, 1:][predicts]  # (R,)
+    token_loss = torch.nn.functional.cross_entropy(rows.float(), targets, reduction="none")  # (R,)
+    per_position = token_loss.new_zeros(predicts.shape)  # (B, N-1); a scatter, not an atomic add: deterministic
+    per_position[predicts] = token_loss
+    return per_position.sum(1), predicts.sum(1)

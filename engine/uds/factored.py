@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from engine.uds.batching import Batch
+from engine.uds.batching import Batch, response_loss, rows_loss
 from engine.uds.scorer import FFTSketch, spectrum_of_gram
 
 SCORING_ROUTES = ("auto", "factored", "logits")
@@ -82,15 +82,10 @@ class FactoredHead:
 
         hidden (B, N, d), labels (B, N) -> (loss sum per sample (B,), count (B,)).
         """
-        targets = labels[:, 1:]  # (B, N-1): row i predicts token i + 1
-        predicts = targets != -100  # (B, N-1)
-        if logits is None:
-            rows = self.head(hidden[:, :-1][predicts]).float()  # (R, V)
-        else:
-            rows = logits[:, :-1][predicts]  # (R, V)
-        token_loss = torch.nn.functional.cross_entropy(rows, targets[predicts], reduction="none")  # (R,)
-        loss_sum = token_loss.new_zeros(labels.shape[0]).index_add_(0, predicts.nonzero()[:, 0], token_loss)
-        return loss_sum, predicts.sum(1)
+        if logits is not None:
+            return response_loss(logits, labels)
+        predicts = labels[:, 1:] != -100  # (B, N-1): row i predicts token i + 1
+        return rows_loss(self.head(hidden[:, :-1][predicts]), labels, predicts)
 
 
 def _not_exact(model: torch.nn.Module) -> str | None:

@@ -8,44 +8,23 @@ import math
 
 import torch
 
-# Where the GPU route solves its B small (N x N) eigenvalue problems: see docs/UDS_SPEED.md for the measurement.
-GPU_EIG_DEVICE = "cpu"
 
-
-def singular_values(logits: torch.Tensor, mask: torch.Tensor | None = None,
-                    eig_device: str | None = None) -> list[torch.Tensor]:
+def singular_values(logits: torch.Tensor, mask: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Per sample, the singular values (descending, float64) of the kept logit rows.
 
     logits (B, N, V); mask (B, N) bool, rows to keep (None keeps all). Computed as the square roots of the eigenvalues
     of the n x n Gram matrix L L^T in float64, clamped at 0 (round-off can make tiny eigenvalues negative): the same
     spectrum as an SVD of the n x V matrix at a fraction of the cost, because n (tokens) << V (vocabulary).
-    On a GPU see `_batched_spectra`; `eig_device` ("cpu" or "cuda") says where its eigenvalue problems run.
     """
     if logits.dim() != 3:
         raise ValueError(f"logits must be (B, N, V), got shape {tuple(logits.shape)}")
     if mask is not None and mask.shape != logits.shape[:2]:
         raise ValueError(f"mask must be (B, N) = {tuple(logits.shape[:2])}, got {tuple(mask.shape)}")
-    if logits.device.type == "cuda":
-        return _batched_spectra(logits, mask, eig_device or GPU_EIG_DEVICE)
     spectra = []
     for b in range(logits.shape[0]):
         rows = logits[b] if mask is None else logits[b][mask[b].bool()]  # (n, V)
         spectra.append(spectrum_of_gram(lower_gram(rows.detach().to(torch.float64))))
     return spectra
-
-
-def _batched_spectra(logits: torch.Tensor, mask: torch.Tensor | None, eig_device: str) -> list[torch.Tensor]:
-    """The GPU route: the B Gram matrices from one batched float64 product, with the rows outside `mask` zeroed (at
-    GPU rates the padded product is cheaper than B small ones, and per-sample row selection costs a host sync each).
-    A zeroed row adds an exact zero eigenvalue; each spectrum keeps its n largest values, n = the sample's kept rows.
-    The B small eigenvalue problems then run on `eig_device`: cuSOLVER solves them one matrix at a time."""
-    x = logits.detach().to(torch.float64)  # (B, N, V)
-    if mask is not None:
-        x = x * mask.to(x.device).unsqueeze(-1)
-    grams = (x @ x.transpose(1, 2)).to(eig_device)  # (B, N, N)
-    sigma = torch.linalg.eigvalsh(grams).clamp_min(0.0).flip(-1).sqrt()  # (B, N) descending
-    kept = [sigma.shape[1]] * sigma.shape[0] if mask is None else mask.sum(1).tolist()
-    return [sigma[b, :n] for b, n in enumerate(kept)]
 
 
 def spectrum_of_gram(gram: torch.Tensor) -> torch.Tensor:
