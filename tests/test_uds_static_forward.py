@@ -81,3 +81,21 @@ def test_a_cpu_run_scores_eagerly_and_says_so(tiny_causal_lm, bundled_uds_datase
                         TrainConfig(steps=1, cutoff=64, eval_items=0, cuda_graphs=True))
     assert log.config["scoring_forward"] == "eager" and log.config["train"]["cuda_graphs"] is True
 
+
+
+@pytest.mark.parametrize("bucketed", [False, True])
+def test_scoring_runs_in_eval_mode_and_leaves_a_training_model_training(tiny_causal_lm, bundled_uds_dataset,
+                                                                          bucketed):
+    from engine.uds.loop import prepare_trainable
+
+    base, tokenizer = tiny_causal_lm
+    model = prepare_trainable(base, TrainConfig()).train()
+    modes = []
+    hook = model.get_base_model().model.layers[0].register_forward_hook(lambda m, i, o: modes.append(m.training))
+    batch = collate([encode(tokenizer, s, 64) for s in bundled_uds_dataset.train[:4]], tokenizer.pad_token_id)
+    sketch = FFTSketch(len(tokenizer), seed=21)
+    static = StaticScoringForward(model, None, graphs=False) if bucketed else None
+    score_batch(model, batch, sketch, torch.zeros(0, sketch.dim), False, static=static)
+    hook.remove()
+    assert modes and not any(modes)  # every scoring forward ran in eval mode
+    assert all(m.training for m in model.modules())

@@ -10,7 +10,7 @@ import torch
 from engine.uds.batching import Batch, response_loss
 from engine.uds.factored import FactoredHead
 from engine.uds.scorer import FFTSketch, mean_distance, singular_values, spectrum_stats
-from engine.uds.static_forward import StaticScoringForward
+from engine.uds.static_forward import StaticScoringForward, eval_mode
 
 
 @dataclass(frozen=True)
@@ -37,17 +37,15 @@ def score_batch(model: torch.nn.Module, batch: Batch, sketch: FFTSketch, buffer_
     without it the forward is eager, and in the default mode samples of similar length share one.
     """
     start = time.perf_counter()
-    was_training = model.training
-    model.eval()
     rows = torch.ones_like(batch.attention) if as_released else batch.attention  # (B, N)
     with torch.no_grad():
         if factored is None:
-            logits = _run(batch, lambda part: _forward(model, part), as_released, static)
+            logits = _run(model, batch, lambda part: _forward(model, part), as_released, static)
             device = logits.device
             spectra = singular_values(logits, rows.to(device))
             z = sketch(logits, None if as_released else rows)  # (B, D)
         else:
-            hidden = _run(batch, factored.hidden, as_released, static)  # (B, N, d)
+            hidden = _run(model, batch, factored.hidden, as_released, static)  # (B, N, d)
             device = hidden.device
             spectra = factored.singular_values(hidden, rows.to(device))
             z = factored.sketch_embeddings(hidden, rows.to(device))  # (B, D)
@@ -55,7 +53,6 @@ def score_batch(model: torch.nn.Module, batch: Batch, sketch: FFTSketch, buffer_
         labels = batch.labels.to(device)
         loss_sum, count = (response_loss(logits, labels) if factored is None
                            else factored.response_loss(hidden, labels, logits))
-    model.train(was_training)
     s_inter = mean_distance(z, buffer_z)  # (B,)
     loss = (loss_sum.double() / count.double()).cpu()  # (B,), NaN where count == 0
     stats = [spectrum_stats(s.cpu()) for s in spectra]
@@ -64,12 +61,13 @@ def score_batch(model: torch.nn.Module, batch: Batch, sketch: FFTSketch, buffer_
                        seconds=time.perf_counter() - start)
 
 
-def _run(batch: Batch, forward: Callable[[Batch], torch.Tensor], as_released: bool,
+def _run(model: torch.nn.Module, batch: Batch, forward: Callable[[Batch], torch.Tensor], as_released: bool,
          static: StaticScoringForward | None) -> torch.Tensor:
     """(B, N, X) of the whole padded batch: as released every row counts; by default padding rows are zeros."""
     if static is None:
-        return forward(batch) if as_released else _grouped(batch, forward)
-    out = static(batch)
+        with eval_mode(model):
+            return forward(batch) if as_released else _grouped(batch, forward)
+    out = static(batch)  # switches to eval mode where it needs to
     return out if as_released else out.masked_fill_(~batch.attention.to(out.device).unsqueeze(-1), 0.0)
 
 

@@ -10,9 +10,13 @@ Fixed shapes: the batch is right-padded to a bucket length (a multiple of `bucke
 path inspects the mask on the host, which a graph cannot capture). With right padding and causal attention no row
 below the batch's length N sees the extra positions, so the output is cut back to N: the scores of the default mode
 and of the as-released mode are those of the unbucketed forward. On a CPU the same forward runs eagerly (the tests
-check it against the loop's eager routes); the loop uses it on CUDA, where `TrainConfig.cuda_graphs` is on.
+check it against the loop's eager routes); the loop uses it on CUDA, where `TrainConfig.cuda_graphs` is on. A
+replay skips the switch to eval mode, which costs more than the replay's own launches on a GPU host.
 """
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 
@@ -21,6 +25,20 @@ from engine.uds.batching import Batch
 from engine.uds.factored import FactoredHead
 
 BUCKET = 64  # lengths are rounded up to a multiple of this: at most cut-off / 64 graphs per run
+
+
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """`module` in eval mode inside the block, as it was after. Switching walks every submodule (2,499 for
+    SmolLM2 with LoRA: ~10 ms each way on a GPU host), which a replayed graph does not need."""
+    was_training = module.training
+    if was_training:
+        module.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            module.train()
 
 
 def _logits(model: torch.nn.Module, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -44,6 +62,7 @@ class StaticScoringForward:
         self.forward = _logits if factored is None else _hidden
         self.bucket = bucket
         self.graphs = GraphCache(self.module, forward=self.forward) if graphs else None
+        self._captured: set[int] = set()  # bucket lengths with a graph
 
     @property
     def captures(self) -> int:
@@ -59,5 +78,11 @@ class StaticScoringForward:
         causal = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()  # (L, L)
         mask = causal[None, None] & keys[:, None, None, :]  # (B, 1, L, L): row i sees real keys j <= i
         inputs = {"ids": ids, "attention_mask": mask}
-        out = self.forward(self.module, **inputs) if self.graphs is None else self.graphs.run(inputs)
+        if self.graphs is not None and length in self._captured:
+            out = self.graphs.run(inputs)  # replays what was captured in eval mode, whatever the module's mode now
+        else:
+            with eval_mode(self.module):  # an eager forward, or the capture of a new length
+                out = self.forward(self.module, **inputs) if self.graphs is None else self.graphs.run(inputs)
+            if self.graphs is not None:
+                self._captured.add(length)
         return out[:, :n].float()  # (B, N, X)
