@@ -10,4 +10,4 @@ export SMOLLM2_GGUF=/root/w/smollm2.gguf
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 4
 export PYTHONPATH=/tmp/site
 nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.sm --format=csv
-timeout "${BUDGET_S:-500}" python3 benchmarks/gpu_uds_graphs.py --out "$OUT/uds_graphs.json" 2>&1 | tee "$OUT/uds_graphs.log"
+timeout "${BUDGET_S:-500}" python3 benchmarks/gpu_uds_graphs.py --out "$OUT/uds_graphs.json" "$@" 2>&1 | tee "$OUT/uds_graphs.log"

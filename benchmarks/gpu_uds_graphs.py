@@ -16,7 +16,7 @@ medians of `--repeats` after warm-up (CUDA events; both sides end on a host copy
 Scoring runs on the logits route: in bf16 the head rounds the logits, so "auto" does not take the factored route.
 Then whole runs of `--steps` steps: UDS with graphs on and off, and plain SFT on all B (no scoring).
 
-Run: python benchmarks/gpu_uds_graphs.py --out OUT.json [--smoke]
+Run: python benchmarks/gpu_uds_graphs.py --out OUT.json [--batches N] [--repeats R] [--steps S] [--smoke]
 """
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=30, help="steps of each whole run (0: no whole runs)")
     parser.add_argument("--smoke", action="store_true", help="tiny-random causal model on the CPU, no graphs")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
@@ -182,7 +182,7 @@ def main() -> None:
     dataset = bundled_dataset(seed=0)
     n_batches, repeats, steps = (2, 1, 2) if args.smoke else (args.batches, args.repeats, args.steps)
     selection = SelectionConfig()
-    train = TrainConfig(steps=steps, eval_items=0, strip_max_steps=0)
+    train = TrainConfig(steps=max(steps, 1), eval_items=0, strip_max_steps=0)
     out: dict = {"environment": header(device), "model": "tiny-random" if args.smoke else "smollm2",
                  "cutoff": train.cutoff, "batch": selection.batch, "keep": selection.keep, "graphs": graphs}
     out["per_batch"] = _attempt(per_batch, base, tokenizer, dataset, train, selection, n_batches, repeats, device,
@@ -193,6 +193,8 @@ def main() -> None:
             print(f"scoring graph {p['scoring_graph_ms']['median']:.1f} ms (eager {p['scoring_eager_ms']['median']:.1f}) "
               f"vs step {p['step_ms']['median']:.1f} ms: overhead {p['overhead_graph_pct']['median']:.1f}% median, "
               f"{p['overhead_graph_pct']['max']:.1f}% max (eager {p['overhead_eager_pct']['median']:.1f}%)", flush=True)
+    if steps == 0:  # --steps 0: the per-batch measurement only
+        return
     eager = TrainConfig(steps=steps, eval_items=0, strip_max_steps=0, cuda_graphs=False)
     _attempt(whole_run, base, tokenizer, dataset, TrainConfig(steps=3, eval_items=0, strip_max_steps=0), selection)
     runs = {"uds_graphs": _attempt(whole_run, base, tokenizer, dataset, train, selection),
