@@ -29,8 +29,8 @@ class GraphCache:
 
     A graph reads its inputs from static buffers and writes its output (the logits; `forward` may return another
     tensor, e.g. hidden states) to a static buffer; `run` copies the call's inputs in, replays, and returns a copy of
-    the output. Prompts left-padded to a few bucket lengths
-    therefore reuse a handful of graphs across a whole benchmark.
+    the output. Prompts left-padded to a few bucket lengths therefore reuse a handful of graphs across a whole
+    benchmark.
     """
 
     def __init__(self, model: torch.nn.Module, compile_model: bool = False,
