@@ -99,3 +99,22 @@ def test_scoring_runs_in_eval_mode_and_leaves_a_training_model_training(tiny_cau
     hook.remove()
     assert modes and not any(modes)  # every scoring forward ran in eval mode
     assert all(m.training for m in model.modules())
+
+
+def test_the_gpu_overhead_benchmark_runs_on_a_cpu(tmp_path):
+    """benchmarks/gpu_uds_graphs.py --smoke: tiny model, eager bucketed forward, the same JSON a GPU run writes."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "uds_graphs.json"
+    subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_uds_graphs.py"), "--smoke", "--out", str(out)],
+                   check=True, cwd=root, capture_output=True, timeout=300)
+    result = json.loads(out.read_text())
+    per_batch = result["per_batch"]
+    assert result["graphs"] is False and per_batch["graphs_captured"] == 0 and per_batch["all_picks_same"]
+    assert per_batch["s_intra_rel_diff_max"] <= 1e-5 and per_batch["overhead_graph_pct"]["median"] > 0
+    assert {"part_forward_ms", "part_spectra_ms", "part_loss_ms"} <= set(per_batch["batches"][0])
+    assert result["runs"]["same_picks_graphs_vs_eager"] and result["runs"]["uds_graphs"]["scoring_forward"] == "eager"
