@@ -1,8 +1,8 @@
 """The scoring forward at a few fixed shapes, so that on a GPU it replays from CUDA graphs.
 
-At SmolLM2's size a GPU forward is bound by kernel launches, not arithmetic (LoRA on all 7 projections adds ~6
-small kernels per projection): the eager scoring forward over B candidates costs about as much as the training step
-on the K kept ones that selection is meant to save. A no-grad forward of fixed shape can be captured once as a CUDA
+At SmolLM2's size a GPU forward is bound by kernel launches, not arithmetic (LoRA on all 7 projections adds several
+small kernels per projection): the eager scoring forward over B candidates cost 75% of the training step on the K
+kept ones that selection is meant to save (docs/UDS_SPEED.md). A no-grad forward of fixed shape can be captured once as a CUDA
 graph and replayed without launch gaps.
 
 Fixed shapes: the batch is right-padded to a bucket length (a multiple of `bucket`), and attention gets an explicit
