@@ -3,14 +3,11 @@
 # (docs/bundled-recipe.md).
 # Expects the GGUF parts r0..r3 in /root/w (earlier calls) and .gguf/r4 + .whl carried. Starts the work detached
 # (setsid), so it outlives this call; poll with `tail /root/w/cmp/*.log`. TRAIN_S: a time budget for each arm instead.
-set -u
+source benchmarks/gpu_setup.sh  # joins and checks the GGUF into /root/w, installs the wheels
 W=/root/w
 C=$W/cmp
 TRAIN_S=${TRAIN_S:-}  # empty: the config default (a fixed schedule of max_steps)
 mkdir -p "$C"
-cat $W/r0 $W/r1 $W/r2 $W/r3 .gguf/r4 > $W/smollm2.gguf
-echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $W/smollm2.gguf" | sha256sum -c - || exit 3
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 4
 rm -rf $W/repo && cp -a . $W/repo  # the next call replaces this tree; the job runs from a copy
 nvidia-smi --query-gpu=name,memory.total --format=csv
 cat > $C/job.sh <<JOB

@@ -46,8 +46,16 @@ class GraphCache:
     def captures(self) -> int:
         return len(self.graphs)
 
+    def has(self, inputs: dict[str, torch.Tensor | None]) -> bool:
+        """Whether a graph for these inputs' shapes is captured already (`run` would replay, not capture)."""
+        return self._key(inputs) in self.graphs
+
+    @staticmethod
+    def _key(inputs: dict[str, torch.Tensor | None]) -> tuple:
+        return tuple((name, None if t is None else tuple(t.shape)) for name, t in sorted(inputs.items()))
+
     def run(self, inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
-        key = tuple((name, None if t is None else tuple(t.shape)) for name, t in sorted(inputs.items()))
+        key = self._key(inputs)
         with self._lock:
             if key not in self.graphs:
                 self.graphs[key] = self._capture(inputs)

@@ -63,7 +63,6 @@ class StaticScoringForward:
         self.forward = _logits if factored is None else _hidden
         self.bucket = bucket
         self.graphs = GraphCache(self.module, forward=self.forward) if graphs else None
-        self._captured: set[int] = set()  # bucket lengths with a graph
 
     @property
     def captures(self) -> int:
@@ -79,11 +78,9 @@ class StaticScoringForward:
         causal = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()  # (L, L)
         mask = causal[None, None] & keys[:, None, None, :]  # (B, 1, L, L): row i sees real keys j <= i
         inputs = {"ids": ids, "attention_mask": mask}
-        if self.graphs is not None and length in self._captured:
+        if self.graphs is not None and self.graphs.has(inputs):
             out = self.graphs.run(inputs)  # replays what was captured in eval mode, whatever the module's mode now
         else:
             with eval_mode(self.module):  # an eager forward, or the capture of a new length
                 out = self.forward(self.module, **inputs) if self.graphs is None else self.graphs.run(inputs)
-            if self.graphs is not None:
-                self._captured.add(length)
         return out[:, :n].float()  # (B, N, X)
