@@ -57,8 +57,15 @@ class LoadedModel:
         rows = torch.arange(start, stop, device=self.device)
         return self.model(input_ids=ids.to(self.device), logits_to_keep=rows).logits.float()  # (B, Lb, V)
 
+    def need_tokenizer(self) -> None:
+        if self.tokenizer is None:
+            raise ValueError(f"model {self.spec.name!r} was loaded from a folder without tokenizer files "
+                             "(tokenizer.json, tokenizer_config.json); it gives logits for token ids only: add the "
+                             "tokenizer files to the folder to chat with it")
+
     def encode_prompt(self, text: str) -> torch.Tensor:
         """Chat-template the user's text (with the generation prompt) into ids (1, P) on the model's device."""
+        self.need_tokenizer()
         if not text or not text.strip():
             raise ValueError("prompt is empty; type a question or pick an example")
         messages = [{"role": "user", "content": text}]
@@ -75,8 +82,10 @@ class LoadedModel:
         return ids[:stops[0]] if stops else ids
 
     def decode_answer(self, tokens: torch.Tensor | list[int]) -> str:
+        self.need_tokenizer()
         return self.tokenizer.decode(self.answer_ids(tokens), skip_special_tokens=True)
 
     def token_text(self, ids) -> dict[int, str]:
         """Display strings for ids (for traces that must render without the model)."""
+        self.need_tokenizer()
         return {int(i): self.tokenizer.decode([int(i)]) for i in ids}
