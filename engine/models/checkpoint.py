@@ -1,8 +1,8 @@
 """Official checkpoint folders, read and checked before anything is built.
 
 A folder holds `config.json` and its weights as safetensors: one `model.safetensors`, or shards listed by
-`model.safetensors.index.json` (its `weight_map`: tensor name -> shard file). It may also hold `tokenizer.json` and
-`tokenizer_config.json` (with the chat template, or a `chat_template.jinja` beside it). Everything is validated from
+`model.safetensors.index.json` (its `weight_map`: tensor name -> shard file). It may also hold tokenizer files
+(`tokenizer.json`, or `vocab.json` + `merges.txt`) and `tokenizer_config.json` with the chat template. Everything is validated from
 the files' headers first (names, shapes, shards present and complete), so a bad folder raises one ValueError naming
 the file and the fix, and no tensor is read before the whole checkpoint is known to fit the model.
 """
@@ -20,8 +20,7 @@ CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 TOKENIZER_FILE = "tokenizer.json"
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-TEMPLATE_FILE = "chat_template.jinja"
+BPE_FILES = ("vocab.json", "merges.txt")
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja"]  # what a download needs: no remote code, no .bin weights
 MAX_HEADER_BYTES = 100_000_000  # a safetensors header larger than this is a corrupt file, not a big model
 
@@ -152,30 +151,24 @@ def load_tensors(folder: Path, table: dict[str, TensorInfo], device: torch.devic
     return tensors
 
 
-def load_tokenizer(folder: Path):
-    """The folder's tokenizer through the stock fast-tokenizer class (no remote code), or None when the folder has
-    no tokenizer.json. Special tokens and the chat template come from tokenizer_config.json (or the template from
-    chat_template.jinja)."""
-    if not (folder / TOKENIZER_FILE).is_file():
-        return None
-    from transformers import PreTrainedTokenizerFast
+def load_tokenizer(folder: Path, bpe_class: str | None = None):
+    """The folder's tokenizer through a stock transformers class (never remote code), or None when it has none.
 
-    settings: dict = {}
-    config_path = folder / TOKENIZER_CONFIG_FILE
-    if config_path.is_file():
-        try:
-            settings = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{config_path} is not valid JSON ({err}); download it again") from None
-    keep = {key: settings[key] for key in ("bos_token", "eos_token", "pad_token", "unk_token", "mask_token",
-                                           "chat_template", "model_max_length", "padding_side")
-            if settings.get(key) is not None}
-    keep = {key: (value["content"] if isinstance(value, dict) and "content" in value else value)
-            for key, value in keep.items()}
-    if "chat_template" not in keep and (folder / TEMPLATE_FILE).is_file():
-        keep["chat_template"] = (folder / TEMPLATE_FILE).read_text()
+    tokenizer.json -> PreTrainedTokenizerFast; else vocab.json + merges.txt -> `bpe_class` (the family's stock
+    byte-level BPE class, e.g. Qwen2Tokenizer for Dream, whose Hub repos ship these files and a remote-code
+    tokenizer class that is ignored here). Special tokens, added tokens and the chat template come from
+    tokenizer_config.json (or chat_template.jinja)."""
+    import transformers
+
+    if (folder / TOKENIZER_FILE).is_file():
+        cls = transformers.PreTrainedTokenizerFast
+    elif bpe_class is not None and all((folder / name).is_file() for name in BPE_FILES):
+        cls = getattr(transformers, bpe_class)
+    else:
+        return None
     try:
-        return PreTrainedTokenizerFast(tokenizer_file=str(folder / TOKENIZER_FILE), **keep)
-    except Exception as err:  # the tokenizers library raises its own exception types for a corrupt file
-        raise ValueError(f"{folder / TOKENIZER_FILE} could not be read ({str(err).splitlines()[0]}); download it "
-                         "again, or remove it to load the model for logits only") from None
+        return cls.from_pretrained(str(folder), local_files_only=True)
+    except Exception as err:  # tokenizers / transformers raise many types for a corrupt file
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{folder}: the tokenizer files could not be read ({first}); download them again, or "
+                         "remove them to load the model for logits only") from None

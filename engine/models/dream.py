@@ -166,4 +166,5 @@ def special_ids(raw: dict, tokenizer) -> SpecialIds:
 
 
 DREAM = Family(name="dream", model_types=("Dream",), read_config=read_config, build=DreamModel,
-               special_ids=special_ids, shift=True, context_length=lambda c: c.max_position_embeddings)
+               special_ids=special_ids, shift=True, context_length=lambda c: c.max_position_embeddings,
+               bpe_tokenizer="Qwen2Tokenizer")

@@ -71,7 +71,7 @@ def load_native(name: str, source: str | Path | None = None, device: str | None 
     table = weight_table(folder)
     skeleton = build_module(family, config, "meta", torch.float32)
     check_tensors(folder, table, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()})
-    tokenizer = load_tokenizer(folder)
+    tokenizer = load_tokenizer(folder, family.bpe_tokenizer)
     ids = family.special_ids(raw, tokenizer)
     device_, dtype = pick_device_dtype(device)
     skeleton.load_state_dict(load_tensors(folder, table, device_, dtype), strict=True, assign=True)
