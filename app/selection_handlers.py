@@ -17,10 +17,11 @@ import gradio as gr
 import numpy as np
 
 from analysis import runlog_figures, runlog_views
-from analysis.buffer_map import COLOR_BY, BufferMap, build_buffer_map, buffer_map_figure
+from analysis.buffer_map import COLOR_BY, BufferMap, buffer_map_figure, build_buffer_map
 from analysis.projection import ProjectionConfig
 from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background, shared_tokenizer
 from engine.uds.runlog import RunLog
+from engine.uds.runlog_io import load_runlog, save_runlog
 
 MAX_RUNS = 6  # runs kept per session; the oldest is dropped past this (bounds memory per session)
 MAX_RUNLOG_UPLOAD_BYTES = 50 * 1024 * 1024  # a zipped run log upload
@@ -197,7 +198,7 @@ def export_runlog(state: dict[str, Any], name: str) -> tuple[dict[str, Any], str
     state, folder = session_folder(state)
     target = folder / f"runlog-{_slug(name)}"
     shutil.rmtree(target, ignore_errors=True)
-    log.save(str(target))
+    save_runlog(log, str(target))
     archive = shutil.make_archive(str(target), "zip", root_dir=target)
     shutil.rmtree(target, ignore_errors=True)
     return state, archive
@@ -232,7 +233,7 @@ def load_runlog_zip(state: dict[str, Any], upload: str | None) -> tuple[dict[str
         raise gr.Error(f"{path.name} is not a readable zip file; upload the zip that 'Download run log' produced.") \
             from None
     try:
-        log = RunLog.load(str(target))
+        log = load_runlog(str(target))
     except ValueError as err:
         raise gr.Error(f"{path.name}: {str(err).replace(str(target), 'the run log')}") from None
     finally:

@@ -10,9 +10,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package; `make test` installs it (never `playwright install`)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+from lab.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
 ARTIFACTS = Path(__file__).parent / "artifacts"  # browser-test screenshots (ignored by git)
 
 

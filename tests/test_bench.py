@@ -71,14 +71,15 @@ def test_rules_and_custom_credit():
 
 
 def test_task_sets_are_held_out_and_reproducible():
-    from engine.bundled.config import RecipeConfig
-    from engine.bundled.data import chat_split
-    from engine.bundled.templates import HELDOUT_ADDITION
+    from engine.data.heldout import chat_split
+    from engine.data.prompts import HELDOUT_ADDITION
+    from lab.bundled.config import RecipeConfig
 
     maths = load_tasks("math", 4, seed=3)
     assert maths == load_tasks("math", 4, seed=3) and all(t.target for t in maths)
     assert len({t.task_id.split("/")[0] for t in maths}) == 4  # round-robin over the modules
-    train_chat, _ = chat_split(RecipeConfig())
+    config = RecipeConfig()
+    train_chat, _ = chat_split(config.seed, config.chat_heldout)
     assert not {t.prompt for t in load_tasks("chat", 10)} & set(train_chat)
     stems = [p.split("{")[0] for p in HELDOUT_ADDITION]
     assert all(any(t.prompt.startswith(s) for s in stems) for t in load_tasks("addition", 10))
@@ -87,7 +88,7 @@ def test_task_sets_are_held_out_and_reproducible():
 
 
 def test_humaneval_checker_runs_code_in_a_subprocess_with_a_limit():
-    from engine.sources import humaneval_problems
+    from engine.data.sources import humaneval_problems
 
     canonical = {p["task_id"]: p["canonical_solution"] for p in humaneval_problems()[:1]}
     verdicts = check_completions({**canonical, "HumanEval/1": "    return []\n",

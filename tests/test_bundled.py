@@ -6,18 +6,19 @@ from dataclasses import replace
 import pytest
 import torch
 
-from engine.bundled import data
-from engine.bundled.config import RecipeConfig, smoke_config
-from engine.bundled.lora import LoRALinear, add_lora, adapter_state, merge_adapter
-from engine.bundled.metrics import answer_correct, is_degenerate
-from engine.bundled.templates import HELDOUT_ADDITION, TRAIN_ADDITION
-from engine.bundled.train import Tokenised, diffusion_loss, tokenise
+from engine.bench.metrics import answer_correct, is_degenerate
+from engine.data.prompts import HELDOUT_ADDITION, TRAIN_ADDITION
+from engine.models.adapter import merge_adapter
 from engine.models.bundled import FORMAT, load_bundled, read_weights
+from lab.bundled import data
+from lab.bundled.config import RecipeConfig, smoke_config
+from lab.bundled.lora import LoRALinear, adapter_state, add_lora
+from lab.bundled.train import Tokenised, diffusion_loss, tokenise
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    from engine.bundled.recipe import run_recipe
+    from lab.bundled.recipe import run_recipe
 
     out = tmp_path_factory.mktemp("bundled_smoke")
     return out, run_recipe(smoke_config(), out, device="cpu", workers=1, log=lambda line: None)
@@ -182,8 +183,8 @@ def test_bundled_model_is_bidirectional(bundled_model) -> None:
 
 @pytest.mark.parametrize("rule", ["fixed_steps", "credit_paper"])
 def test_bundled_model_adds_single_digits(bundled_model, rule) -> None:
-    from engine.bundled.evaluate import make_rule
     from engine.decoding import generate
+    from lab.bundled.evaluate import make_rule
 
     spec = bundled_model.spec
     answers = []

@@ -6,11 +6,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from engine.bundled.config import smoke_config
-from engine.bundled.full import compress_full, prepare_full
-from engine.bundled.lora import adapted_linears, merge_adapter
-from engine.bundled.train import Tokenised, diffusion_loss
+from engine.models.adapter import merge_adapter
 from engine.models.bundled import read_weights
+from lab.bundled.config import smoke_config
+from lab.bundled.full import compress_full, prepare_full
+from lab.bundled.lora import adapted_linears
+from lab.bundled.train import Tokenised, diffusion_loss
 
 
 def _tuned(tiny_model):
@@ -65,7 +66,7 @@ def test_compression_keeps_the_best_rank_r_part_of_each_change(tiny_model) -> No
 
 
 def test_pool_cache_is_reused_and_refused_for_other_data(tmp_path) -> None:
-    from engine.bundled.recipe import read_pool, run_recipe
+    from lab.bundled.recipe import read_pool, run_recipe
 
     cache = tmp_path / "pool.json"
     made = run_recipe(smoke_config(), tmp_path / "a", device="cpu", workers=1, log=lambda line: None,
@@ -78,7 +79,7 @@ def test_pool_cache_is_reused_and_refused_for_other_data(tmp_path) -> None:
 
 
 def test_full_method_ships_a_lora_format_file_and_both_tables(tmp_path) -> None:
-    from engine.bundled.recipe import run_recipe
+    from lab.bundled.recipe import run_recipe
 
     config = replace(smoke_config(), method="full")
     result = run_recipe(config, tmp_path, device="cpu", workers=1, log=lambda line: None)

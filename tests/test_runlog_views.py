@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from analysis import runlog_figures, runlog_views
-from analysis.buffer_map import COLOR_BY, build_buffer_map, buffer_map_figure
+from analysis.buffer_map import COLOR_BY, buffer_map_figure, build_buffer_map
 from analysis.projection import GrowingMap, ProjectionConfig, Projector
 
 

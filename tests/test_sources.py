@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from engine import sources
-from engine.mathshim import math_modules, seeded
+from engine.data import sources
+from engine.data.mathshim import math_modules, seeded
 
 
 def test_chat_conversations_cover_the_english_corpus() -> None:
@@ -62,7 +62,7 @@ def test_math_qa_leaves_callers_random_streams_alone() -> None:
 
 def test_math_qa_same_questions_in_another_process() -> None:
     # Composed questions used to depend on PYTHONHASHSEED and memory addresses; the shim canonicalises both.
-    code = ("import json; from engine.sources import math_qa; "
+    code = ("import json; from engine.data.sources import math_qa; "
             "print(json.dumps(math_qa('comparison__closest_composed', 'train', n=6, seed=2)))")
     outputs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": str(hash_seed)}).stdout for hash_seed in (1, 2)]

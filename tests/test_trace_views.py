@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.trace_compare import (commit_order_figure, compare_table, order_discordance, sweep_figure,
-                                    token_agreement)
+from analysis.trace_compare import commit_order_figure, compare_table, order_discordance, sweep_figure, token_agreement
 from analysis.trace_data import (commit_confidence, credit_forced, grid, page, page_count, sequence_at, token_label,
                                  tokens_per_second)
 from analysis.trace_heatmap import heatmap_figure

@@ -1,8 +1,8 @@
-"""The maths behind the measured nuclear-norm routes (engine/uds/bench_gram.py): the float32 Gram route and the Weyl
+"""The maths behind the measured nuclear-norm routes (lab/benchmarks/uds_bench_gram.py): the float32 Gram route and the Weyl
 bound its guard would need (docs/UDS_SPEED.md explains why that route is not adopted)."""
 import torch
 
-from engine.uds.bench_gram import gram32_spectrum, weyl_bound
+from lab.benchmarks.uds_bench_gram import gram32_spectrum, weyl_bound
 
 
 def test_gram32_spectrum_matches_svdvals_on_random_logits():

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from engine.uds import FFTSketch, FIFOBuffer, BufferEntry, CandidateScores, make_selector, nuclear_norm, top_k
+from engine.uds import BufferEntry, CandidateScores, FFTSketch, FIFOBuffer, make_selector, nuclear_norm, top_k
 from engine.uds.batching import collate, encode
 from engine.uds.scoring import score_batch
 

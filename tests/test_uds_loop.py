@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from engine.__main__ import main
-from engine.uds import RunLog, SelectionConfig, TrainConfig, run_selection
+from engine.uds import SelectionConfig, TrainConfig, run_selection
+from engine.uds.runlog_io import load_runlog, save_runlog
 
 TRAIN = dict(steps=3, cutoff=96, eval_items=4, eval_max_new_tokens=3, snapshot_every=2, strip_max_steps=2)
 
@@ -43,8 +44,8 @@ def test_same_seed_same_log_and_file_round_trip(uds_log, tiny_causal_lm, bundled
     again = _run(tiny_causal_lm, bundled_uds_dataset)
     assert again.selected_ids() == uds_log.selected_ids()
     assert again.candidates_frame().equals(uds_log.candidates_frame())
-    uds_log.save(tmp_path / "log")
-    assert RunLog.load(tmp_path / "log").equals(uds_log)
+    save_runlog(uds_log, tmp_path / "log")
+    assert load_runlog(tmp_path / "log").equals(uds_log)
 
 
 def test_selectors_see_the_same_candidates_and_pick_by_their_rule(uds_log, tiny_causal_lm, bundled_uds_dataset):
@@ -90,7 +91,7 @@ def test_cli_prints_json_summary_and_writes_log(tmp_path, capsys):
     assert rc == 0 and summary["selector"] == "uds" and summary["steps"] == 2
     assert [len(ids) for ids in summary["selected_ids"]] == [1, 1] and len(summary["train_loss"]) == 2
     assert summary["eval_loss"] is not None
-    assert RunLog.load(tmp_path / "run").selected_ids() == summary["selected_ids"]
+    assert load_runlog(tmp_path / "run").selected_ids() == summary["selected_ids"]
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(capsys):

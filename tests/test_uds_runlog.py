@@ -8,7 +8,7 @@ import pytest
 
 from engine.uds.runlog import (CandidateRecord, EvalItem, EvalSummary, EvictionRecord, RunLog, SampleRecord,
                                StepRecord, TokenStrip)
-from engine.uds.runlog_io import RunLogFormatError
+from engine.uds.runlog_io import RunLogFormatError, load_runlog, save_runlog
 
 
 def _build_log(seed: int = 0, steps: int = 4, batch: int = 3, keep: int = 1, capacity: int = 2) -> RunLog:
@@ -56,8 +56,8 @@ def _build_log(seed: int = 0, steps: int = 4, batch: int = 3, keep: int = 1, cap
 
 def test_round_trip_is_exact(tmp_path):
     log = _build_log()
-    log.save(tmp_path / "run")
-    again = RunLog.load(tmp_path / "run")
+    save_runlog(log, tmp_path / "run")
+    again = load_runlog(tmp_path / "run")
     assert again.equals(log)
     assert again.steps == log.steps
     assert [c for c in again.candidates if c.position] == [c for c in log.candidates if c.position]  # 0: NaN
@@ -90,7 +90,7 @@ def test_frames_have_schema_columns_when_empty():
 ])
 def test_broken_folders_are_refused_with_reason(tmp_path, breakage, message):
     folder = tmp_path / "run"
-    _build_log().save(folder)
+    save_runlog(_build_log(), folder)
     if breakage == "no_meta":
         (folder / "meta.json").unlink()
     elif breakage == "bad_version":
@@ -113,4 +113,4 @@ def test_broken_folders_are_refused_with_reason(tmp_path, breakage, message):
     else:
         np.save(folder / "embeddings.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(RunLogFormatError, match=message):
-        RunLog.load(folder)
+        load_runlog(folder)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from engine.uds import (FFTSketch, FIFOBuffer, BufferEntry, CandidateScores, SelectionConfig, TrainConfig,
+from engine.uds import (BufferEntry, CandidateScores, FFTSketch, FIFOBuffer, SelectionConfig, TrainConfig,
                         make_selector, mean_distance, nuclear_norm, spectrum_stats, top_k)
 
 

@@ -1,7 +1,7 @@
 """The bucketed, explicitly masked scoring forward (what the loop captures as CUDA graphs on a GPU) gives the scores
 of the loop's eager forwards. CI has no GPU: here it runs eagerly on the CPU, which checks everything the graph
 replays (padding to the bucket, the 4D causal mask, cutting back to N); the replay itself is compared with the eager
-route on the GPU by benchmarks/gpu_uds_graphs.py."""
+route on the GPU by lab/benchmarks/gpu_uds_graphs.py."""
 import pytest
 import torch
 
@@ -102,7 +102,7 @@ def test_scoring_runs_in_eval_mode_and_leaves_a_training_model_training(tiny_cau
 
 
 def test_the_gpu_overhead_benchmark_runs_on_a_cpu(tmp_path):
-    """benchmarks/gpu_uds_graphs.py --smoke: tiny model, eager bucketed forward, the same JSON a GPU run writes."""
+    """lab/benchmarks/gpu_uds_graphs.py --smoke: tiny model, eager bucketed forward, the same JSON a GPU run writes."""
     import json
     import subprocess
     import sys
@@ -110,7 +110,7 @@ def test_the_gpu_overhead_benchmark_runs_on_a_cpu(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "uds_graphs.json"
-    subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_uds_graphs.py"), "--smoke", "--out", str(out)],
+    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_uds_graphs.py"), "--smoke", "--out", str(out)],
                    check=True, cwd=root, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
     per_batch = result["per_batch"]

@@ -16,8 +16,8 @@ import torch
 
 from engine.bench.config import BenchConfig, make_rule
 from engine.bench.humaneval_check import check_completions
+from engine.bench.metrics import answer_correct, is_degenerate, repeated_ngram_ratio
 from engine.bench.tasks import Task, load_tasks
-from engine.bundled.metrics import answer_correct, is_degenerate, repeated_ngram_ratio
 from engine.decoding import generate
 from engine.models.base import LoadedModel
 from engine.models.cuda_graph import GraphCache, StaticForward
@@ -37,7 +37,7 @@ class SampleResult:
     nfe: int  # forward passes this question needed
     answer_tokens: int  # answer tokens up to and including EOS
     ended_eos: bool  # the answer holds an EOS within gen_length
-    degenerate: bool  # degenerate repetition (engine.bundled.metrics.is_degenerate)
+    degenerate: bool  # degenerate repetition (engine.bench.metrics.is_degenerate)
     repeat_ratio: float  # share of repeated word 3-grams
     seconds: float  # this question's share of its batch's decode wall time
     check: str = ""  # HumanEval checker verdict ("passed", "failed: ...", "timed out")

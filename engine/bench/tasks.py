@@ -14,7 +14,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from engine import sources
+from engine.data import sources
+from engine.data.heldout import HUMANEVAL_INSTRUCTION, chat_split, heldout_additions
 
 TASK_SETS = ("math", "humaneval", "chat", "addition")
 DEFAULT_MATH_MODULES = ("arithmetic__add_or_sub", "arithmetic__mul", "comparison__pair", "numbers__gcd")
@@ -42,8 +43,6 @@ def math_tasks(n: int, seed: int = 0, modules: tuple[str, ...] = DEFAULT_MATH_MO
 
 def humaneval_tasks(n: int, seed: int = 0) -> list[Task]:
     """`n` HumanEval problems in a seeded order, phrased as the bundled recipe phrases them."""
-    from engine.bundled.data import HUMANEVAL_INSTRUCTION
-
     problems = sources.humaneval_problems()
     random.Random(seed).shuffle(problems)
     return [Task("humaneval", p["task_id"], HUMANEVAL_INSTRUCTION.format(prompt=p["prompt"].strip()))
@@ -52,10 +51,7 @@ def humaneval_tasks(n: int, seed: int = 0) -> list[Task]:
 
 def chat_tasks(n: int) -> list[Task]:
     """The first `n` held-out chatterbot questions of the bundled recipe's default split."""
-    from engine.bundled.config import RecipeConfig
-    from engine.bundled.data import chat_split
-
-    _, heldout = chat_split(RecipeConfig())
+    _, heldout = chat_split()
     if n > len(heldout):
         raise ValueError(f"n={n} exceeds the {len(heldout)} held-out chat questions; lower n")
     return [Task("chat", f"chat/{i}", question) for i, question in enumerate(heldout[:n])]
@@ -63,13 +59,8 @@ def chat_tasks(n: int) -> list[Task]:
 
 def addition_tasks(n: int) -> list[Task]:
     """The bundled recipe's held-out single-digit additions (phrasings it never trains on), first `n`."""
-    from dataclasses import replace
-
-    from engine.bundled.config import RecipeConfig
-    from engine.bundled.data import heldout_sets
-
-    examples = heldout_sets(replace(RecipeConfig(), eval_per_set=max(n, 1)), set())["single_digit_addition"]
-    return [Task("addition", f"addition/{i}", e.prompt, e.answer) for i, e in enumerate(examples[:n])]
+    return [Task("addition", f"addition/{i}", prompt, answer)
+            for i, (prompt, answer) in enumerate(heldout_additions(n))]
 
 
 def load_tasks(task_set: str, n: int, seed: int = 0) -> list[Task]:

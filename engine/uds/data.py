@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.sources import chat_conversations, humaneval_problems, math_qa
+from engine.data.sources import chat_conversations, humaneval_problems, math_qa
 
 # School-maths modules with short exact answers, so a 135M model's greedy answer can be scored by string equality.
 BUNDLED_MATH_MODULES = ("arithmetic__add_or_sub", "arithmetic__mul", "arithmetic__add_sub_multiple",

@@ -24,7 +24,7 @@ Schema (version `SCHEMA_VERSION`); every view reads a `RunLog`, never the model.
 Spectrum fields, from the singular values s_1 >= ... >= s_n of the scored logit rows L (n_rows x V):
 `fro_norm` = ||L||_F = sqrt(sum s^2); `flatness` = ||L||_* / ||L||_F (1 for rank one, sqrt(n) for a flat spectrum);
 `effective_rank` = exp(entropy of p), p = s / sum(s) (Roy and Vetterli, 2007); `sigma1_share` = s_1 / sum(s).
-Save / load: `RunLog.save(folder)` and `RunLog.load(folder)` (Parquet + .npy + meta.json; see engine/uds/runlog_io.py).
+Save / load: `save_runlog(log, folder)` and `load_runlog(folder)` in engine/uds/runlog_io.py (Parquet + .npy + meta.json).
 """
 from __future__ import annotations
 
@@ -239,18 +239,6 @@ class RunLog:
                 return i
         raise KeyError(f"step {step} is not in this run log (steps {self.steps[0].step}..{self.steps[-1].step})"
                        if self.steps else f"step {step}: the run log has no steps")
-
-    # ---- files --------------------------------------------------------------------------------------------------
-    def save(self, folder: str) -> None:
-        from engine.uds.runlog_io import save_runlog
-
-        save_runlog(self, folder)
-
-    @classmethod
-    def load(cls, folder: str) -> "RunLog":
-        from engine.uds.runlog_io import load_runlog
-
-        return load_runlog(folder)
 
     def equals(self, other: "RunLog") -> bool:
         """Exact equality of every record and array (NaN equal to NaN)."""
