@@ -71,9 +71,11 @@ def family_of_config(raw: dict, where: Path) -> Family:
 
 
 def build_module(family: Family, config, device: torch.device | str, dtype: torch.dtype) -> NativeLM:
-    """The family's module for `config` with uninitialised storage on `device` (meta: no storage at all)."""
-    with torch.device(device):
-        return family.build(config).to(dtype)
+    """The family's module for `config` in `dtype` with uninitialised storage on `device` (meta: none at all); the
+    caller loads weights or calls native.init_random. Built on meta first, so no float32 copy is ever made."""
+    with torch.device("meta"):
+        module = family.build(config).to(dtype)
+    return module if torch.device(device).type == "meta" else module.to_empty(device=device)
 
 
 def load_native(name: str, source: str | Path | None = None, device: str | None = None) -> LoadedModel:
