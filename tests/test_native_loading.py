@@ -97,3 +97,22 @@ def test_no_project_file_passes_trust_remote_code():
     pattern = re.compile(r"trust_remote_code\s*=|--trust[-_]remote[-_]code")
     offenders = [name for name in files if (ROOT / name).is_file() and pattern.search((ROOT / name).read_text())]
     assert offenders == []
+
+
+def test_cli_decodes_from_a_folder_and_refuses_a_bad_one(tmp_path):
+    import os
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "engine", "decode", "--prompt", "hi", "--gen-length", "16",
+                               "--block-length", "8", "--json", "--device", "cpu", *args], cwd=ROOT,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+
+    ok = cli("--model", "dream", "--source", str(FIXTURES / "dream"))
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["gen_length"] == 16
+    folder = _copy("llada", tmp_path)
+    (folder / "model-00001-of-00002.safetensors").unlink()
+    bad = cli("--model", "llada", "--source", str(folder))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "download every shard" in bad.stderr
