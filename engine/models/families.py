@@ -22,7 +22,6 @@ from engine.models.native import Family, NativeLM
 FAMILIES: dict[str, Family] = {family.name: family for family in (LLADA, DREAM)}
 
 
-
 @dataclass(frozen=True)
 class Published:
     family: str  # key of FAMILIES
