@@ -5,7 +5,6 @@ read-only; per-session data (the trace, the cancel token) lives in the caller's 
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 import time
@@ -15,7 +14,6 @@ from typing import Callable, Iterator
 
 import gradio as gr
 import numpy as np
-import torch
 
 from analysis import colors
 from analysis.trace_data import commit_confidence, display_text
@@ -24,8 +22,7 @@ from app.space import zero_gpu
 from app.streaming import CancelToken, LiveStep, replay_decode, stream_decode
 from engine.decoding import (CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, RULES, DecodeCancelled, Trace, TraceFormatError,
                              load_trace)
-from engine.models import HUB_MODELS, LoadedModel, load_model
-from engine.models.hub import hub_offline
+from engine.models import MODELS, LoadedModel, load_model, model_entry, model_ids, unavailable
 from engine.pipeline import DecodeOutcome, DecodeRequest, decode
 
 RULE_CHOICES = [(entry.label, entry.id) for entry in RULES.values()]  # the rule picker: labels shown, ids sent
@@ -41,39 +38,27 @@ LOG = logging.getLogger(__name__)
 _MODEL_LOCK = threading.Lock()  # two sessions asking for a model at once load it once
 
 
-def bundled_available() -> bool:
-    """True when engine/models/bundled.py exists and its weights file is on disk (checked without loading)."""
-    if importlib.util.find_spec("engine.models.bundled") is None:
-        return False
-    bundled = importlib.import_module("engine.models.bundled")
-    weights = getattr(bundled, "WEIGHTS_PATH", None)
-    return weights is None or Path(weights).is_file()
-
-
 def model_refusal(name: str) -> str | None:
-    """Why a model cannot run here, or None. Hub models need a GPU and Hub access."""
-    if name == "bundled" and not bundled_available():
-        return "the bundled model's weights are not installed in this copy of the app; pick tiny-random"
-    if name in HUB_MODELS:
-        if not torch.cuda.is_available():
-            return f"{name} needs a GPU (about 16 GB) and this machine has none; pick bundled"
-        if hub_offline():
-            return f"{name} must be downloaded from the Hugging Face Hub, but HF_HUB_OFFLINE=1; pick bundled"
-    return None
+    """Why a registered model cannot run here (GPU, Hub access, weights), or None."""
+    reason = unavailable(model_entry(name, "dllm"))
+    return f"{reason}; pick bundled or tiny-random" if reason else None
 
 
 def model_choices() -> tuple[list[tuple[str, str]], str]:
-    """(label, value) pairs for the picker, with the reason beside any model that cannot run, and the default."""
-    choices = []
-    for name in ("bundled", "tiny-random", *HUB_MODELS):
-        reason = model_refusal(name)
-        choices.append((f"{name} (unavailable: {reason})" if reason else name, name))
-    return choices, "bundled" if model_refusal("bundled") is None else "tiny-random"
+    """(label, value) pairs for the picker (size, what it is, and the reason beside any model that cannot run here),
+    and the default: the first model that can run."""
+    choices, runnable = [], []
+    for name in model_ids("dllm"):
+        entry, reason = MODELS[name], model_refusal(name)
+        label = f"{name} · {entry.size} · {entry.picker}"
+        choices.append((f"{label} (unavailable: {reason})" if reason else label, name))
+        runnable += [] if reason else [name]
+    return choices, runnable[0]
 
 
 def check_model(name: str) -> str:
-    """Refuse, with the reason, a model that is not on the list or cannot run here (before anything is loaded)."""
-    if name not in ("bundled", "tiny-random", *HUB_MODELS):
+    """Refuse, with the reason, a model that is not registered or cannot run here (before anything is loaded)."""
+    if name not in model_ids("dllm"):
         raise gr.Error(f"Model {name!r} is not allowed; pick one from the list.")
     reason = model_refusal(name)
     if reason:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
+from engine.models import MODELS, load_sft_model, model_entry, model_ids
 from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import Dataset
 
@@ -27,34 +28,23 @@ SELECTOR_CHOICES = {
     "Diversity only": ("diversity", "default"),
     "Full (no selection)": ("full", "default"),
 }
-MODEL_CHOICES = {
-    "SmolLM2-135M-Instruct (bundled GGUF)": "smollm2",
-    "tiny random Llama (seconds; for trying the page)": "tiny-random",
-}
+MODEL_CHOICES = {MODELS[model_id].picker: model_id for model_id in model_ids("sft")}  # label -> registry id
 DATASET_CHOICES = ("bundled mixture", "upload", "Hub dataset id")
 POLL_SECONDS = 0.3  # how often the run generator yields while the worker trains, so Cancel can close it promptly
 
 
-@functools.lru_cache(maxsize=2)
 def shared_model(name: str) -> tuple[Any, Any]:
-    """(model, tokenizer) loaded once per process; callers never modify it (runs train a copy)."""
-    from engine.uds.models import load_sft_model
-
+    """(model, tokenizer) loaded once per process (the engine's cache); callers never modify it (runs train a copy)."""
     return load_sft_model(name)
 
 
 @functools.lru_cache(maxsize=2)
 def shared_tokenizer(name: str) -> Any:
     """The tokenizer alone (for showing token strings of a loaded run log without loading the model)."""
-    if name == "smollm2":
-        from engine.models.smollm import load_smollm_tokenizer
-
-        return load_smollm_tokenizer()
-    if name == "tiny-random":
-        from engine.models.tiny import byte_tokenizer
-
-        return byte_tokenizer()
-    raise ValueError(f"no tokenizer is known for model {name!r}")
+    entry = model_entry(name, "sft")
+    if entry.tokenizer is None:
+        raise ValueError(f"no tokenizer is known for model {name!r}")
+    return entry.tokenizer()
 
 
 @functools.lru_cache(maxsize=1)

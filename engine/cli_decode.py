@@ -5,6 +5,7 @@ import argparse
 import json
 
 from engine.decoding import RULES, save_trace
+from engine.models.registry import model_ids
 from engine.pipeline import DecodeRequest, decode
 
 NAME = "decode"
@@ -12,7 +13,7 @@ NAME = "decode"
 
 def add_parser(subparsers) -> str:
     p = subparsers.add_parser(NAME, help="decode a prompt with a diffusion LLM and a decoding rule")
-    p.add_argument("--model", default="bundled", help="bundled, tiny-random, or an allowlisted Hub id")
+    p.add_argument("--model", default="bundled", help=f"a registered model: {', '.join(model_ids('dllm'))}")
     p.add_argument("--prompt", required=True)
     p.add_argument("--rule", default="credit", help=f"a rule id or label: {', '.join(RULES)}")
     p.add_argument("--gen-length", type=int, default=64)
@@ -42,10 +43,10 @@ def request_from_args(args: argparse.Namespace) -> DecodeRequest:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.models import check_model_name, load_model
+    from engine.models import load_model, model_entry
 
     request = request_from_args(args)  # validate knobs before loading any model
-    model = load_model(check_model_name(args.model), device=args.device)
+    model = load_model(model_entry(args.model, "dllm").id, device=args.device)
     outcome = decode(model, request)
     if args.trace_out:
         save_trace(outcome.trace, args.trace_out)

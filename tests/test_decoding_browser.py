@@ -1,6 +1,8 @@
 """End to end in Debian Chromium: decode a prompt in the page, scrub to a step, check the heatmap and the token
 inspector render. Screenshots go to tests/artifacts/ (ignored by git)."""
 
+import re
+
 import pytest
 
 from tests.conftest import ARTIFACTS
@@ -27,7 +29,7 @@ def set_number(page, elem_id: str, value: int) -> None:
 
 def test_decode_scrub_and_inspect_in_the_page(page):
     page.locator("#dllm-model input").click()
-    page.get_by_role("option", name="tiny-random", exact=True).click()
+    page.get_by_role("option", name=re.compile(r"^tiny-random ·")).click()
     page.locator("#dllm-decode").click()
     page.wait_for_function("document.querySelector('#dllm-status').innerText.startsWith('done')")
     status = page.locator("#dllm-status").inner_text()

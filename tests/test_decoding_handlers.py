@@ -14,7 +14,7 @@ from app import decoding_handlers as handlers
 from app import decoding_views as views
 from app.streaming import CancelToken, LiveStep, stream_decode
 from engine.decoding import Trace
-from engine.models import HUB_MODELS
+from engine.models import MODELS, model_ids, unavailable
 from engine.pipeline import DecodeOutcome
 
 KNOBS = dict(gen_length=32, block_length=16, steps=0, tau=0.9, preset="paper", alpha=0.65, beta=0.7, gamma=0.2, seed=0)
@@ -27,12 +27,13 @@ def request(prompt="What is the capital of France?", rule="credit", **changes):
 def test_model_picker_lists_hub_models_with_the_reason():
     choices, default = handlers.model_choices()
     values = [value for _, value in choices]
-    assert values[:2] == ["bundled", "tiny-random"] and set(HUB_MODELS) <= set(values)
-    assert default == ("bundled" if handlers.bundled_available() else "tiny-random")
-    hub_label = dict((v, label) for label, v in choices)[next(iter(HUB_MODELS))]
-    assert "unavailable" in hub_label and "GPU" in hub_label  # this machine has no GPU
+    gpu_models = [m.id for m in MODELS.values() if "gpu" in m.needs and m.dllm is not None]
+    assert values == model_ids("dllm") and values[:2] == ["bundled", "tiny-random"] and gpu_models
+    assert default == ("bundled" if unavailable(MODELS["bundled"]) is None else "tiny-random")
+    gpu_label = dict((v, label) for label, v in choices)[gpu_models[0]]
+    assert "unavailable" in gpu_label and "GPU" in gpu_label and MODELS[gpu_models[0]].size in gpu_label  # no GPU here
     with pytest.raises(gr.Error, match="cannot run here.*needs a GPU"):
-        handlers.get_model(next(iter(HUB_MODELS)))
+        handlers.get_model(gpu_models[0])
     with pytest.raises(gr.Error, match="not allowed"):
         handlers.get_model("someone/evil-remote-code")
 

@@ -1,10 +1,9 @@
 """Allowlisted diffusion LLMs from the Hugging Face Hub (remote code runs only for these ids)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from engine.models.base import LoadedModel, ModelSpec, pick_device_dtype
+from engine.models.base import LoadedModel, ModelSpec, hub_offline, pick_device_dtype
 
 # Special ids and alignment from each model's release (docs/CREDITDECODING.md, "Real models").
 HUB_MODELS: dict[str, ModelSpec] = {
@@ -21,10 +20,6 @@ HUB_MODELS: dict[str, ModelSpec] = {
                   max_length=4096, description="Dream 7B instruct (GPU, shifted logits)"),
     )
 }
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
 
 
 def load_hub(model_id: str, source: str | Path | None = None, device: str | None = None) -> LoadedModel:
@@ -46,4 +41,4 @@ def load_hub(model_id: str, source: str | Path | None = None, device: str | None
     except OSError as err:
         raise ValueError(f"model={model_id!r} could not be loaded from {where!r} ({str(err).splitlines()[0]}); "
                          "check the network / HF_HUB_OFFLINE, or download it first") from None
-    return LoadedModel(HUB_MODELS[model_id], model.to(device_), tokenizer, device_, dtype)
+    return LoadedModel(HUB_MODELS[model_id], model.to(device_), tokenizer, device_, dtype, graph_safe=False)
