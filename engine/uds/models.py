@@ -19,6 +19,19 @@ def load_sft_model(name: str = "smollm2", device: str | None = None) -> tuple[to
     raise ValueError(f"model={name!r} is unknown; allowed: {', '.join(SFT_MODELS)}")
 
 
+def load_sft_tokenizer(name: str = "smollm2") -> Any:
+    """The tokenizer of a Selection Lab model alone (no weights are read)."""
+    if name == "smollm2":
+        from engine.models.smollm import load_smollm_tokenizer
+
+        return load_smollm_tokenizer()
+    if name == "tiny-random":
+        from engine.models.tiny import byte_tokenizer
+
+        return byte_tokenizer()
+    raise ValueError(f"model={name!r} is unknown; allowed: {', '.join(SFT_MODELS)}")
+
+
 def tiny_causal(device: str | None = None, seed: int = 0) -> tuple[torch.nn.Module, Any]:
     """A causal Llama of SmolLM2's shape at toy width with the in-memory byte tokenizer: seconds, no files."""
     from transformers import LlamaForCausalLM
