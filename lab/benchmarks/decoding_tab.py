@@ -21,9 +21,9 @@ import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from app import decoding_handlers as handlers  # noqa: E402
-from app import decoding_views as views  # noqa: E402
-from app.streaming import CancelToken  # noqa: E402
+from app import decoding_panels as views  # noqa: E402
+from app import decoding_runs as handlers  # noqa: E402
+from app.session import CancelToken  # noqa: E402
 from engine.models import load_model  # noqa: E402
 
 PROMPT = "Explain what a diffusion language model is in one sentence."
