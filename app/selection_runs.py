@@ -44,7 +44,8 @@ def bundled(seed: int = 0) -> Dataset:
 
 
 def build_configs(selector: str, steps: float, batch: float, keep: float, alpha: float, lora: bool, seed: float,
-                  cutoff: float = 256, eval_items: float = 24) -> tuple[SelectionConfig, TrainConfig]:
+                  cutoff: float = TrainConfig.cutoff,
+                  eval_items: float = TrainConfig.eval_items) -> tuple[SelectionConfig, TrainConfig]:
     """Check the controls and build the run's configuration; a gr.Error says what to change."""
     if selector not in SELECTOR_CHOICES:
         raise gr.Error(f"Selector {selector!r} is not offered; pick one of: {', '.join(SELECTOR_CHOICES)}.")
