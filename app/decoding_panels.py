@@ -109,9 +109,11 @@ def trace_panels(trace: Trace, source: str) -> dict[str, Any]:
             "stats": runs.trace_summary(trace), "trace": trace}
 
 
-def live_decode(model: str, prompt: str, token: CancelToken, *knobs: Any) -> Iterator[dict[str, Any]]:
-    """Decode with the knobs (in KNOBS order), one dict per frame; the last one carries the new trace."""
-    request = runs.make_request(prompt, *knobs)
+def live_decode(model: str, prompt: str, token: CancelToken, rule: str, gen_length: int, block_length: int,
+                steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
+                seed: int) -> Iterator[dict[str, Any]]:
+    """Decode with the knobs, one dict per frame; the last one carries the new trace."""
+    request = runs.make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
     for frame in runs.decode_frames(model, request, token):
         if frame.outcome is None:
             yield {"live": frame.html, "status": frame.status}
@@ -120,14 +122,16 @@ def live_decode(model: str, prompt: str, token: CancelToken, *knobs: Any) -> Ite
                    "stats": runs.summary(frame.outcome), "trace": frame.outcome.trace}
 
 
-def retune(enabled: bool, model: str, prompt: str, token: CancelToken, *knobs: Any) -> Iterator[dict[str, Any]]:
-    """A released α / β knob re-decodes (when enabled, for credit rules) with the preset switched to custom."""
-    if not enabled or not rule_entry(knobs[0]).has("credit"):
+def retune(enabled: bool, model: str, prompt: str, token: CancelToken, rule: str, gen_length: int, block_length: int,
+           steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
+           seed: int) -> Iterator[dict[str, Any]]:
+    """A released α / β knob re-decodes (when enabled, for credit rules) with the preset switched to custom (a
+    moved knob leaves the preset)."""
+    if not enabled or not rule_entry(rule).has("credit"):
         yield {}
         return
-    values = list(knobs)
-    values[KNOBS.index("preset")] = "custom"  # a moved knob leaves the preset
-    for panels in live_decode(model, prompt, token, *values):
+    for panels in live_decode(model, prompt, token, rule, gen_length, block_length, steps, tau, "custom", alpha, beta,
+                              gamma, seed):
         yield {"preset": "custom", **panels}
 
 
@@ -159,9 +163,11 @@ def import_file(path: str | None) -> dict[str, Any]:
     return trace_panels(runs.import_trace(path), "imported trace")
 
 
-def compare(model: str, prompt: str, rules: list[str], *knobs: Any) -> dict[str, Any]:
+def compare(model: str, prompt: str, rules: list[str], gen_length: int, block_length: int, steps: int, tau: float,
+            preset: str, alpha: float, beta: float, gamma: float, seed: int) -> dict[str, Any]:
     """Decode with 2-3 rules; the table, the figure and the decodes (kept in the session to pick one)."""
-    outcomes = experiments.compare_outcomes(model, prompt, rules, *knobs)
+    outcomes = experiments.compare_outcomes(model, prompt, rules, gen_length, block_length, steps, tau, preset, alpha,
+                                            beta, gamma, seed)
     table, figure = experiments.compare_views(outcomes)
     return {"compare_table": table, "compare_plot": figure, "compared": [o.trace for o in outcomes]}
 

@@ -3,6 +3,7 @@ by name, and `_wire` connects events to the handlers by those names. No maths he
 (decoding_panels, decoding_runs, decoding_experiments) return plain values or dicts keyed by component name."""
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, Iterator
 
@@ -58,7 +59,8 @@ def _controls() -> dict[str, Any]:
         c["gen_length"] = gr.Dropdown(list(runs.GEN_LENGTHS), value=defaults["gen_length"], label="gen_length (tokens)")
         c["block_length"] = gr.Dropdown(list(runs.BLOCK_LENGTHS), value=defaults["block_length"], label="block_length")
     c["steps"] = gr.Slider(0, LONGEST, value=defaults["steps"] or 0, step=1, label=colors.knob_label("steps"),
-                           visible=False, info="0 = gen_length (one token per step); a multiple of the number of blocks")
+                           visible=False,
+                           info="0 = gen_length (one token per step); a multiple of the number of blocks")
     c["tau"] = gr.Slider(0.05, 1.0, value=defaults["threshold"], step=0.01, label=colors.knob_label("threshold"))
     c["preset"] = gr.Radio(CREDIT_PRESET_CHOICES, value=defaults["preset"], label="credit preset",
                            info="paper (default): α .65 β .7 γ .2 · dinfer: α .7 β .8 γ .2 · "
@@ -138,10 +140,12 @@ def _named(c: dict[str, Any], handler: Callable[..., Any]) -> Callable[..., Any]
     def to_components(result: dict[str, Any]) -> dict[Any, Any]:
         return {c[name]: value for name, value in result.items()} if result else gr.skip()
 
+    @functools.wraps(handler)  # the API shows the handler's parameter names
     def streamed(*args: Any) -> Iterator[dict[Any, Any]]:
         for result in handler(*args):
             yield to_components(result)
 
+    @functools.wraps(handler)
     def single(*args: Any) -> dict[Any, Any]:
         return to_components(handler(*args))
 
