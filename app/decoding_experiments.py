@@ -9,23 +9,28 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.trace_compare import commit_order_figure, compare_table, sweep_figure, token_agreement
-from app.decoding_handlers import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, make_request
+from app.decoding_runs import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, make_request
 from engine.decoding.registry import BASELINE
+from engine.pipeline import DecodeOutcome
 
 SWEEP_KNOBS = {"beta": (0.0, 1.0), "alpha": (0.0, 5.0)}  # knob -> allowed range in a sweep
 DEFAULT_GRIDS = {"beta": "0.1, 0.3, 0.5, 0.7, 0.9", "alpha": "0, 0.35, 0.65, 1.0, 2.0"}
 
 
-def compare(model_name: str, prompt: str, rules: Sequence[str], gen_length: int, block_length: int, steps: int,
-            tau: float, preset: str, alpha: float, beta: float, gamma: float,
-            seed: int) -> tuple[pd.DataFrame, go.Figure]:
-    """Decode the prompt with 2-3 rules (same seed and knobs) and compare them against the first."""
+def compare_outcomes(model_name: str, prompt: str, rules: Sequence[str], gen_length: int, block_length: int,
+                     steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
+                     seed: int) -> list[DecodeOutcome]:
+    """Decode the prompt with 2-3 rules, same seed and knobs."""
     rules = list(rules or [])
     if not 2 <= len(rules) <= MAX_COMPARE:
         raise gr.Error(f"{len(rules)} rules are ticked; tick 2 or {MAX_COMPARE} rules to compare.")
     requests = [make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
                 for rule in rules]
-    outcomes = [decode_once(model_name, request) for request in requests]
+    return [decode_once(model_name, request) for request in requests]
+
+
+def compare_views(outcomes: Sequence[DecodeOutcome]) -> tuple[pd.DataFrame, go.Figure]:
+    """The comparison table (each decode against the first) and where their commit orders differ."""
     traces = [outcome.trace for outcome in outcomes]
     return compare_table(traces, [o.answer for o in outcomes]), commit_order_figure(traces)
 

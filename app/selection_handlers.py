@@ -7,9 +7,6 @@ except `run_events`, which delegates to app.selection_runs.
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -19,15 +16,14 @@ import numpy as np
 from analysis import runlog_figures, runlog_views
 from analysis.buffer_map import COLOR_BY, BufferMap, buffer_map_figure, build_buffer_map
 from analysis.projection import ProjectionConfig
-from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background, shared_tokenizer
+from app import session
+from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background
+from engine.models.cache import shared_sft_tokenizer
 from engine.uds.runlog import RunLog
-from engine.uds.runlog_io import load_runlog, save_runlog
+from engine.uds.runlog_zip import ZipCaps, export_runlog_zip, import_runlog_zip
 
 MAX_RUNS = 6  # runs kept per session; the oldest is dropped past this (bounds memory per session)
-MAX_RUNLOG_UPLOAD_BYTES = 50 * 1024 * 1024  # a zipped run log upload
-MAX_RUNLOG_UNZIPPED_BYTES = 400 * 1024 * 1024  # refuses zip bombs before extracting anything
-RUNLOG_FILES = ("meta.json", "candidates.parquet", "steps.parquet", "evictions.parquet", "samples.parquet",
-                "eval.parquet", "strips.parquet", "embeddings.npy")
+RUNLOG_ZIP_CAPS = ZipCaps(max_zip_bytes=50 * 2**20, max_unzipped_bytes=400 * 2**20)  # the page's 50 MB upload cap
 MAP_METHODS = {"UMAP": "auto", "PCA": "pca"}
 
 
@@ -196,50 +192,21 @@ def export_runlog(state: dict[str, Any], name: str) -> tuple[dict[str, Any], str
     """Zip the run log (the format `load_runlog_zip` reads back) into the session's folder."""
     log = get_run(state, name)
     state, folder = session_folder(state)
-    target = folder / f"runlog-{_slug(name)}"
-    shutil.rmtree(target, ignore_errors=True)
-    save_runlog(log, str(target))
-    archive = shutil.make_archive(str(target), "zip", root_dir=target)
-    shutil.rmtree(target, ignore_errors=True)
-    return state, archive
+    try:
+        return state, str(export_runlog_zip(log, folder, RUNLOG_ZIP_CAPS, name=f"runlog-{_slug(name)}"))
+    except ValueError as err:
+        raise gr.Error(f"The run log cannot be downloaded: {err}.") from None
 
 
 def load_runlog_zip(state: dict[str, Any], upload: str | None) -> tuple[dict[str, Any], str]:
     """A saved run log (zip of its folder) uploaded by the user; every view works from it without a model."""
     if not upload:
         raise gr.Error("No file: upload a run log .zip (as saved by 'Download run log').")
-    path = Path(upload)
-    if path.suffix.lower() != ".zip":
-        raise gr.Error(f"{path.name} is not a .zip; upload the zip that 'Download run log' produced.")
-    size = path.stat().st_size
-    if size > MAX_RUNLOG_UPLOAD_BYTES:
-        raise gr.Error(f"{path.name} is {size / 2**20:.1f} MB, over the 50 MB limit; upload a shorter run.")
+    state, folder = session_folder(state)
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-            names = sorted(m.filename for m in members)
-            unexpected = [n for n in names if n not in RUNLOG_FILES]
-            missing = [n for n in RUNLOG_FILES if n not in names]
-            if unexpected or missing:
-                raise gr.Error(f"{path.name} is not a run log: it should hold exactly {', '.join(RUNLOG_FILES)} "
-                               f"at its top level; missing {missing or 'none'}, unexpected {unexpected[:5] or 'none'}.")
-            if sum(m.file_size for m in members) > MAX_RUNLOG_UNZIPPED_BYTES:
-                raise gr.Error(f"{path.name} unpacks to more than 400 MB; upload a shorter run.")
-            state, folder = session_folder(state)
-            target = Path(tempfile.mkdtemp(prefix="runlog-", dir=folder))
-            for member in members:  # names were checked against RUNLOG_FILES: no paths, no '..'
-                (target / member.filename).write_bytes(archive.read(member))
-    except zipfile.BadZipFile:
-        raise gr.Error(f"{path.name} is not a readable zip file; upload the zip that 'Download run log' produced.") \
-            from None
-    try:
-        log = load_runlog(str(target))
+        log = import_runlog_zip(upload, folder, RUNLOG_ZIP_CAPS)
     except ValueError as err:
-        raise gr.Error(f"{path.name}: {str(err).replace(str(target), 'the run log')}") from None
-    finally:
-        shutil.rmtree(target, ignore_errors=True)
-    if not log.steps:
-        raise gr.Error(f"{path.name} holds a run log with no steps; nothing to show.")
+        raise gr.Error(f"{err}.") from None
     return add_run(state, log, f"upload {run_label(log)}")
 
 
@@ -275,18 +242,18 @@ def run_events(state: dict[str, Any], selector: str, steps: float, batch: float,
 
 
 def session_folder(state: dict[str, Any]) -> tuple[dict[str, Any], Path]:
-    """The session's private temporary folder (created on first use); every file this tab writes goes there."""
+    """The session's private folder (app/session.py, created on first use); every file this tab writes goes there."""
     folder = state.get("folder")
     if folder and Path(folder).is_dir():
         return state, Path(folder)
-    made = Path(tempfile.mkdtemp(prefix="selection-lab-"))
+    made = session.session_folder()
     return {**state, "folder": str(made)}, made
 
 
 def _token_strings(log: RunLog, token_ids: np.ndarray) -> list[str] | None:
     """Token strings for the strip when the run's tokenizer is available here; None shows the ids instead."""
     try:
-        tokenizer = shared_tokenizer(str(log.config.get("model", "")))
+        tokenizer = shared_sft_tokenizer(str(log.config.get("model", "")))
     except (ValueError, OSError):
         return None
     return [tokenizer.decode([int(t)]) for t in token_ids.tolist()]

@@ -1,19 +1,20 @@
 """Selection Lab: turning the tab's controls into a real selection run, with progress and a Cancel that stops it.
 
-Plain functions: values in, a RunLog or a gr.Error out. The model and the bundled mixture are loaded once per
-process and shared read-only (`run_selection` trains a copy of the model).
+Plain functions: values in, a RunLog or a gr.Error out. The model (engine/models/cache.py) and the bundled mixture
+are loaded once per process and shared read-only (`run_selection` trains a copy of the model).
 """
 from __future__ import annotations
 
 import functools
 import math
-import queue
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 
+from app.session import CancelToken, run_in_worker
+from engine.models import MODELS, model_ids
+from engine.models.cache import shared_sft_model
 from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import Dataset
 
@@ -27,34 +28,9 @@ SELECTOR_CHOICES = {
     "Diversity only": ("diversity", "default"),
     "Full (no selection)": ("full", "default"),
 }
-MODEL_CHOICES = {
-    "SmolLM2-135M-Instruct (bundled GGUF)": "smollm2",
-    "tiny random Llama (seconds; for trying the page)": "tiny-random",
-}
+MODEL_CHOICES = {MODELS[model_id].picker: model_id for model_id in model_ids("sft")}  # label -> registry id
 DATASET_CHOICES = ("bundled mixture", "upload", "Hub dataset id")
 POLL_SECONDS = 0.3  # how often the run generator yields while the worker trains, so Cancel can close it promptly
-
-
-@functools.lru_cache(maxsize=2)
-def shared_model(name: str) -> tuple[Any, Any]:
-    """(model, tokenizer) loaded once per process; callers never modify it (runs train a copy)."""
-    from engine.uds.models import load_sft_model
-
-    return load_sft_model(name)
-
-
-@functools.lru_cache(maxsize=2)
-def shared_tokenizer(name: str) -> Any:
-    """The tokenizer alone (for showing token strings of a loaded run log without loading the model)."""
-    if name == "smollm2":
-        from engine.models.smollm import load_smollm_tokenizer
-
-        return load_smollm_tokenizer()
-    if name == "tiny-random":
-        from engine.models.tiny import byte_tokenizer
-
-        return byte_tokenizer()
-    raise ValueError(f"no tokenizer is known for model {name!r}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,7 +42,8 @@ def bundled(seed: int = 0) -> Dataset:
 
 
 def build_configs(selector: str, steps: float, batch: float, keep: float, alpha: float, lora: bool, seed: float,
-                  cutoff: float = 256, eval_items: float = 24) -> tuple[SelectionConfig, TrainConfig]:
+                  cutoff: float = TrainConfig.cutoff,
+                  eval_items: float = TrainConfig.eval_items) -> tuple[SelectionConfig, TrainConfig]:
     """Check the controls and build the run's configuration; a gr.Error says what to change."""
     if selector not in SELECTOR_CHOICES:
         raise gr.Error(f"Selector {selector!r} is not offered; pick one of: {', '.join(SELECTOR_CHOICES)}.")
@@ -126,49 +103,33 @@ def load_dataset(source: str, upload: str | None, prompt_col: str = "prompt", re
 
 
 def run_in_background(model_name: str, dataset: Dataset, selection: SelectionConfig, train: TrainConfig,
-                      finish: Callable[[Any], Any] | None = None) -> Iterator[tuple[str, Any]]:
-    """Run one selection in a worker thread; yield ("progress", (done, total, message)) while it runs, ("tick", None)
-    every POLL_SECONDS, then ("done", finish(log)) or ("error", message).
+                      finish: Callable[[Any], Any] | None = None,
+                      token: CancelToken | None = None) -> Iterator[tuple[str, Any]]:
+    """Run one selection in the session's worker thread (app/session.py); yield ("progress", (done, total, message))
+    while it runs, ("tick", None) every POLL_SECONDS, then ("done", finish(log)) or ("error", message).
 
-    Closing the iterator (Gradio does so when the event is cancelled) asks the worker to stop before its next step;
-    `finish` (e.g. fitting the buffer map) runs in the worker too, so a slow finish keeps the page responsive."""
-    messages: queue.Queue = queue.Queue()
-    stop = threading.Event()
+    Closing the iterator (Gradio does so when the event is cancelled or the client goes away) cancels the token, and
+    the loop stops before its next step; `finish` (e.g. fitting the buffer map) runs in the worker too, so a slow
+    finish keeps the page responsive."""
+    token = token or CancelToken()
 
-    def work() -> None:
-        try:
-            messages.put(("progress", (0, train.steps, "loading the model (once per process)")))
-            model, tokenizer = shared_model(model_name)
-            from engine.uds.loop import run_selection
+    def job(emit: Callable[[tuple[int, int, str]], None]) -> Any:
+        emit((0, train.steps, "loading the model (once per process)"))
+        model, tokenizer = shared_sft_model(model_name)
+        from engine.uds.loop import run_selection
 
-            log = run_selection(model, tokenizer, dataset, selection, train, model_name=model_name,
-                                progress=lambda done, total, text: messages.put(("progress", (done, total, text))),
-                                should_stop=stop.is_set)
-            if stop.is_set():
-                return
-            messages.put(("progress", (train.steps, train.steps, "projecting the buffer (the first UMAP fit in a "
-                                                                 "process compiles for a while)")))
-            messages.put(("done", finish(log) if finish else log))
-        except ValueError as err:
-            messages.put(("error", str(err)))
+        log = run_selection(model, tokenizer, dataset, selection, train, model_name=model_name,
+                            progress=lambda done, total, text: emit((done, total, text)),
+                            should_stop=lambda: token.cancelled)
+        if token.cancelled:
+            return None
+        emit((train.steps, train.steps, "projecting the buffer (the first UMAP fit in a process compiles for a while)"))
+        return finish(log) if finish else log
 
-    worker = threading.Thread(target=work, name="selection-run", daemon=True)
-    worker.start()
     try:
-        while True:
-            try:
-                kind, payload = messages.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                if not worker.is_alive():
-                    yield "error", "the run stopped without a result; see the server log"
-                    return
-                yield "tick", None
-                continue
-            yield kind, payload
-            if kind in ("done", "error"):
-                return
-    finally:
-        stop.set()
+        yield from run_in_worker(job, token, name="selection-run", poll_seconds=POLL_SECONDS, join_seconds=0)
+    except ValueError as err:
+        yield "error", str(err)
 
 
 def _without_folder(message: str, path: str | Path) -> str:

@@ -5,6 +5,8 @@ import argparse
 import json
 
 from engine.decoding import RULES, save_trace
+from engine.models.families import FAMILIES
+from engine.models.registry import model_ids
 from engine.pipeline import DecodeRequest, decode
 
 NAME = "decode"
@@ -12,8 +14,8 @@ NAME = "decode"
 
 def add_parser(subparsers) -> str:
     p = subparsers.add_parser(NAME, help="decode a prompt with a diffusion LLM and a decoding rule")
-    p.add_argument("--model", default="bundled", help="bundled, tiny-random, a published Hub id, or with --source "
-                   "a family name (llada, dream)")
+    p.add_argument("--model", default="bundled", help=f"a registered model: {', '.join(model_ids('dllm'))}; with "
+                   f"--source also a family name: {', '.join(FAMILIES)}")
     p.add_argument("--source", default=None, help="a downloaded checkpoint folder (config.json + safetensors) to "
                    "load --model from instead of the Hub")
     p.add_argument("--prompt", required=True)
@@ -45,14 +47,14 @@ def request_from_args(args: argparse.Namespace) -> DecodeRequest:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.models import check_model_name, load_model
+    from engine.models import load_model, model_entry
     from engine.models.families import load_native
 
     request = request_from_args(args)  # validate knobs before loading any model
-    if args.source is not None:
+    if args.source is not None and args.model in FAMILIES:
         model = load_native(args.model, source=args.source, device=args.device)
     else:
-        model = load_model(check_model_name(args.model), device=args.device)
+        model = load_model(model_entry(args.model, "dllm").id, source=args.source, device=args.device)
     outcome = decode(model, request)
     if args.trace_out:
         save_trace(outcome.trace, args.trace_out)

@@ -9,7 +9,6 @@ import torch
 from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeResult, Observer, Rule, Trace, generate
 from engine.decoding.registry import make_rule, rule_entry
 from engine.decoding.trace import rate
-from engine.models import LOCAL_MODELS
 from engine.models.base import LoadedModel
 from engine.models.cuda_graph import fast_model_fn
 
@@ -79,7 +78,7 @@ def decode(model: LoadedModel, request: DecodeRequest, observers: Sequence[Obser
     # On CUDA our own Llama-architecture models replay CUDA graphs of block-only forwards (docs/GPU_NOTES.md: 26.7 ->
     # 5.3 ms a step for the bundled model); compiling as well would save 3 ms more but costs ~40 s on first use.
     # Remote-code Hub models keep their own forward. On the CPU the model is used as it is.
-    model_fn = fast_model_fn(model, compile_model=False) if model.spec.name in LOCAL_MODELS else model
+    model_fn = fast_model_fn(model, compile_model=False) if model.graph_safe else model
     result = generate(model_fn, ids, request.make_rule(), gen_length=request.gen_length,
                       block_length=request.block_length, mask_id=model.spec.mask_id, eos_id=model.spec.eos_id,
                       shift=model.spec.shift, observers=observers, top_k=request.top_k, seed=request.seed)

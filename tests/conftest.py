@@ -55,7 +55,7 @@ def smollm2_causal():
 @pytest.fixture(scope="session")
 def tiny_causal_lm():
     """(model, tokenizer): a causal toy-width Llama with the byte tokenizer, for the Selection Lab loop tests."""
-    from engine.uds.models import tiny_causal
+    from engine.models.tiny import tiny_causal
     return tiny_causal("cpu")
 
 

@@ -3,8 +3,9 @@ the streaming endpoint ends with the same answer; bad input comes back as a clea
 import concurrent.futures
 
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
+from app import examples
 from engine.decoding import Trace, load_trace
 
 SMALL = dict(model="tiny-random", gen_length=32, block_length=16)
@@ -37,6 +38,17 @@ def test_export_downloads_the_sessions_trace(app_url):
                                   api_name="/decode_live")
     trace = load_trace(session.predict(api_name="/export_trace"))
     assert trace.meta["prompt"] == "export me" and trace.meta["nfe"] == summary["nfe"]
+
+
+def test_importing_a_trace_replaces_the_top_panel(app_url):
+    session = Client(app_url, verbose=False)
+    trace = examples.example_trace("capital_threshold")
+    live, status, answer, summary = session.predict(handle_file(str(examples.FOLDER / "capital_threshold.json.gz")),
+                                                    api_name="/import_trace")
+    assert status.startswith("imported trace of bundled") and f"NFE {trace.meta['nfe']}" in status
+    assert answer == trace.meta["answer"] and summary["rule"] == "threshold" and "dllm-tokens" in live
+    info, *_ = session.predict(api_name="/render_views_imported")
+    assert f"NFE {trace.meta['nfe']}" in info
 
 
 def test_moving_a_credit_knob_re_decodes_with_the_custom_preset(client):
@@ -72,5 +84,6 @@ def test_sessions_do_not_cross_talk(app_url):
 def test_every_event_has_a_name(client):
     endpoints = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert {"/decode", "/decode_live", "/cancel", "/render_views", "/heatmap", "/scrub", "/inspect", "/compare",
-            "/sweep", "/export_trace", "/import_trace", "/retune", "/preset", "/rule_knobs"} <= endpoints
+            "/sweep", "/export_trace", "/import_trace", "/retune", "/preset", "/rule_knobs", "/compare_pick",
+            "/example_trace", "/render_views_imported"} <= endpoints
     assert not any(name.startswith("/lambda") or name.startswith("/fn") for name in endpoints)

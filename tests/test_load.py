@@ -6,7 +6,7 @@ import resource
 from gradio_client import Client
 
 from engine.decoding import Trace
-from engine.models import load_model
+from engine.models.cache import shared_dllm
 from engine.pipeline import DecodeRequest, decode
 
 PROMPTS = [f"What is {a} + {b}?" for a, b in [(1, 2), (3, 4), (5, 1), (2, 6), (7, 2), (4, 4), (9, 0), (3, 5)]]
@@ -27,7 +27,7 @@ def test_eight_concurrent_sessions_get_their_own_answers(app_url):
         payloads = list(pool.map(run, PROMPTS))
     grown = peak_rss_mb() - before
 
-    model = load_model("bundled")  # the same cached model the server uses (same process)
+    model = shared_dllm("bundled")  # the same cached model the server uses (same process)
     for prompt, payload in zip(PROMPTS, payloads):
         trace = Trace.from_dict(payload["trace"])
         assert trace.meta["prompt"] == prompt

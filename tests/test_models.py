@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from engine.models import load_model
-from engine.models.hub import load_hub
 from engine.pipeline import DecodeRequest, decode
 
 
@@ -34,11 +33,11 @@ def test_causal_reference_would_not_change(tiny_model):
 
 
 def test_unknown_and_offline_hub_models_fail_clearly(monkeypatch):
-    with pytest.raises(ValueError, match="not a published model"):
-        load_hub("someone/evil-model")
+    with pytest.raises(ValueError, match="unknown for dllm"):
+        load_model("someone/evil-model")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1"):
-        load_hub("GSAI-ML/LLaDA-8B-Instruct")
+        load_model("GSAI-ML/LLaDA-8B-Instruct")
     with pytest.raises(ValueError, match="unknown"):
         load_model("not-a-model")
 

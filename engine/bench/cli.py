@@ -6,6 +6,7 @@ import sys
 
 from engine.bench.config import DEFAULT_RULES, BenchConfig
 from engine.bench.tasks import TASK_SETS
+from engine.models.registry import model_ids
 
 NAME = "bench"
 
@@ -30,7 +31,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def add_parser(subparsers) -> str:
     p = subparsers.add_parser(NAME, help="benchmark decoding rules on held-out task sets")
-    p.add_argument("--model", default="bundled", help="bundled or tiny-random (or an allowlisted Hub id)")
+    p.add_argument("--model", default="bundled", help=f"a registered model: {', '.join(model_ids('dllm'))}")
     p.add_argument("--tasks", type=_names, default=("math", "humaneval", "chat"),
                    help=f"comma-separated task sets from {', '.join(TASK_SETS)}")
     p.add_argument("--n", type=int, default=20, help="questions per task set")
@@ -53,9 +54,9 @@ def add_parser(subparsers) -> str:
 def run(args: argparse.Namespace) -> int:
     from engine.bench.report import write_results
     from engine.bench.runner import run_grid
-    from engine.models import check_model_name, load_model
+    from engine.models import load_model, model_entry
 
-    config = BenchConfig(model=check_model_name(args.model), task_sets=args.tasks, n=args.n, rules=args.rules,
+    config = BenchConfig(model=model_entry(args.model, "dllm").id, task_sets=args.tasks, n=args.n, rules=args.rules,
                          gen_lengths=args.gen_lengths, block_lengths=args.blocks, threshold=args.threshold,
                          batch=args.batch, bucket=args.bucket, cuda_graph=args.cuda_graph, device=args.device,
                          seed=args.seed)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,11 @@ class ModelSpec:
         return self.eos_ids[0]
 
 
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE forbids downloads (tests and CI set it)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+
+
 def pick_device_dtype(device: str | torch.device | None = None) -> tuple[torch.device, torch.dtype]:
     """CUDA in bfloat16 when present, else CPU in float32."""
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
@@ -38,8 +44,9 @@ class LoadedModel:
     """A model wrapped once: call it on ids (B, L) to get float32 logits (B, L, V)."""
 
     def __init__(self, spec: ModelSpec, model: torch.nn.Module, tokenizer, device: torch.device,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, graph_safe: bool = True) -> None:
         self.spec, self.model, self.tokenizer, self.device, self.dtype = spec, model, tokenizer, device, dtype
+        self.graph_safe = graph_safe  # its forward can be captured as a CUDA graph (our own and native models)
         self.model.eval()
         # transformers' own models can run the LM head on chosen rows only; remote-code models may not.
         self._keeps_rows = "logits_to_keep" in inspect.signature(self.model.forward).parameters

@@ -9,12 +9,13 @@ ValueError naming the file and the fix, and no tensor is read before the whole c
 from __future__ import annotations
 
 import json
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from engine.models.base import hub_offline
 
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
@@ -23,10 +24,6 @@ TOKENIZER_FILE = "tokenizer.json"
 BPE_FILES = ("vocab.json", "merges.txt")
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja"]  # what a download needs: no remote code, no .bin weights
 MAX_HEADER_BYTES = 100_000_000  # a safetensors header larger than this is a corrupt file, not a big model
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
 
 
 def resolve_folder(model_id: str | None, source: str | Path | None) -> Path:

@@ -25,26 +25,17 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (LLADA, DREAM)}
 @dataclass(frozen=True)
 class Published:
     family: str  # key of FAMILIES
-    description: str  # one line for the model picker: size and needs
+    size: str  # parameter count as people say it ("8B")
+    description: str  # one line for the model picker: what it is, memory and needs
 
 
 PUBLISHED: dict[str, Published] = {
-    "GSAI-ML/LLaDA-8B-Instruct": Published("llada", "LLaDA 8B instruct (GPU, ~16 GB bf16; Hub download)"),
-    "GSAI-ML/LLaDA-8B-Base": Published("llada", "LLaDA 8B base (GPU, ~16 GB bf16; Hub download)"),
-    "GSAI-ML/LLaDA-1.5": Published("llada", "LLaDA 1.5, 8B (GPU, ~16 GB bf16; Hub download)"),
-    "Dream-org/Dream-v0-Instruct-7B": Published("dream", "Dream 7B instruct (GPU, ~15 GB bf16; Hub download)"),
-    "Dream-org/Dream-v0-Base-7B": Published("dream", "Dream 7B base (GPU, ~15 GB bf16; Hub download)"),
+    "GSAI-ML/LLaDA-8B-Instruct": Published("llada", "8B", "LLaDA 8B instruct, native (GPU, ~16 GB bf16)"),
+    "GSAI-ML/LLaDA-8B-Base": Published("llada", "8B", "LLaDA 8B base, native (GPU, ~16 GB bf16)"),
+    "GSAI-ML/LLaDA-1.5": Published("llada", "8B", "LLaDA 1.5 (8B), native (GPU, ~16 GB bf16)"),
+    "Dream-org/Dream-v0-Instruct-7B": Published("dream", "7B", "Dream 7B instruct, native (GPU, ~15 GB bf16)"),
+    "Dream-org/Dream-v0-Base-7B": Published("dream", "7B", "Dream 7B base, native (GPU, ~15 GB bf16)"),
 }
-
-
-def published_spec(model_id: str) -> ModelSpec:
-    """The spec of a published id from its family's released config (no download)."""
-    entry = PUBLISHED[model_id]
-    family = FAMILIES[entry.family]
-    ids = family.special_ids(family.published_config, None)
-    return ModelSpec(name=model_id, mask_id=ids.mask_id, eos_ids=ids.eos_ids, shift=family.shift,
-                     max_length=family.context_length(family.read_config(family.published_config)),
-                     description=entry.description)
 
 
 def family_for(name: str, source: str | Path | None) -> tuple[Family, str | None]:

@@ -1,31 +1,29 @@
-"""Plain handlers of the Decoding Explorer: plain values in, plain values out, testable without a server.
+"""Decoding Explorer: turning the tab's knobs into a real decode (streamed frame by frame, or whole), the model
+picker, and reading a trace file. Plain values in, plain values out, testable without a server.
 
 Bad input raises gr.Error with a sentence saying what to change; the model is loaded once per process and shared
-read-only; per-session data (the trace, the cancel token) lives in the caller's gr.State.
+read-only (engine/models/cache.py); per-session data (the trace, the cancel token) lives in the caller's gr.State.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
-import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterator
 
 import gradio as gr
 import numpy as np
-import torch
 
 from analysis import colors
-from analysis.trace_data import commit_confidence, display_text
+from analysis.trace_data import display_text, tokens_per_second
 from analysis.trace_tokens import live_html
+from app.session import CancelToken
 from app.space import zero_gpu
-from app.streaming import CancelToken, LiveStep, replay_decode, stream_decode
-from engine.decoding import (CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, RULES, DecodeCancelled, Trace, TraceFormatError,
-                             load_trace)
-from engine.models import HUB_MODELS, LoadedModel, load_model
-from engine.models.hub import hub_offline
+from app.streaming import LiveStep, replay_decode, stream_decode, trace_step
+from engine.decoding import RULES, DecodeCancelled, Trace, TraceFormatError, load_trace
+from engine.models import MODELS, LoadedModel, model_entry, model_ids, unavailable
+from engine.models.cache import shared_dllm
 from engine.pipeline import DecodeOutcome, DecodeRequest, decode
 
 RULE_CHOICES = [(entry.label, entry.id) for entry in RULES.values()]  # the rule picker: labels shown, ids sent
@@ -36,44 +34,31 @@ BLOCK_LENGTHS = (8, 16, 32, 64)
 MIN_FRAME_SECONDS = 0.1  # at most ~10 live frames a second reach the page; the last frame always does
 MAX_COMPARE = 3
 MAX_SWEEP_POINTS = 8
-PAPER = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]  # the default credit knobs
+DEFAULTS = {f.name: f.default for f in fields(DecodeRequest)}  # the engine's knob defaults: the tab and API start here
 LOG = logging.getLogger(__name__)
-_MODEL_LOCK = threading.Lock()  # two sessions asking for a model at once load it once
-
-
-def bundled_available() -> bool:
-    """True when engine/models/bundled.py exists and its weights file is on disk (checked without loading)."""
-    if importlib.util.find_spec("engine.models.bundled") is None:
-        return False
-    bundled = importlib.import_module("engine.models.bundled")
-    weights = getattr(bundled, "WEIGHTS_PATH", None)
-    return weights is None or Path(weights).is_file()
 
 
 def model_refusal(name: str) -> str | None:
-    """Why a model cannot run here, or None. Hub models need a GPU and Hub access."""
-    if name == "bundled" and not bundled_available():
-        return "the bundled model's weights are not installed in this copy of the app; pick tiny-random"
-    if name in HUB_MODELS:
-        if not torch.cuda.is_available():
-            return f"{name} needs a GPU (about 16 GB) and this machine has none; pick bundled"
-        if hub_offline():
-            return f"{name} must be downloaded from the Hugging Face Hub, but HF_HUB_OFFLINE=1; pick bundled"
-    return None
+    """Why a registered model cannot run here (GPU, Hub access, weights), or None."""
+    reason = unavailable(model_entry(name, "dllm"))
+    return f"{reason}; pick bundled or tiny-random" if reason else None
 
 
 def model_choices() -> tuple[list[tuple[str, str]], str]:
-    """(label, value) pairs for the picker, with the reason beside any model that cannot run, and the default."""
-    choices = []
-    for name in ("bundled", "tiny-random", *HUB_MODELS):
-        reason = model_refusal(name)
-        choices.append((f"{name} (unavailable: {reason})" if reason else name, name))
-    return choices, "bundled" if model_refusal("bundled") is None else "tiny-random"
+    """(label, value) pairs for the picker (size, what it is, and the reason beside any model that cannot run here),
+    and the default: the first model that can run."""
+    choices, runnable = [], []
+    for name in model_ids("dllm"):
+        entry, reason = MODELS[name], model_refusal(name)
+        label = f"{name} · {entry.size} · {entry.picker}"
+        choices.append((f"{label} (unavailable: {reason})" if reason else label, name))
+        runnable += [] if reason else [name]
+    return choices, runnable[0]
 
 
 def check_model(name: str) -> str:
-    """Refuse, with the reason, a model that is not on the list or cannot run here (before anything is loaded)."""
-    if name not in ("bundled", "tiny-random", *HUB_MODELS):
+    """Refuse, with the reason, a model that is not registered or cannot run here (before anything is loaded)."""
+    if name not in model_ids("dllm"):
         raise gr.Error(f"Model {name!r} is not allowed; pick one from the list.")
     reason = model_refusal(name)
     if reason:
@@ -84,12 +69,11 @@ def check_model(name: str) -> str:
 def get_model(name: str) -> LoadedModel:
     """The shared, read-only model (loaded on first use, once per process)."""
     check_model(name)
-    with _MODEL_LOCK:
-        try:
-            return load_model(name)
-        except (ValueError, OSError, ImportError) as err:
-            LOG.warning("model %s could not be loaded: %s", name, err)  # the details (paths) stay in the server log
-            raise gr.Error(f"Model {name!r} could not be loaded on this server; pick another model.") from None
+    try:
+        return shared_dllm(name)
+    except (ValueError, OSError, ImportError) as err:
+        LOG.warning("model %s could not be loaded: %s", name, err)  # the details (paths) stay in the server log
+        raise gr.Error(f"Model {name!r} could not be loaded on this server; pick another model.") from None
 
 
 def warm_default_model() -> None:
@@ -149,7 +133,7 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
     replay (default: on a ZeroGPU Space) computes the whole trace in one GPU call and animates it afterwards."""
     replay = zero_gpu() if replay is None else replay
     check_model(model_name)
-    cancel = token.start()  # before the model loads: a Cancel during the load stops the decode at its first step
+    run = token.start()  # before the model loads: a Cancel during the load stops the decode at its first step
     gen = request.gen_length
     masked = np.zeros(gen, dtype=bool)
     yield Frame(live_html(np.zeros(gen, dtype=np.int64), masked, np.full(gen, np.nan), str),
@@ -159,7 +143,7 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
     label = _labeller(model)
     last: LiveStep | None = None
     shown_at = 0.0
-    steps = replay_decode(model_name, request, cancel) if replay else stream_decode(model, request, cancel)
+    steps = replay_decode(model_name, request, run) if replay else stream_decode(model, request, run)
     try:
         for item in _refusing(steps):
             if isinstance(item, LiveStep):
@@ -169,9 +153,7 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
                     yield Frame(live_html(item.ids, item.committed, item.confidence, label), _status(item, gen))
                 continue
             meta = item.trace.meta
-            done = LiveStep(step=meta["nfe"] - 1, ids=item.trace.arrays["tokens"][0],
-                            committed=np.ones(gen, dtype=bool), confidence=_final_confidence(item),
-                            seconds=item.result.seconds)
+            done = trace_step(item.trace, meta["nfe"] - 1, item.result.seconds)
             yield Frame(live_html(done.ids, done.committed, done.confidence, label),
                         f"done: NFE {meta['nfe']}, {meta['answer_tokens']} answer tokens in "
                         f"{item.result.seconds:.2f} s = {item.tokens_per_second:.1f} tokens/s", outcome=item)
@@ -190,11 +172,6 @@ def _refusing(stream: Iterator) -> Iterator:
         raise gr.Error(f"The decode was refused: {err}.") from None
 
 
-def _final_confidence(outcome: DecodeOutcome) -> np.ndarray:
-    """Commit confidences from the trace (the live frames may have skipped steps); early-stop fills are NaN."""
-    return commit_confidence(outcome.trace)
-
-
 def summary(outcome: DecodeOutcome) -> dict:
     """The numbers a user (or an API caller) wants from a decode."""
     return {**trace_summary(outcome.trace), "answer": outcome.answer}
@@ -203,20 +180,19 @@ def summary(outcome: DecodeOutcome) -> dict:
 def trace_summary(trace: Trace) -> dict:
     """The same numbers from a trace alone (a cached example or an imported file)."""
     meta = trace.meta
-    seconds = float(meta["seconds"])
-    answer_tokens = meta.get("answer_tokens", meta["gen_length"])
     return {"answer": meta.get("answer", ""), "model": meta.get("model", "?"), "rule": meta["rule"],
             "params": meta["params"], "nfe": meta["nfe"], "gen_length": meta["gen_length"],
-            "block_length": meta["block_length"], "answer_tokens": answer_tokens, "seconds": round(seconds, 4),
-            "tokens_per_second": round(answer_tokens / max(seconds, 1e-9), 3), "seed": meta["seed"]}
+            "block_length": meta["block_length"], "answer_tokens": meta.get("answer_tokens", meta["gen_length"]),
+            "seconds": round(float(meta["seconds"]), 4), "tokens_per_second": round(tokens_per_second(trace), 3),
+            "seed": meta["seed"]}
 
 
-def trace_frame(trace: Trace) -> Frame:
+def trace_frame(trace: Trace, source: str = "recorded trace") -> Frame:
     """The finished answer of a trace as the live view draws it, with a status line naming where it came from."""
     label = lambda token: display_text(trace.token_text.get(token, f"#{token}"))  # noqa: E731
-    gen = trace.meta["gen_length"]
-    html = live_html(trace.arrays["tokens"][0], np.ones(gen, dtype=bool), commit_confidence(trace), label)
-    return Frame(html, f"recorded trace of {trace.meta.get('model', '?')} ({colors.rule_label(trace.meta['rule'])}): "
+    done = trace_step(trace, trace.n_steps - 1, float(trace.meta["seconds"]))
+    html = live_html(done.ids, done.committed, done.confidence, label)
+    return Frame(html, f"{source} of {trace.meta.get('model', '?')} ({colors.rule_label(trace.meta['rule'])}): "
                        f"NFE {trace.meta['nfe']}, {trace.meta['seconds']:.2f} s when it was recorded")
 
 
@@ -250,10 +226,10 @@ def import_trace(path: str | None) -> Trace:
             from None
 
 
-def api_decode(prompt: str, model: str = "bundled", rule: str = "credit", gen_length: int = 64,
-               block_length: int = 32, steps: int = 0, tau: float = 0.9, preset: str = DEFAULT_CREDIT_PRESET,
-               alpha: float = PAPER["alpha"], beta: float = PAPER["beta"], gamma: float = PAPER["gamma"],
-               seed: int = 0) -> dict:
+def api_decode(prompt: str, model: str = "bundled", rule: str = DEFAULTS["rule"],
+               gen_length: int = DEFAULTS["gen_length"], block_length: int = DEFAULTS["block_length"], steps: int = 0,
+               tau: float = DEFAULTS["threshold"], preset: str = DEFAULTS["preset"], alpha: float = DEFAULTS["alpha"],
+               beta: float = DEFAULTS["beta"], gamma: float = DEFAULTS["gamma"], seed: int = DEFAULTS["seed"]) -> dict:
     """Decode a prompt; return the answer, NFE, tokens/s and the whole trace (the engine's schema, as exported).
     rule: a rule id of the registry (low_confidence, threshold, credit, credit_low_confidence) or its label; steps = 0
     means gen_length (fixed-steps rules);
