@@ -16,9 +16,11 @@ from engine.models.checkpoint import check_tensors, load_tensors, load_tokenizer
     weight_table
 from engine.models.dream import DREAM
 from engine.models.llada import LLADA
+from engine.models.llada2 import LLADA2
+from engine.models.llada_moe import LLADA_MOE
 from engine.models.native import Family, NativeLM
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (LLADA, DREAM)}
+FAMILIES: dict[str, Family] = {family.name: family for family in (LLADA, DREAM, LLADA_MOE, LLADA2)}
 
 # Published checkpoints of each family: id -> family name.
 PUBLISHED: dict[str, str] = {
@@ -27,6 +29,10 @@ PUBLISHED: dict[str, str] = {
     "GSAI-ML/LLaDA-1.5": "llada",
     "Dream-org/Dream-v0-Instruct-7B": "dream",
     "Dream-org/Dream-v0-Base-7B": "dream",
+    "inclusionAI/LLaDA-MoE-7B-A1B-Instruct": "llada_moe",
+    "inclusionAI/LLaDA-MoE-7B-A1B-Base": "llada_moe",
+    "inclusionAI/LLaDA2.0-mini": "llada2",
+    "inclusionAI/LLaDA2.1-mini": "llada2",
 }
 
 
@@ -44,6 +50,12 @@ def family_for(name: str, source: str | Path | None) -> tuple[Family, str | None
 
 
 def family_of_config(raw: dict, where: Path) -> Family:
+    """The family by config.json's "architectures" (LLaDA-MoE shares model_type "llada" with LLaDA), else by its
+    "model_type"."""
+    architectures = set(raw.get("architectures") or ())
+    for family in FAMILIES.values():
+        if architectures & set(family.architectures):
+            return family
     model_type = raw.get("model_type")
     for family in FAMILIES.values():
         if model_type in family.model_types:
