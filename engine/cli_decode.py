@@ -12,7 +12,10 @@ NAME = "decode"
 
 def add_parser(subparsers) -> str:
     p = subparsers.add_parser(NAME, help="decode a prompt with a diffusion LLM and a decoding rule")
-    p.add_argument("--model", default="bundled", help="bundled, tiny-random, or an allowlisted Hub id")
+    p.add_argument("--model", default="bundled", help="bundled, tiny-random, a published Hub id, or with --source "
+                   "a family name (llada, dream)")
+    p.add_argument("--source", default=None, help="a downloaded checkpoint folder (config.json + safetensors) to "
+                   "load --model from instead of the Hub")
     p.add_argument("--prompt", required=True)
     p.add_argument("--strategy", default="credit", choices=STRATEGIES)
     p.add_argument("--gen-length", type=int, default=64)
@@ -42,9 +45,13 @@ def request_from_args(args: argparse.Namespace) -> DecodeRequest:
 
 def run(args: argparse.Namespace) -> int:
     from engine.models import check_model_name, load_model
+    from engine.models.families import load_native
 
     request = request_from_args(args)  # validate knobs before loading any model
-    model = load_model(check_model_name(args.model), device=args.device)
+    if args.source is not None:
+        model = load_native(args.model, source=args.source, device=args.device)
+    else:
+        model = load_model(check_model_name(args.model), device=args.device)
     outcome = decode(model, request)
     if args.trace_out:
         save_trace(outcome.trace, args.trace_out)

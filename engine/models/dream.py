@@ -26,6 +26,18 @@ from engine.models.native import (Family, NativeLM, RMSNorm, SpecialIds, apply_r
 # eos = pad = <|endoftext|> 151643; the chat template closes a turn with <|im_end|> 151645).
 MASK_ID, EOS_ID, IM_END_ID = 151666, 151643, 151645
 
+# The published config.json of Dream-org/Dream-v0-Instruct-7B (Dream-v0-Base-7B has the same shapes and ids): the
+# Qwen2.5-7B architecture it was initialised from, whose safetensors index declares total_size 15,231,233,024 bytes
+# in bfloat16 = 7,615,616,512 parameters (model card: 7.6B). tests/test_native_sizes.py builds it on meta.
+PUBLISHED_CONFIG = {
+    "model_type": "Dream", "architectures": ["DreamModel"], "hidden_act": "silu", "hidden_size": 3584,
+    "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+    "vocab_size": 152064, "rope_theta": 1000000.0, "rope_scaling": None, "rms_norm_eps": 1e-06,
+    "tie_word_embeddings": False, "max_position_embeddings": 131072, "use_sliding_window": False,
+    "sliding_window": None, "mask_token_id": 151666, "eos_token_id": 151643, "pad_token_id": 151643,
+    "bos_token_id": 151643,
+}
+
 
 @dataclass(frozen=True)
 class DreamConfig:
@@ -167,4 +179,4 @@ def special_ids(raw: dict, tokenizer) -> SpecialIds:
 
 DREAM = Family(name="dream", model_types=("Dream",), read_config=read_config, build=DreamModel,
                special_ids=special_ids, shift=True, context_length=lambda c: c.max_position_embeddings,
-               bpe_tokenizer="Qwen2Tokenizer")
+               published_config=PUBLISHED_CONFIG, bpe_tokenizer="Qwen2Tokenizer")

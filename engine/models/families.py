@@ -7,6 +7,7 @@ weights load straight onto the device. A folder without tokenizer files loads fo
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,24 +23,44 @@ from engine.models.native import Family, NativeLM
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (LLADA, DREAM, LLADA_MOE, LLADA2)}
 
-# Published checkpoints of each family: id -> family name.
-PUBLISHED: dict[str, str] = {
-    "GSAI-ML/LLaDA-8B-Instruct": "llada",
-    "GSAI-ML/LLaDA-8B-Base": "llada",
-    "GSAI-ML/LLaDA-1.5": "llada",
-    "Dream-org/Dream-v0-Instruct-7B": "dream",
-    "Dream-org/Dream-v0-Base-7B": "dream",
-    "inclusionAI/LLaDA-MoE-7B-A1B-Instruct": "llada_moe",
-    "inclusionAI/LLaDA-MoE-7B-A1B-Base": "llada_moe",
-    "inclusionAI/LLaDA2.0-mini": "llada2",
-    "inclusionAI/LLaDA2.1-mini": "llada2",
+
+@dataclass(frozen=True)
+class Published:
+    family: str  # key of FAMILIES
+    description: str  # one line for the model picker: size and needs
+
+
+PUBLISHED: dict[str, Published] = {
+    "GSAI-ML/LLaDA-8B-Instruct": Published("llada", "LLaDA 8B instruct (GPU, ~16 GB bf16; Hub download)"),
+    "GSAI-ML/LLaDA-8B-Base": Published("llada", "LLaDA 8B base (GPU, ~16 GB bf16; Hub download)"),
+    "GSAI-ML/LLaDA-1.5": Published("llada", "LLaDA 1.5, 8B (GPU, ~16 GB bf16; Hub download)"),
+    "Dream-org/Dream-v0-Instruct-7B": Published("dream", "Dream 7B instruct (GPU, ~15 GB bf16; Hub download)"),
+    "Dream-org/Dream-v0-Base-7B": Published("dream", "Dream 7B base (GPU, ~15 GB bf16; Hub download)"),
+    "inclusionAI/LLaDA-MoE-7B-A1B-Instruct": Published("llada_moe", "LLaDA-MoE 7B-A1B instruct (GPU, ~15 GB bf16; "
+                                                                    "Hub download)"),
+    "inclusionAI/LLaDA-MoE-7B-A1B-Base": Published("llada_moe", "LLaDA-MoE 7B-A1B base (GPU, ~15 GB bf16; Hub "
+                                                                "download)"),
+    "inclusionAI/LLaDA2.0-mini": Published("llada2", "LLaDA2.0-mini 16B-A1.4B, block diffusion (GPU, ~33 GB bf16; "
+                                                     "Hub download)"),
+    "inclusionAI/LLaDA2.1-mini": Published("llada2", "LLaDA2.1-mini 16B-A1.4B, block diffusion (GPU, ~33 GB bf16; "
+                                                     "Hub download)"),
 }
+
+
+def published_spec(model_id: str) -> ModelSpec:
+    """The spec of a published id from its family's released config (no download)."""
+    entry = PUBLISHED[model_id]
+    family = FAMILIES[entry.family]
+    ids = family.special_ids(family.published_config, None)
+    return ModelSpec(name=model_id, mask_id=ids.mask_id, eos_ids=ids.eos_ids, shift=family.shift,
+                     max_length=family.context_length(family.read_config(family.published_config)),
+                     description=entry.description)
 
 
 def family_for(name: str, source: str | Path | None) -> tuple[Family, str | None]:
     """(family, Hub id or None) for a published id, or for a family name with a source folder."""
     if name in PUBLISHED:
-        return FAMILIES[PUBLISHED[name]], name
+        return FAMILIES[PUBLISHED[name].family], name
     if name in FAMILIES:
         if source is None:
             raise ValueError(f"model={name!r} is a family, not a checkpoint; pass source=FOLDER (a {name} "
@@ -65,9 +86,11 @@ def family_of_config(raw: dict, where: Path) -> Family:
 
 
 def build_module(family: Family, config, device: torch.device | str, dtype: torch.dtype) -> NativeLM:
-    """The family's module for `config` with uninitialised storage on `device` (meta: no storage at all)."""
-    with torch.device(device):
-        return family.build(config).to(dtype)
+    """The family's module for `config` in `dtype` with uninitialised storage on `device` (meta: none at all); the
+    caller loads weights or calls native.init_random. Built on meta first, so no float32 copy is ever made."""
+    with torch.device("meta"):
+        module = family.build(config).to(dtype)
+    return module if torch.device(device).type == "meta" else module.to_empty(device=device)
 
 
 def load_native(name: str, source: str | Path | None = None, device: str | None = None) -> LoadedModel:
@@ -89,5 +112,5 @@ def load_native(name: str, source: str | Path | None = None, device: str | None 
     skeleton.load_state_dict(load_tensors(folder, table, device_, dtype), strict=True, assign=True)
     spec = ModelSpec(name=model_id or f"{family.name}:{folder}", mask_id=ids.mask_id, eos_ids=ids.eos_ids,
                      shift=family.shift, max_length=family.context_length(config),
-                     description=f"{family.name} checkpoint from {folder}")
+                     description=PUBLISHED[model_id].description if model_id else f"{family.name} from {folder}")
     return LoadedModel(spec, skeleton, tokenizer, device_, dtype)

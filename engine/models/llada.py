@@ -25,6 +25,19 @@ from engine.models.native import (Family, NativeLM, RMSNorm, SpecialIds, apply_r
 # template ends an assistant turn with <|eot_id|> 126348, after which SFT padded the answer with 126081).
 MASK_ID, EOS_ID, EOT_ID = 126336, 126081, 126348
 
+# The published config.json of GSAI-ML/LLaDA-8B-Instruct (LLaDA-8B-Base and LLaDA-1.5 share every shape and id),
+# structural and size keys as on the Hub; the model card (and iLLaDA's comparison table) gives 8.02B parameters,
+# 6.98B without the embedding and the untied head. tests/test_native_sizes.py builds it on the meta device.
+PUBLISHED_CONFIG = {
+    "model_type": "llada", "architectures": ["LLaDAModelLM"], "block_type": "llama", "activation_type": "silu",
+    "layer_norm_type": "rms", "rope": True, "alibi": False, "attention_layer_norm": False, "include_bias": False,
+    "include_qkv_bias": False, "scale_logits": False, "input_emb_norm": False, "multi_query_attention": None,
+    "d_model": 4096, "n_heads": 32, "n_kv_heads": 32, "n_layers": 32, "mlp_hidden_size": 12288, "mlp_ratio": 4,
+    "vocab_size": 126464, "embedding_size": 126464, "rope_theta": 500000.0, "rms_norm_eps": 1e-05,
+    "weight_tying": False, "max_sequence_length": 4096, "mask_token_id": 126336, "eos_token_id": 126081,
+    "pad_token_id": 126081,
+}
+
 # Values the loader accepts for the structural keys (anything else is a model this module does not implement).
 REQUIRED = {"block_type": "llama", "layer_norm_type": "rms", "activation_type": "silu", "rope": True,
             "alibi": False, "attention_layer_norm": False, "include_bias": False, "scale_logits": False,
@@ -154,4 +167,5 @@ def special_ids(raw: dict, tokenizer) -> SpecialIds:
 
 
 LLADA = Family(name="llada", model_types=("llada",), read_config=read_config, build=LLaDAModel,
-               special_ids=special_ids, shift=False, context_length=lambda c: c.max_sequence_length)
+               special_ids=special_ids, shift=False, context_length=lambda c: c.max_sequence_length,
+               published_config=PUBLISHED_CONFIG)

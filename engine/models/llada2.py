@@ -275,4 +275,5 @@ def special_ids(raw: dict, tokenizer) -> SpecialIds:
 
 
 LLADA2 = Family(name="llada2", model_types=("llada2_moe",), read_config=read_config, build=LLaDA2Model,
-                special_ids=special_ids, shift=False, context_length=lambda c: c.max_position_embeddings)
+                special_ids=special_ids, shift=False, context_length=lambda c: c.max_position_embeddings,
+                published_config=PUBLISHED_CONFIG)

@@ -241,4 +241,5 @@ def special_ids(raw: dict, tokenizer) -> SpecialIds:
 
 LLADA_MOE = Family(name="llada_moe", model_types=("llada",), read_config=read_config, build=LLaDAMoEModel,
                    special_ids=special_ids, shift=False, context_length=lambda c: c.max_position_embeddings,
+                   published_config=PUBLISHED_CONFIG,
                    architectures=("LLaDAMoEModelLM", "LLaDAMoEModel"))
