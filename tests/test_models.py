@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.models import load_model
-from engine.models.hub import HUB_MODELS, load_hub
+from engine.models.hub import load_hub
 from engine.pipeline import DecodeRequest, decode
 
 

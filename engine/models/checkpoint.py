@@ -2,9 +2,9 @@
 
 A folder holds `config.json` and its weights as safetensors: one `model.safetensors`, or shards listed by
 `model.safetensors.index.json` (its `weight_map`: tensor name -> shard file). It may also hold tokenizer files
-(`tokenizer.json`, or `vocab.json` + `merges.txt`) and `tokenizer_config.json` with the chat template. Everything is validated from
-the files' headers first (names, shapes, shards present and complete), so a bad folder raises one ValueError naming
-the file and the fix, and no tensor is read before the whole checkpoint is known to fit the model.
+(`tokenizer.json`, or `vocab.json` + `merges.txt`) and `tokenizer_config.json` with the chat template. Everything is
+validated from the files' headers first (names, shapes, shards present and complete), so a bad folder raises one
+ValueError naming the file and the fix, and no tensor is read before the whole checkpoint is known to fit the model.
 """
 from __future__ import annotations
 

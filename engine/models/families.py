@@ -23,7 +23,6 @@ from engine.models.native import Family, NativeLM
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (LLADA, DREAM, LLADA_MOE, LLADA2)}
 
-
 @dataclass(frozen=True)
 class Published:
     family: str  # key of FAMILIES

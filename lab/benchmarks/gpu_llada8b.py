@@ -1,7 +1,8 @@
 """An LLaDA-8B-shaped model (random bf16 weights, made on the GPU, no download): engine overhead and floor.
 
 Model: the native LLaDA class (engine/models/llada.py) built from LLaDA-8B's published config (d 4096, 32 layers,
-32 heads with 32 KV heads, MLP 12288, vocabulary 126,464, untied head), bidirectional attention. Prompt 32 tokens + gen 256 = 288 positions, block 32, batch 1.
+32 heads with 32 KV heads, MLP 12288, vocabulary 126,464, untied head), bidirectional attention. Prompt 32 tokens +
+gen 256 = 288 positions, block 32, batch 1.
 
 Measured: the bare forward (CUDA graph, LM head on the block's 32 rows only), the same eager and with the full
 LM head; decoding steps (forward + rule + trace) with credit and fixed steps, trace on and off; the card's two

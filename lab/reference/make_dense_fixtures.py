@@ -83,7 +83,8 @@ DREAM_CONFIG = {
 
 def import_package(name: str, folder: Path):
     """Import a reference package (its relative imports intact) under a private name: both are called `model`."""
-    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
