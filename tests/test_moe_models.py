@@ -205,3 +205,24 @@ def test_bad_folders_give_one_clear_error(tmp_path):
     (folder / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="model.layers.0.mlp.experts.32.down_proj.weight"):
         load_native("llada_moe", source=folder)  # 64 experts' weights for a 32-expert config
+
+
+def test_special_ids_come_from_config_and_tokenizer_else_published():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from engine.models.moe import EOS_ID, MASK_ID, ling_special_ids
+    from engine.models.native import SpecialIds
+
+    core = Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
+    core.add_special_tokens(["<|role_end|>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core)
+    assert ling_special_ids({}, None) == SpecialIds(MASK_ID, (EOS_ID,))
+    named = ling_special_ids({"mask_token_id": 125, "pad_token_id": 120}, tokenizer)
+    assert named.mask_id == 125 and named.eos_ids == (120, 2)
+    assert loaded_spec_ids("llada2") == (125, (120,))
+
+
+def loaded_spec_ids(name: str) -> tuple[int, tuple[int, ...]]:
+    spec = load_native(name, source=FIXTURES / name).spec
+    return spec.mask_id, spec.eos_ids

@@ -30,12 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.moe import RoutedExperts, SwiGLU, apply_partial_rope, partial_rope
-from engine.models.native import Family, NativeLM, RMSNorm, SpecialIds, attend
+from engine.models.moe import (EOS_ID, RoutedExperts, SwiGLU, apply_partial_rope, ling_special_ids,
+                               partial_rope)
+from engine.models.native import Family, NativeLM, RMSNorm, attend
 
-# Published special ids: the reference's generate() defaults (mask_id=156895, eos_id=156892); config.json's
-# pad_token_id is 156892 too. BLOCK_SIZE: generate()'s default block_length, the published decoding setting.
-MASK_ID, EOS_ID, BLOCK_SIZE = 156895, 156892, 32
+BLOCK_SIZE = 32  # generate()'s default block_length, the published decoding setting
 
 # The published structure (inclusionAI/LLaDA2.0-mini and LLaDA2.1-mini config.json; tests/test_moe_models.py checks
 # 16,255,643,392 parameters, the Hub's "16B", and 1.43B active per token of which 789M outside the embeddings, the
@@ -266,14 +265,6 @@ class LLaDA2Model(NativeLM):
         return self.lm_head(hidden)
 
 
-def special_ids(raw: dict, tokenizer) -> SpecialIds:
-    """Mask from config.json's `mask_token_id` when named (the published config does not), else 156895; stop and
-    pad on `eos_token_id`, else `pad_token_id`, else 156892 (<|endoftext|>, generate()'s eos_id)."""
-    eos = raw.get("eos_token_id", raw.get("pad_token_id", EOS_ID))
-    eos = eos[0] if isinstance(eos, list) else eos
-    return SpecialIds(mask_id=int(raw.get("mask_token_id", MASK_ID)), eos_ids=(int(eos),))
-
-
 LLADA2 = Family(name="llada2", model_types=("llada2_moe",), read_config=read_config, build=LLaDA2Model,
-                special_ids=special_ids, shift=False, context_length=lambda c: c.max_position_embeddings,
+                special_ids=ling_special_ids, shift=False, context_length=lambda c: c.max_position_embeddings,
                 published_config=PUBLISHED_CONFIG)

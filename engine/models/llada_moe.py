@@ -24,16 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.moe import RoutedExperts, SwiGLU, apply_partial_rope, partial_rope
-from engine.models.native import Family, NativeLM, RMSNorm, SpecialIds, attend
+from engine.models.moe import RoutedExperts, SwiGLU, apply_partial_rope, ling_special_ids, partial_rope
+from engine.models.native import Family, NativeLM, RMSNorm, attend
 
-# Published special ids: the model card's generate() and dInfer decode with mask 156895 and stop at <|endoftext|>
-# 156892 (dInfer's eos_id; its benchmarks cut answers there); config.json's pad id is the same token.
-MASK_ID, EOS_ID = 156895, 156892
-
-# The published structure (inclusionAI/LLaDA-MoE-7B-A1B-Instruct config.json; checked in tests/test_moe_models.py:
-# 7,356,880,896 parameters = the repo's 14.7 GB of bf16 weights; 1.40B active per token, the paper's "7B-A1B" /
-# "1.4B activated", arXiv 2509.24389).
+# The published structure of inclusionAI/LLaDA-MoE-7B-A1B-Instruct / -Base. Their config.json could not be read
+# offline; the values are from the sources below, and tests/test_moe_models.py checks that they give 7,356,880,896
+# parameters (= the Base repo's 14.7 GB of bf16 weights) and 1.40B active per token (the paper's "7B" / "1.4B
+# activated", arXiv 2509.24389). Sizes, heads, experts, top-k, rope_theta, max_position_embeddings, qk_layernorm,
+# moe_layer_freq: the LLaDA-MoE vLLM port's README quoting config.json; vocab_size: the Ling-2.0 tokenizer both
+# inclusionAI families use; no expert bias, no shared expert: llama.cpp's LLADA_MOE tensor list has neither;
+# partial_rotary_factor 1.0 and rms_norm_eps 1e-5 are assumed (they change no parameter count).
 PUBLISHED_CONFIG = {
     "architectures": ["LLaDAMoEModelLM"], "model_type": "llada", "vocab_size": 157184, "hidden_size": 2048,
     "dense_intermediate_size": 8192, "expert_intermediate_size": 1024, "shared_expert_intermediate_size": None,
@@ -41,8 +41,7 @@ PUBLISHED_CONFIG = {
     "max_position_embeddings": 8192, "rms_norm_eps": 1e-05, "rope_theta": 50000, "partial_rotary_factor": 1.0,
     "rope_scaling": None, "attention_bias": False, "clip_qkv": None, "num_experts": 64, "num_experts_per_tok": 8,
     "norm_topk_prob": False, "qk_layernorm": True, "moe_layer_freq": [1] * 16,
-    "moe_router_enable_expert_bias": False, "tie_word_embeddings": False, "pad_token_id": EOS_ID,
-    "eos_token_id": EOS_ID,
+    "moe_router_enable_expert_bias": False, "tie_word_embeddings": False,
 }
 
 
@@ -231,15 +230,7 @@ class LLaDAMoEModel(NativeLM):
         return self.lm_head(hidden)
 
 
-def special_ids(raw: dict, tokenizer) -> SpecialIds:
-    """Mask from config.json's `mask_token_id` when named (the published config does not), else 156895; stop and
-    pad on `eos_token_id` (<|endoftext|> 156892 when published)."""
-    eos = raw.get("eos_token_id", EOS_ID)
-    eos = eos[0] if isinstance(eos, list) else eos
-    return SpecialIds(mask_id=int(raw.get("mask_token_id", MASK_ID)), eos_ids=(int(eos),))
-
-
 LLADA_MOE = Family(name="llada_moe", model_types=("llada",), read_config=read_config, build=LLaDAMoEModel,
-                   special_ids=special_ids, shift=False, context_length=lambda c: c.max_position_embeddings,
+                   special_ids=ling_special_ids, shift=False, context_length=lambda c: c.max_position_embeddings,
                    published_config=PUBLISHED_CONFIG,
                    architectures=("LLaDAMoEModelLM", "LLaDAMoEModel"))

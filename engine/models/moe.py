@@ -1,4 +1,5 @@
-"""Pieces the mixture-of-experts families share (LLaDA-MoE, LLaDA2): a SwiGLU MLP, routed experts, partial RoPE.
+"""Pieces the mixture-of-experts families share (LLaDA-MoE, LLaDA2): routed experts, a SwiGLU MLP, partial RoPE and
+the special ids of the tokenizer both use.
 
 Routed experts run as two grouped matrix products (`torch.nn.functional.grouped_mm`): the (token, expert) pairs are
 sorted by expert, the expert weights are stored stacked (E, out, in), and one call multiplies every expert's rows by
@@ -17,7 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.native import rope_tables
+from engine.models.native import SpecialIds, rope_tables
+
+# Both families use inclusionAI's Ling-2.0 tokenizer (157184 ids). Mask 156895: LLaDA2's generate() default, the
+# LLaDA-MoE model card's generate(mask_id=156895) and dInfer for both. Stop and pad 156892 <|endoftext|>: dInfer's
+# eos_id for both (its benchmarks cut answers there), LLaDA2's generate() eos_id, both configs' pad_token_id.
+MASK_ID, EOS_ID = 156895, 156892
+ROLE_END = "<|role_end|>"  # closes a turn in the Ling chat template; its id is read from the folder's tokenizer
 
 
 class SwiGLU(nn.Module):
@@ -114,3 +121,15 @@ def apply_partial_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) ->
     half = width // 2
     rotated = torch.cat([-head[..., half:], head[..., :half]], dim=-1)  # rotate_half
     return torch.cat([head * cos + rotated * sin, rest], dim=-1)
+
+
+def ling_special_ids(raw: dict, tokenizer) -> SpecialIds:
+    """Mask from config.json's `mask_token_id` when named (the published configs do not), else 156895; stop and pad
+    on `eos_token_id`, else `pad_token_id`, else 156892; the folder tokenizer's <|role_end|> also ends the text."""
+    eos = raw.get("eos_token_id", raw.get("pad_token_id", EOS_ID))
+    eos = int(eos[0] if isinstance(eos, list) else eos)
+    ends = (eos,)
+    if tokenizer is not None and ROLE_END in tokenizer.get_vocab():
+        role_end = int(tokenizer.convert_tokens_to_ids(ROLE_END))
+        ends += (role_end,) if role_end != eos else ()
+    return SpecialIds(mask_id=int(raw.get("mask_token_id", MASK_ID)), eos_ids=ends)
