@@ -16,11 +16,13 @@ Reference code (the Hub repos' own remote code; the Hub itself is out of reach h
 Environment (throwaway, outside the repo; never the project venv):
     python3 -m venv /work/refenv-moe/venv
     /work/refenv-moe/venv/bin/pip install torch==2.13.0 transformers==4.57.1 safetensors
-    git clone https://github.com/InfiniTensor/InfiniLM /tmp/infinilm; git clone https://github.com/ZHZisZZ/dllm /tmp/dllm
+    git clone https://github.com/InfiniTensor/InfiniLM /tmp/infinilm
+    git clone https://github.com/ZHZisZZ/dllm /tmp/dllm
     mkdir -p REF/lladamoe REF/llada2
     git -C /tmp/infinilm show 0a7e522a:modeling_lladamoe.py > REF/lladamoe/modeling_lladamoe.py
     git -C /tmp/infinilm show 239f1d70:configuration_lladamoe.py > REF/lladamoe/configuration_lladamoe.py
-    git -C /tmp/dllm show cbbda7a6:dllm/pipelines/llada2/models/modeling_llada2_moe.py > REF/llada2/modeling_llada2_moe.py
+    git -C /tmp/dllm show cbbda7a6:dllm/pipelines/llada2/models/modeling_llada2_moe.py \
+        > REF/llada2/modeling_llada2_moe.py
     git -C /tmp/dllm show cbbda7a6:dllm/pipelines/llada2/models/configuration_llada2_moe.py \
         > REF/llada2/configuration_llada2_moe.py
     touch REF/lladamoe/__init__.py REF/llada2/__init__.py
@@ -99,7 +101,8 @@ def check_sources(ref: Path) -> None:
 
 def import_reference(name: str, folder: Path, modules: tuple[str, str]):
     """Import a reference package's configuration and modeling modules with their relative imports intact."""
-    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
     package = importlib.util.module_from_spec(spec)
     sys.modules[name] = package
     spec.loader.exec_module(package)
@@ -247,7 +250,8 @@ def make_llada2(ref: Path) -> None:
               str(folder / "reference.safetensors"))
     (folder / "reference.json").write_text(json.dumps(provenance(
         "https://github.com/ZHZisZZ/dllm (copy of the Hub's inclusionAI/LLaDA2.0-mini remote code)",
-        "cbbda7a6f0e177a9e5cd20850b8782119a8688f0", ["llada2/modeling_llada2_moe.py", "llada2/configuration_llada2_moe.py"],
+        "cbbda7a6f0e177a9e5cd20850b8782119a8688f0",
+        ["llada2/modeling_llada2_moe.py", "llada2/configuration_llada2_moe.py"],
         {"attn_implementation": config._attn_implementation, "block_size": BLOCK,
          "end_aligned_grid_equals_generate_grid_at_multiples_of_32": matches_generate,
          "mask_note": "the reference takes its block-causal mask from the caller (4D, additive: generate() passes "
@@ -260,7 +264,8 @@ def main() -> None:
     parser.add_argument("--ref", type=Path, required=True, help="folder with lladamoe/ and llada2/ (see docstring)")
     args = parser.parse_args()
     if transformers.__version__ != TRANSFORMERS:
-        raise SystemExit(f"transformers {transformers.__version__}: the references run on {TRANSFORMERS}; use the refenv")
+        raise SystemExit(f"transformers {transformers.__version__}: the references run on {TRANSFORMERS}; use the "
+                         "refenv")
     check_sources(args.ref)
     make_llada_moe(args.ref)
     make_llada2(args.ref)
