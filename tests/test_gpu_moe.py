@@ -20,3 +20,7 @@ def test_gpu_moe_smoke_measures_both_families(tmp_path):
         floor = result["floor"]
         assert 0 < floor["floor_ms"] <= result["floor_ms_all_experts_read"]
         assert floor["params_per_expert"] > 0 and result["step_over_floor"] > 1
+    cache = families["llada2"]["block_cache"]  # the block-causal family also decodes through its exact cache
+    assert cache["nfe"] >= 1 and cache["refreshes"] == 1 and cache["floor"]["floor_ms"] < families["llada2"]["floor"][
+        "floor_ms"]
+    assert "block_cache" not in families["llada_moe"]

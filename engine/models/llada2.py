@@ -35,6 +35,7 @@ from engine.models.moe import (EOS_ID, RoutedExperts, SwiGLU, apply_partial_rope
 from engine.models.native import Family, NativeLM, RMSNorm, attend
 
 BLOCK_SIZE = 32  # generate()'s default block_length, the published decoding setting
+KeyValues = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values (B, KV heads, n, head_dim), RoPE applied
 
 # The published structure (inclusionAI/LLaDA2.0-mini and LLaDA2.1-mini config.json; tests/test_moe_models.py checks
 # 16,255,643,392 parameters, the Hub's "16B", and 1.43B active per token of which 789M outside the embeddings, the
@@ -172,15 +173,20 @@ class Attention(nn.Module):
             self.key_layernorm = RMSNorm(c.head_dim, c.rms_norm_eps)
         self.dense = nn.Linear(c.num_attention_heads * c.head_dim, c.hidden_size, bias=c.use_bias)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                past: KeyValues | None = None) -> tuple[torch.Tensor, KeyValues]:
+        """x (B, n, D) -> output (B, n, D) and this call's keys and values (B, KV, n, hd), RoPE applied; `past`
+        keys and values (B, KV, P, hd) are attended before them (`mask` then covers P + n keys)."""
         batch, length, _ = x.shape
         heads, kv = self.c.num_attention_heads, self.c.num_key_value_heads
         qkv = self.query_key_value(x).view(batch, length, heads + 2 * kv, self.c.head_dim)
-        q, k, v = (t.transpose(1, 2) for t in qkv.split([heads, kv, kv], dim=2))  # (B, heads|kv, L, hd)
+        q, k, v = (t.transpose(1, 2) for t in qkv.split([heads, kv, kv], dim=2))  # (B, heads|kv, n, hd)
         if self.c.use_qk_norm:
             q, k = self.query_layernorm(q), self.key_layernorm(k)
         q, k = apply_partial_rope(q, cos, sin), apply_partial_rope(k, cos, sin)
-        return self.dense(attend(q, k, v, mask).transpose(1, 2).reshape(batch, length, heads * self.c.head_dim))
+        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+        out = attend(q, keys, values, mask).transpose(1, 2).reshape(batch, length, heads * self.c.head_dim)
+        return self.dense(out), (k, v)
 
 
 class Gate(nn.Module):
@@ -232,9 +238,11 @@ class Layer(nn.Module):
         self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
         self.mlp = SparseMoe(c) if routed else SwiGLU(c.hidden_size, c.intermediate_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.input_layernorm(x), mask, cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                past: KeyValues | None = None) -> tuple[torch.Tensor, KeyValues]:
+        attended, kv = self.attention(self.input_layernorm(x), mask, cos, sin, past)
+        x = x + attended
+        return x + self.mlp(self.post_attention_layernorm(x)), kv
 
 
 class LLaDA2Model(NativeLM):
@@ -251,13 +259,21 @@ class LLaDA2Model(NativeLM):
             self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
 
     def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
-        x = self.model.word_embeddings(ids)  # (B, L, D)
+        mask = attention_mask(mask, ids.shape[1], self.config.block_size, ids.device)
+        return self.run(ids, mask, positions)[0]
+
+    def run(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
+            past: list[KeyValues] | None = None) -> tuple[torch.Tensor, list[KeyValues]]:
+        """ids (B, n) at `positions` (B, n) -> final-normed hidden states (B, n, D) and each layer's keys and values
+        of these n tokens; `past` (per layer) are earlier tokens' keys and values, attended under `mask`."""
         c = self.config
-        mask = attention_mask(mask, ids.shape[1], c.block_size, ids.device)
+        x = self.model.word_embeddings(ids)  # (B, n, D)
         cos, sin = partial_rope(positions, c.head_dim, c.partial_rotary_factor, c.rope_theta, x.dtype)
-        for layer in self.model.layers:
-            x = layer(x, mask, cos, sin)
-        return self.model.norm(x)
+        kvs = []
+        for i, layer in enumerate(self.model.layers):
+            x, kv = layer(x, mask, cos, sin, None if past is None else past[i])
+            kvs.append(kv)
+        return self.model.norm(x), kvs
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.config.tie_word_embeddings:

@@ -7,7 +7,10 @@ engine/models/cuda_graph.py's StaticForward replaying CUDA graphs, LM head on th
 prompt 32 random tokens + gen 256, block 32 (LLaDA2's attention block), batch 1, the credit rule with the trace
 recorded, no early stop. Reported: the bare forward (graph, block rows), the decoding step (seconds / NFE after a
 warm-up decode that captures the graphs), a routing census (distinct experts each MoE layer runs in one step) and
-the floor.
+the floor. LLaDA2 also decodes through engine/models/block_cache.py (its exact key/value cache: a step runs the
+block's 32 positions against the cached keys of every earlier position; eager, the cache grows per block), reported
+with that step's floor (32 positions attending to the canvas, the experts those 32 tokens touch) and the number of
+cache refreshes (one forward per finished block, not counted in NFE).
 
 Floor of one step over the L = 288 positions (B = 1). A routed expert's weights are read once if any of the L tokens
 chose it, but each token multiplies only its k experts, so bytes and FLOPs count different parameters:
@@ -40,6 +43,7 @@ from gpu_common import header, median_ms, sync, write_json
 
 from engine.decoding import Credit, generate
 from engine.models.base import LoadedModel, ModelSpec
+from engine.models.block_cache import BlockCacheForward
 from engine.models.cuda_graph import GraphCache, StaticForward
 from engine.models.families import FAMILIES, build_module
 from engine.models.moe import RoutedExperts
@@ -64,19 +68,21 @@ def family_config(name: str, smoke: bool) -> dict:
 
 
 @torch.no_grad()
-def touched_experts(model: torch.nn.Module, canvas: torch.Tensor) -> list[int]:
-    """Distinct experts each MoE layer runs for this canvas (one eager forward, forward hooks on the experts)."""
+def touched_experts(model: torch.nn.Module, call) -> list[int]:
+    """Distinct experts each MoE layer runs in the last forward of `call()` (eager; forward hooks on the experts)."""
     counts: list[int] = []
+    experts = [m for m in model.modules() if isinstance(m, RoutedExperts)]
     hooks = [m.register_forward_hook(lambda _m, args, _out: counts.append(int(args[1].unique().numel())))
-             for m in model.modules() if isinstance(m, RoutedExperts)]
-    model(input_ids=canvas)
+             for m in experts]
+    call()
     for hook in hooks:
         hook.remove()
-    return counts
+    return counts[-len(experts):]
 
 
-def floor(model: torch.nn.Module, length: int, block: int, touched: list[int]) -> dict:
-    """The least time one step can take (module docstring)."""
+def floor(model: torch.nn.Module, length: int, block: int, touched: list[int], keys: int | None = None) -> dict:
+    """The least time one step can take (module docstring) when `length` positions go through the model and attend
+    to `keys` (default: the same positions)."""
     c, params = model.config, dict(model.named_parameters())
     experts = [m for m in model.modules() if isinstance(m, RoutedExperts)]
     per_expert = experts[0].gate_up[0].numel() + experts[0].down[0].numel()  # 3 * D * I
@@ -85,7 +91,7 @@ def floor(model: torch.nn.Module, length: int, block: int, touched: list[int]) -
     routed = sum(m.gate_up.numel() + m.down.numel() for m in experts)
     always = sum(p.numel() for p in params.values()) - embed - routed - lm_head
     head = lm_head or embed  # a tied head reads the embedding as its weight
-    attention = 4 * length * length * c.num_attention_heads * c.head_dim * c.num_hidden_layers
+    attention = 4 * length * (keys or length) * c.num_attention_heads * c.head_dim * c.num_hidden_layers
     weight_bytes = next(model.parameters()).element_size() * (always + sum(touched) * per_expert + head)
     flops = 2 * length * (always + len(experts) * c.num_experts_per_tok * per_expert) + attention + 2 * head * block
     memory_ms, compute_ms = weight_bytes / HBM_BYTES_PER_S * 1e3, flops / BF16_FLOPS_PER_S * 1e3
@@ -107,7 +113,7 @@ def measure(name: str, raw: dict, device: torch.device, smoke: bool) -> dict:
     generator = torch.Generator().manual_seed(SEED)
     prompt = torch.randint(0, min(config.vocab_size, 100_000) // 2, (1, prompt_len), generator=generator).to(device)
     canvas = torch.cat([prompt, torch.full((1, gen), spec.mask_id, device=device)], 1)  # (1, L)
-    first = touched_experts(model, canvas)  # all masks: routing is most concentrated here
+    first = touched_experts(model, lambda: model(input_ids=canvas))  # all masks: routing concentrates most
     forward = StaticForward(loaded, graphs=GraphCache(model) if device.type == "cuda" else None)
     rows = (prompt_len, prompt_len + block)
     bare_ms = median_ms(lambda: forward.block_logits(canvas, *rows), device, repeats=5 if smoke else 30)
@@ -116,7 +122,8 @@ def measure(name: str, raw: dict, device: torch.device, smoke: bool) -> dict:
     sync(device)
     result = generate(forward, prompt, Credit(), **kw)
     step_ms = 1e3 * result.seconds / result.nfe
-    last = touched_experts(model, torch.cat([prompt, result.tokens], 1))  # the decoded canvas
+    decoded = torch.cat([prompt, result.tokens], 1)
+    last = touched_experts(model, lambda: model(input_ids=decoded))
     touched = min(first, last, key=sum)
     bound = floor(model, prompt_len + gen, block, touched)
     every = floor(model, prompt_len + gen, block, [config.num_experts] * len(touched))
@@ -129,10 +136,28 @@ def measure(name: str, raw: dict, device: torch.device, smoke: bool) -> dict:
            "floor": bound, "step_over_floor": step_ms / bound["floor_ms"],
            "forward_over_floor": bare_ms / bound["floor_ms"], "floor_ms_all_experts_read": every["floor_ms"],
            "step_over_floor_all_experts_read": step_ms / every["floor_ms"]}
+    if hasattr(model, "run"):  # block-causal: the exact block cache computes one block per step
+        out["block_cache"] = measure_cache(loaded, prompt, canvas, kw, device)
     del forward, loaded, model
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return out
+
+
+def measure_cache(loaded: LoadedModel, prompt: torch.Tensor, canvas: torch.Tensor, kw: dict,
+                  device: torch.device) -> dict:
+    """The same decode through engine/models/block_cache.py (eager: the cache grows block by block), against the
+    floor of one block's 32 positions attending to the whole canvas."""
+    model, start, block = loaded.model, prompt.shape[1], kw["block_length"]
+    touched = touched_experts(model, lambda: BlockCacheForward(loaded).block_logits(canvas, start, start + block))
+    generate(BlockCacheForward(loaded), prompt, Credit(), **kw)  # warm-up
+    sync(device)
+    cached = BlockCacheForward(loaded)
+    result = generate(cached, prompt, Credit(), **kw)
+    step_ms = 1e3 * result.seconds / result.nfe
+    bound = floor(model, block, block, touched, keys=canvas.shape[1])
+    return {"nfe": result.nfe, "refreshes": cached.refreshes, "seconds": result.seconds, "step_ms": step_ms,
+            "experts_touched_per_moe_layer": touched, "floor": bound, "step_over_floor": step_ms / bound["floor_ms"]}
 
 
 def main() -> None:
