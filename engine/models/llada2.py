@@ -111,7 +111,7 @@ class LLaDA2Config:
                              f"num_shared_experts={self.num_shared_experts} >= 0")
 
 
-def read_config(raw: dict, block_size: int = BLOCK_SIZE) -> LLaDA2Config:
+def read_config(raw: dict) -> LLaDA2Config:
     """The official config.json (LLaDA2MoeConfig's keys) -> LLaDA2Config."""
     if raw.get("hidden_act", "silu") != "silu":
         raise ValueError(f"config.json: hidden_act={raw['hidden_act']!r}, but LLaDA2 checkpoints use 'silu'")
@@ -138,7 +138,7 @@ def read_config(raw: dict, block_size: int = BLOCK_SIZE) -> LLaDA2Config:
             partial_rotary_factor=float(raw.get("partial_rotary_factor", 0.5)),
             rms_norm_eps=float(raw.get("rms_norm_eps", 1e-5)),
             tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-            max_position_embeddings=int(raw.get("max_position_embeddings", 16384)), block_size=block_size)
+            max_position_embeddings=int(raw.get("max_position_embeddings", 16384)))
     except KeyError as err:
         raise ValueError(f"config.json lacks {err.args[0]!r}, which a LLaDA2 config names; the folder holds "
                          "another model") from None
