@@ -9,7 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.trace_compare import commit_order_figure, compare_table, sweep_figure, token_agreement
-from app.decoding_handlers import MAX_COMPARE, MAX_SWEEP_POINTS, RULES, decode_once, make_request
+from app.decoding_handlers import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, make_request
+from engine.decoding.registry import BASELINE
 
 SWEEP_KNOBS = {"beta": (0.0, 1.0), "alpha": (0.0, 5.0)}  # knob -> allowed range in a sweep
 DEFAULT_GRIDS = {"beta": "0.1, 0.3, 0.5, 0.7, 0.9", "alpha": "0, 0.35, 0.65, 1.0, 2.0"}
@@ -52,7 +53,7 @@ def sweep(model_name: str, prompt: str, knob: str, grid_text: str, gen_length: i
     credit; yield the table and figure after every decode so the picture fills in."""
     values = parse_grid(knob, grid_text)
     base = make_request(prompt, "credit", gen_length, block_length, 0, tau, "custom", alpha, beta, gamma, seed)
-    reference = decode_once(model_name, replace(base, strategy=RULES["fixed steps"], steps=None))
+    reference = decode_once(model_name, replace(base, rule=BASELINE, steps=None))
     reference_tokens = reference.trace.arrays["tokens"][0]
     rows = []
     for value in values:

@@ -22,13 +22,13 @@ from analysis.trace_data import commit_confidence, display_text
 from analysis.trace_tokens import live_html
 from app.space import zero_gpu
 from app.streaming import CancelToken, LiveStep, replay_decode, stream_decode
-from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeCancelled, Trace, TraceFormatError, load_trace
+from engine.decoding import (CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, RULES, DecodeCancelled, Trace, TraceFormatError,
+                             load_trace)
 from engine.models import HUB_MODELS, LoadedModel, load_model
 from engine.models.hub import hub_offline
 from engine.pipeline import DecodeOutcome, DecodeRequest, decode
 
-RULES = {"fixed steps": "low_confidence", "threshold": "threshold", "credit": "credit",
-         "credit in fixed steps": "credit_low_confidence"}  # UI label -> engine strategy
+RULE_CHOICES = [(entry.label, entry.id) for entry in RULES.values()]  # the rule picker: labels shown, ids sent
 MAX_PROMPT_CHARS = 2000  # longer prompts are refused before tokenising
 MAX_TRACE_BYTES = 50 * 2**20  # upload cap for trace files
 GEN_LENGTHS = (32, 64, 128, 256, 512, 1024)
@@ -107,10 +107,8 @@ def make_request(prompt: str, rule: str, gen_length: int, block_length: int, ste
         raise gr.Error("The prompt is empty: type a question or pick an example.")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise gr.Error(f"The prompt has {len(prompt)} characters; shorten it to at most {MAX_PROMPT_CHARS}.")
-    if rule not in RULES:
-        raise gr.Error(f"Rule {rule!r} is unknown; pick one of: {', '.join(RULES)}.")
     try:
-        return DecodeRequest(prompt=prompt, strategy=RULES[rule], gen_length=int(gen_length),
+        return DecodeRequest(prompt=prompt, rule=rule, gen_length=int(gen_length),
                              block_length=int(block_length), steps=int(steps) if steps else None,
                              threshold=float(tau), preset=preset, alpha=float(alpha), beta=float(beta),
                              gamma=float(gamma), seed=int(seed))
@@ -155,7 +153,7 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
     gen = request.gen_length
     masked = np.zeros(gen, dtype=bool)
     yield Frame(live_html(np.zeros(gen, dtype=np.int64), masked, np.full(gen, np.nan), str),
-                f"{colors.rule_label(request.strategy)}: {gen} positions masked; loading {model_name} (first use "
+                f"{colors.rule_label(request.rule)}: {gen} positions masked; loading {model_name} (first use "
                 "only) and reading the prompt")
     model = get_model(model_name)
     label = _labeller(model)
@@ -207,7 +205,7 @@ def trace_summary(trace: Trace) -> dict:
     meta = trace.meta
     seconds = float(meta["seconds"])
     answer_tokens = meta.get("answer_tokens", meta["gen_length"])
-    return {"answer": meta.get("answer", ""), "model": meta.get("model", "?"), "rule": meta["strategy"],
+    return {"answer": meta.get("answer", ""), "model": meta.get("model", "?"), "rule": meta["rule"],
             "params": meta["params"], "nfe": meta["nfe"], "gen_length": meta["gen_length"],
             "block_length": meta["block_length"], "answer_tokens": answer_tokens, "seconds": round(seconds, 4),
             "tokens_per_second": round(answer_tokens / max(seconds, 1e-9), 3), "seed": meta["seed"]}
@@ -218,7 +216,7 @@ def trace_frame(trace: Trace) -> Frame:
     label = lambda token: display_text(trace.token_text.get(token, f"#{token}"))  # noqa: E731
     gen = trace.meta["gen_length"]
     html = live_html(trace.arrays["tokens"][0], np.ones(gen, dtype=bool), commit_confidence(trace), label)
-    return Frame(html, f"recorded trace of {trace.meta.get('model', '?')} ({trace.meta['strategy']}): "
+    return Frame(html, f"recorded trace of {trace.meta.get('model', '?')} ({colors.rule_label(trace.meta['rule'])}): "
                        f"NFE {trace.meta['nfe']}, {trace.meta['seconds']:.2f} s when it was recorded")
 
 
@@ -257,7 +255,8 @@ def api_decode(prompt: str, model: str = "bundled", rule: str = "credit", gen_le
                alpha: float = PAPER["alpha"], beta: float = PAPER["beta"], gamma: float = PAPER["gamma"],
                seed: int = 0) -> dict:
     """Decode a prompt; return the answer, NFE, tokens/s and the whole trace (the engine's schema, as exported).
-    rule: fixed steps | threshold | credit | credit in fixed steps; steps = 0 means gen_length (fixed-steps rules);
+    rule: a rule id of the registry (low_confidence, threshold, credit, credit_low_confidence) or its label; steps = 0
+    means gen_length (fixed-steps rules);
     tau = threshold τ, alpha = fusion α, beta = decay β, gamma = boost γ (preset custom; paper / dinfer /
     parameter_free set them)."""
     request = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)

@@ -11,16 +11,15 @@ from app import decoding_handlers as handlers
 from app import decoding_views as views
 from app import examples as cached
 from app.streaming import CancelToken
-from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET
-from engine.pipeline import PRESETS
+from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, RULES, rule_entry
+from engine.decoding.registry import BASELINE
 
 EXAMPLES = ["What is the capital of France?", "Write a short poem about the sea.",
             "Give three tips for learning to code.", "Explain what a diffusion language model is in one sentence."]
 MODEL_JOBS = "dllm-model"  # events that run the model share these queue slots
 MODEL_SLOTS = 1  # one model job at a time: a decode uses every core of a 2-core CPU, and the whole GPU
 LONGEST = max(handlers.GEN_LENGTHS)  # slider ranges before a trace narrows them (API callers never get narrowed)
-STEP_RULES = ("fixed steps", "credit in fixed steps")
-CREDIT_RULES = ("credit", "credit in fixed steps")
+CREDIT_PRESET_CHOICES = [*RULES["credit"].presets, "custom"]
 INTRO = ("Watch a diffusion LLM fill in its answer, see what it believed at every step before committing each "
          "token, and tune CreditDecoding's knobs. Views are drawn from the recorded trace: changing a view never "
          "re-runs the model. Symbols follow the paper (arXiv 2510.06133): τ threshold, α fusion, β decay, γ boost.")
@@ -43,20 +42,20 @@ def build_decoding_tab() -> None:
             prompt = gr.Textbox(label="prompt", value=EXAMPLES[0], lines=3, max_lines=8,
                                 max_length=handlers.MAX_PROMPT_CHARS, elem_id="dllm-prompt")
             gr.Examples([[e] for e in EXAMPLES], inputs=[prompt], label="examples")
-            rule = gr.Radio(list(handlers.RULES), value="credit", label="decoding rule",
+            rule = gr.Radio(handlers.RULE_CHOICES, value="credit", label="decoding rule",
                             info="fixed steps = LLaDA; threshold = Fast-dLLM; credit = CreditDecoding")
             with gr.Row():
                 gen_length = gr.Dropdown(list(handlers.GEN_LENGTHS), value=64, label="gen_length (tokens)")
                 block_length = gr.Dropdown(list(handlers.BLOCK_LENGTHS), value=32, label="block_length")
-            steps = gr.Slider(0, 1024, value=0, step=1, label=colors.KNOB_LABELS["steps"], visible=False,
+            steps = gr.Slider(0, 1024, value=0, step=1, label=colors.knob_label("steps"), visible=False,
                               info="0 = gen_length (one token per step); a multiple of the number of blocks")
-            tau = gr.Slider(0.05, 1.0, value=0.9, step=0.01, label=colors.KNOB_LABELS["threshold"])
-            preset = gr.Radio(list(PRESETS), value=DEFAULT_CREDIT_PRESET, label="credit preset",
+            tau = gr.Slider(0.05, 1.0, value=0.9, step=0.01, label=colors.knob_label("threshold"))
+            preset = gr.Radio(CREDIT_PRESET_CHOICES, value=DEFAULT_CREDIT_PRESET, label="credit preset",
                               info="paper (default): α .65 β .7 γ .2 · dinfer: α .7 β .8 γ .2 · "
                                    "parameter_free: α_k = β_k = 1 - mask ratio, γ = 1")
-            alpha = gr.Slider(0.0, 5.0, value=knobs["alpha"], step=0.05, label=colors.KNOB_LABELS["alpha"])
-            beta = gr.Slider(0.0, 1.0, value=knobs["beta"], step=0.05, label=colors.KNOB_LABELS["beta"])
-            gamma = gr.Slider(0.0, 1.0, value=knobs["gamma"], step=0.05, label=colors.KNOB_LABELS["gamma"])
+            alpha = gr.Slider(0.0, 5.0, value=knobs["alpha"], step=0.05, label=colors.knob_label("alpha"))
+            beta = gr.Slider(0.0, 1.0, value=knobs["beta"], step=0.05, label=colors.knob_label("beta"))
+            gamma = gr.Slider(0.0, 1.0, value=knobs["gamma"], step=0.05, label=colors.knob_label("gamma"))
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, label="seed", minimum=0)
                 auto = gr.Checkbox(value=True, label="re-decode when α or β is released")
@@ -93,7 +92,7 @@ def build_decoding_tab() -> None:
             inspector = gr.Plot(label="token inspector", elem_id="dllm-inspector")
             topk = gr.Dataframe(label="top-k across the block's steps", interactive=False)
         with gr.Tab("Compare rules"):
-            compare_rules = gr.CheckboxGroup(list(handlers.RULES), value=["fixed steps", "threshold", "credit"],
+            compare_rules = gr.CheckboxGroup(handlers.RULE_CHOICES, value=[BASELINE, "threshold", "credit"],
                                              label=f"rules (2 to {handlers.MAX_COMPARE}; same prompt, seed, knobs)")
             compare_button = gr.Button("Compare")
             compare_table = gr.Dataframe(label="answers, NFE, tokens/s", interactive=False, wrap=True)
@@ -135,7 +134,7 @@ def build_decoding_tab() -> None:
                        frame.outcome.trace)
 
     def retune(enabled, model_name, text, token, *knob_values):
-        if not enabled or knob_values[0] not in CREDIT_RULES:
+        if not enabled or not rule_entry(knob_values[0]).has("credit"):
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         values = list(knob_values)
@@ -151,8 +150,9 @@ def build_decoding_tab() -> None:
         return gr.update(interactive=True), gr.update(interactive=True), gr.update(interactive=True)
 
     def on_rule(name):
-        credit = name in CREDIT_RULES
-        return (gr.update(visible=name in STEP_RULES), gr.update(visible=name in ("threshold", "credit")),
+        entry = rule_entry(name)
+        credit = entry.has("credit")
+        return (gr.update(visible=entry.has("step_budget")), gr.update(visible=entry.has("threshold")),
                 gr.update(visible=credit), gr.update(visible=credit), gr.update(visible=credit),
                 gr.update(visible=credit))
 

@@ -51,10 +51,10 @@ def inspect(trace: Trace | None, position: int) -> tuple[go.Figure, pd.DataFrame
 def trace_info(trace: Trace) -> str:
     """One Markdown line about the trace on screen."""
     meta = trace.meta
-    params = ", ".join(f"{colors.KNOB_LABELS.get(k, k)} = {v}" for k, v in meta["params"].items())
+    params = ", ".join(f"{colors.knob_label(k)} = {v}" for k, v in meta["params"].items())
     prompt = meta.get("prompt", "")
     shown = prompt if len(prompt) <= 80 else prompt[:79] + "…"
-    return (f"**{colors.rule_label(meta['strategy'])}** ({params}) on **{meta.get('model', 'unknown model')}**, "
+    return (f"**{colors.rule_label(meta['rule'])}** ({params}) on **{meta.get('model', 'unknown model')}**, "
             f"prompt “{shown}”: NFE {meta['nfe']}, gen_length {meta['gen_length']}, block_length "
             f"{meta['block_length']}, {tokens_per_second(trace):.1f} tokens/s, seed {meta['seed']}")
 
@@ -82,5 +82,5 @@ def session_folder(session_id: str | None) -> Path:
 def export_trace(trace: Trace | None, session_id: str | None) -> str:
     """Write the trace (engine schema, gzipped JSON) into the session's folder; return the path to download."""
     trace = require_trace(trace)
-    name = f"trace-{trace.meta['strategy']}-nfe{trace.meta['nfe']}-seed{trace.meta['seed']}.json.gz"
+    name = f"trace-{trace.meta['rule']}-nfe{trace.meta['nfe']}-seed{trace.meta['seed']}.json.gz"
     return str(save_trace(trace, session_folder(session_id) / name))

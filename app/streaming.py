@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 
 from app.space import gpu_function
-from engine.decoding import DecodeCancelled, StepEvent, Trace
+from engine.decoding import DecodeCancelled, StepEvent, StepObserver, Trace
 from engine.models import LoadedModel, load_model
 from engine.pipeline import DecodeOutcome, DecodeRequest, decode
 
@@ -48,24 +48,24 @@ class LiveStep:
     seconds: float  # since the decode started
 
 
-class _LiveObserver:
+class _LiveObserver(StepObserver):
     """Keeps the running commit mask and commit confidences; stops the decode when the cancel event is set."""
 
     def __init__(self, gen_length: int, block_length: int, cancel: threading.Event, out: queue.Queue) -> None:
         self.block_length, self.cancel, self.out = block_length, cancel, out
         self.committed = np.zeros(gen_length, dtype=bool)
         self.confidence = np.full(gen_length, np.nan)
-        self.start = time.perf_counter()
+        self.started = time.perf_counter()
         self.last_step = -1
 
-    def on_step(self, event: StepEvent) -> None:
+    def step(self, event: StepEvent) -> None:
         lo = event.block * self.block_length
         new = event.committed[0]  # (Lb,)
         self.committed[lo:lo + self.block_length] |= new
         self.confidence[lo:lo + self.block_length][new] = event.fused_top1_prob[0][new]
         self.last_step = event.step
         self.out.put(LiveStep(step=event.step, ids=event.tokens[0].copy(), committed=self.committed.copy(),
-                              confidence=self.confidence.copy(), seconds=time.perf_counter() - self.start))
+                              confidence=self.confidence.copy(), seconds=time.perf_counter() - self.started))
         if self.cancel.is_set():
             raise DecodeCancelled(f"cancelled after step {event.step}")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.decoding import STRATEGIES, save_trace
-from engine.pipeline import PRESETS, DecodeRequest, decode
+from engine.decoding import RULES, save_trace
+from engine.pipeline import DecodeRequest, decode
 
 NAME = "decode"
 
@@ -17,12 +17,13 @@ def add_parser(subparsers) -> str:
     p.add_argument("--source", default=None, help="a downloaded checkpoint folder (config.json + safetensors) to "
                    "load --model from instead of the Hub")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--strategy", default="credit", choices=STRATEGIES)
+    p.add_argument("--rule", default="credit", help=f"a rule id or label: {', '.join(RULES)}")
     p.add_argument("--gen-length", type=int, default=64)
     p.add_argument("--block-length", type=int, default=32)
     p.add_argument("--steps", type=int, default=None, help="fixed-steps rules; default gen_length")
     p.add_argument("--threshold", type=float, default=0.9, help="tau")
-    p.add_argument("--preset", default="paper", choices=PRESETS, help="credit presets; custom uses the knobs")
+    presets = sorted({name for entry in RULES.values() for name in entry.presets})
+    p.add_argument("--preset", default="paper", help=f"the rule's preset ({', '.join(presets)}); custom uses the knobs")
     p.add_argument("--alpha", type=float, default=None, help="credit fusion strength (sets --preset custom)")
     p.add_argument("--beta", type=float, default=None, help="credit decay (sets --preset custom)")
     p.add_argument("--gamma", type=float, default=None, help="credit boost exponent (sets --preset custom)")
@@ -38,7 +39,7 @@ def add_parser(subparsers) -> str:
 def request_from_args(args: argparse.Namespace) -> DecodeRequest:
     knobs = {k: getattr(args, k) for k in ("alpha", "beta", "gamma") if getattr(args, k) is not None}
     preset = "custom" if knobs else args.preset  # knobs not given keep the default preset's values
-    return DecodeRequest(prompt=args.prompt, strategy=args.strategy, gen_length=args.gen_length,
+    return DecodeRequest(prompt=args.prompt, rule=args.rule, gen_length=args.gen_length,
                          block_length=args.block_length, steps=args.steps, threshold=args.threshold, preset=preset,
                          temperature=args.temperature, seed=args.seed, top_k=args.top_k, **knobs)
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(outcome.answer)
         return 0
     print(json.dumps({
-        "answer": outcome.answer, "model": args.model, "strategy": args.strategy,
+        "answer": outcome.answer, "model": args.model, "rule": outcome.trace.meta["rule"],
         "params": outcome.trace.meta["params"], "nfe": outcome.result.nfe, "gen_length": args.gen_length,
         "block_length": args.block_length, "seconds": round(outcome.result.seconds, 4),
         "tokens_per_second": round(outcome.tokens_per_second, 3), "answer_tokens": outcome.trace.meta["answer_tokens"],

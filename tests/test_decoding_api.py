@@ -19,7 +19,7 @@ def test_decode_returns_answer_nfe_and_trace(client):
     payload = client.predict(prompt="What is the capital of France?", rule="credit", api_name="/decode", **SMALL)
     trace = Trace.from_dict(payload["trace"])
     assert payload["nfe"] == trace.meta["nfe"] == trace.n_steps and 2 <= payload["nfe"] <= 32
-    assert trace.meta["prompt"] == "What is the capital of France?" and trace.meta["strategy"] == "credit"
+    assert trace.meta["prompt"] == "What is the capital of France?" and trace.meta["rule"] == "credit"
     assert isinstance(payload["answer"], str) and payload["tokens_per_second"] > 0
 
 
@@ -48,7 +48,9 @@ def test_moving_a_credit_knob_re_decodes_with_the_custom_preset(client):
 @pytest.mark.parametrize("changes, message", [
     ({"prompt": ""}, "prompt is empty"),
     ({"prompt": "hi", "model": "someone/remote-code"}, "not allowed"),
-    ({"prompt": "hi", "rule": "fixed steps", "steps": 5}, "steps=5 must be a multiple"),
+    ({"prompt": "hi", "rule": "low_confidence", "steps": 5}, "steps=5 must be a multiple"),
+    ({"prompt": "hi", "rule": "fixed steps (LLaDA)", "steps": 5}, "steps=5 must be a multiple"),  # a label works too
+    ({"prompt": "hi", "rule": "magic"}, "rule 'magic' is unknown"),
 ])
 def test_bad_input_is_a_clear_error_not_a_traceback(client, changes, message):
     with pytest.raises(Exception, match=message) as caught:

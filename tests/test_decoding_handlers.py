@@ -41,12 +41,12 @@ def test_model_picker_lists_hub_models_with_the_reason():
     ("", {}, "prompt is empty"),
     ("   ", {}, "prompt is empty"),
     ("x" * (handlers.MAX_PROMPT_CHARS + 1), {}, "shorten it"),
-    ("hi", {"rule": "fixed steps", "steps": 3}, "steps=3 must be a multiple"),
+    ("hi", {"rule": "low_confidence", "steps": 3}, "steps=3 must be a multiple"),
     ("hi", {"tau": 0.0}, "threshold=0.0 is out of range"),
     ("hi", {"preset": "custom", "beta": 1.5}, "beta=1.5 is out of range"),
     ("hi", {"gen_length": 40, "block_length": 16}, "multiple of block_length"),
-    ("hi", {"rule": "greedy"}, "Rule 'greedy' is unknown"),
-    ("hi", {"rule": "credit in fixed steps", "preset": "parameter_free"}, "credit rule only"),
+    ("hi", {"rule": "greedy"}, "rule 'greedy' is unknown"),
+    ("hi", {"rule": "credit in fixed steps", "preset": "parameter_free"}, "not defined for rule credit_low_confidence"),
 ])
 def test_bad_knobs_give_a_sentence_saying_what_to_change(prompt, changes, message):
     with pytest.raises(gr.Error, match=message):
@@ -54,7 +54,7 @@ def test_bad_knobs_give_a_sentence_saying_what_to_change(prompt, changes, messag
 
 
 def test_presets_only_matter_to_credit_rules():
-    assert request("hi", rule="threshold", preset="parameter_free").strategy == "threshold"
+    assert request("hi", rule="threshold", preset="parameter_free").rule == "threshold"
 
 
 def test_live_decode_streams_then_matches_a_plain_decode(tiny_model):
@@ -158,7 +158,7 @@ def test_import_refuses_files_that_are_not_our_traces(tmp_path, tiny_decodes):
 
 
 def test_compare_three_rules_on_one_prompt(tiny_model):
-    table, figure = experiments.compare("tiny-random", "hi", ["fixed steps", "threshold", "credit"], **KNOBS)
+    table, figure = experiments.compare("tiny-random", "hi", ["low_confidence", "threshold", "credit"], **KNOBS)
     assert len(table) == 3 and table["same tokens as first"][0] == 1.0
     assert table["NFE"][0] == 32  # fixed steps with steps = gen_length: one token per step
     assert len(figure.data) == 5  # three commit-step lines, two discordance bars

@@ -31,7 +31,7 @@ def test_eight_concurrent_sessions_get_their_own_answers(app_url):
     for prompt, payload in zip(PROMPTS, payloads):
         trace = Trace.from_dict(payload["trace"])
         assert trace.meta["prompt"] == prompt
-        expected = decode(model, DecodeRequest(prompt=prompt, strategy="threshold", gen_length=32, block_length=16))
+        expected = decode(model, DecodeRequest(prompt=prompt, rule="threshold", gen_length=32, block_length=16))
         assert payload["answer"] == expected.answer and payload["nfe"] == expected.result.nfe
     assert len({p["answer"] for p in payloads}) > 1, "different sums must not all get one answer"
     assert grown < 1024, f"peak memory grew by {grown:.0f} MB under 8 concurrent sessions"

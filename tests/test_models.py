@@ -49,7 +49,7 @@ def test_prompt_longer_than_context_is_refused(tiny_model):
 
 
 def test_decode_attaches_token_text_and_meta(tiny_model):
-    outcome = decode(tiny_model, DecodeRequest(prompt="hi", strategy="threshold", gen_length=32, block_length=16))
+    outcome = decode(tiny_model, DecodeRequest(prompt="hi", rule="threshold", gen_length=32, block_length=16))
     trace = outcome.trace
     assert set(trace.ids_in_use().tolist()) <= set(trace.token_text)
     assert trace.meta["model"] == "tiny-random" and trace.meta["prompt"] == "hi"
@@ -64,4 +64,4 @@ def test_block_logits_equal_the_full_forwards_rows(tiny_model):
 
 def test_parameter_free_preset_is_refused_for_credit_in_fixed_steps():
     with pytest.raises(ValueError, match="parameter_free"):
-        DecodeRequest(prompt="hi", strategy="credit_low_confidence", preset="parameter_free")
+        DecodeRequest(prompt="hi", rule="credit_low_confidence", preset="parameter_free")

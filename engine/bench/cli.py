@@ -18,10 +18,10 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _names(text: str) -> tuple[str, ...]:
-    """Comma-separated names; a "key=value" part belongs to the custom credit rule before it."""
+    """Comma-separated names; a "key=value" part belongs to the rule spec before it (credit:alpha=A,beta=B)."""
     names: list[str] = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
-        if "=" in part and names and names[-1].startswith("credit:") and not part.startswith("credit:"):
+        if "=" in part and ":" not in part and names and ":" in names[-1]:
             names[-1] += "," + part
         else:
             names.append(part)
@@ -35,8 +35,8 @@ def add_parser(subparsers) -> str:
                    help=f"comma-separated task sets from {', '.join(TASK_SETS)}")
     p.add_argument("--n", type=int, default=20, help="questions per task set")
     p.add_argument("--rules", type=_names, default=DEFAULT_RULES,
-                   help="comma-separated rules: fixed, threshold, credit_paper, credit_dinfer, credit_pf, "
-                        "credit:alpha=A,beta=B[,gamma=G]")
+                   help="comma-separated rule specs of the registry: low_confidence, threshold, credit:paper, "
+                        "credit:dinfer, credit:parameter_free, credit:alpha=A,beta=B[,gamma=G]")
     p.add_argument("--gen-lengths", type=_ints, default=(64,), help="e.g. 64,128,256")
     p.add_argument("--blocks", type=_ints, default=(32,), help="e.g. 32,64")
     p.add_argument("--threshold", type=float, default=0.9, help="tau of threshold and credit rules")
