@@ -27,7 +27,7 @@ weights (~14 GB for LLaDA-MoE, ~32 GB for LLaDA2-mini) and is memory-bound by ~5
 gives that case. 4.8 TB/s: the H200's HBM3e (spec sheet); 790 TFLOP/s: the dense bf16 matrix rate the project plans
 with (docs/GPU_NOTES.md measured 4.17 TB/s and 743 TFLOP/s on an H200, so the floors are ~10% optimistic).
 
-Run on the GPU machine:  python3 lab/benchmarks/gpu_moe.py --out $OUT/moe.json
+Run on the GPU machine:  python3 lab/benchmarks/gpu_moe.py --out $OUT/moe.json   (--eager: no CUDA graphs)
 CPU check (tests):       python lab/benchmarks/gpu_moe.py --smoke --out /tmp/moe.json
 --smoke builds each family from its reference fixture's config.json (tests/fixtures/models/<family>/, toy sizes, the
 same structure) on the CPU in float32 and decodes prompt 8 + gen 32, block 32, eagerly.
@@ -100,7 +100,7 @@ def floor(model: torch.nn.Module, length: int, block: int, touched: list[int], k
             "params_always": always, "params_per_expert": per_expert, "params_head": head}
 
 
-def measure(name: str, raw: dict, device: torch.device, smoke: bool) -> dict:
+def measure(name: str, raw: dict, device: torch.device, smoke: bool, graphs: bool = True) -> dict:
     family = FAMILIES[name]
     config = family.read_config(raw)
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
@@ -114,7 +114,7 @@ def measure(name: str, raw: dict, device: torch.device, smoke: bool) -> dict:
     prompt = torch.randint(0, min(config.vocab_size, 100_000) // 2, (1, prompt_len), generator=generator).to(device)
     canvas = torch.cat([prompt, torch.full((1, gen), spec.mask_id, device=device)], 1)  # (1, L)
     first = touched_experts(model, lambda: model(input_ids=canvas))  # all masks: routing concentrates most
-    forward = StaticForward(loaded, graphs=GraphCache(model) if device.type == "cuda" else None)
+    forward = StaticForward(loaded, graphs=GraphCache(model) if device.type == "cuda" and graphs else None)
     rows = (prompt_len, prompt_len + block)
     bare_ms = median_ms(lambda: forward.block_logits(canvas, *rows), device, repeats=5 if smoke else 30)
     kw = dict(gen_length=gen, block_length=block, mask_id=spec.mask_id, shift=spec.shift, record_trace=True)
@@ -164,17 +164,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="JSON results file")
     parser.add_argument("--smoke", action="store_true", help="CPU, toy configs from the reference fixtures")
+    parser.add_argument("--eager", action="store_true", help="GPU without CUDA graphs (if a capture fails)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if args.smoke:
         torch.set_num_threads(1)  # toy matrices gain nothing from threads, and a shared CPU makes them stall
     torch.manual_seed(SEED)
-    out: dict = {"environment": header(device), "assumed": {"hbm_bytes_per_s": HBM_BYTES_PER_S,
-                                                            "bf16_flops_per_s": BF16_FLOPS_PER_S},
+    out: dict = {"environment": header(device), "cuda_graphs": device.type == "cuda" and not args.eager,
+                 "assumed": {"hbm_bytes_per_s": HBM_BYTES_PER_S, "bf16_flops_per_s": BF16_FLOPS_PER_S},
                  "families": {}}
     for name in NAMES:
         with torch.no_grad():
-            out["families"][name] = measure(name, family_config(name, args.smoke), device, args.smoke)
+            out["families"][name] = measure(name, family_config(name, args.smoke), device, args.smoke,
+                                             graphs=not args.eager)
         write_json(Path(args.out), out)
     print(json.dumps(out["families"], indent=1), flush=True)
 
