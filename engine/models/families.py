@@ -17,9 +17,11 @@ from engine.models.checkpoint import check_tensors, load_tensors, load_tokenizer
     weight_table
 from engine.models.dream import DREAM
 from engine.models.llada import LLADA
+from engine.models.llada2 import LLADA2
+from engine.models.llada_moe import LLADA_MOE
 from engine.models.native import Family, NativeLM
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (LLADA, DREAM)}
+FAMILIES: dict[str, Family] = {family.name: family for family in (LLADA, DREAM, LLADA_MOE, LLADA2)}
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,14 @@ PUBLISHED: dict[str, Published] = {
     "GSAI-ML/LLaDA-1.5": Published("llada", "8B", "LLaDA 1.5 (8B), native (GPU, ~16 GB bf16)"),
     "Dream-org/Dream-v0-Instruct-7B": Published("dream", "7B", "Dream 7B instruct, native (GPU, ~15 GB bf16)"),
     "Dream-org/Dream-v0-Base-7B": Published("dream", "7B", "Dream 7B base, native (GPU, ~15 GB bf16)"),
+    "inclusionAI/LLaDA-MoE-7B-A1B-Instruct": Published("llada_moe", "7B (1.4B active)",
+                                                       "LLaDA-MoE 7B-A1B instruct, native (GPU, ~15 GB bf16)"),
+    "inclusionAI/LLaDA-MoE-7B-A1B-Base": Published("llada_moe", "7B (1.4B active)",
+                                                   "LLaDA-MoE 7B-A1B base, native (GPU, ~15 GB bf16)"),
+    "inclusionAI/LLaDA2.0-mini": Published("llada2", "16B (1.4B active)",
+                                           "LLaDA2.0-mini, block diffusion, native (GPU, ~33 GB bf16)"),
+    "inclusionAI/LLaDA2.1-mini": Published("llada2", "16B (1.4B active)",
+                                           "LLaDA2.1-mini, block diffusion, native (GPU, ~33 GB bf16)"),
 }
 
 
@@ -52,6 +62,12 @@ def family_for(name: str, source: str | Path | None) -> tuple[Family, str | None
 
 
 def family_of_config(raw: dict, where: Path) -> Family:
+    """The family by config.json's "architectures" (LLaDA-MoE shares model_type "llada" with LLaDA), else by its
+    "model_type"."""
+    architectures = set(raw.get("architectures") or ())
+    for family in FAMILIES.values():
+        if architectures & set(family.architectures):
+            return family
     model_type = raw.get("model_type")
     for family in FAMILIES.values():
         if model_type in family.model_types:

@@ -39,6 +39,7 @@ class Family:
     shift: bool  # Dream-style alignment: logits[i-1] predict position i
     context_length: Callable[[object], int]  # config -> the longest sequence (prompt + answer) it was trained for
     published_config: dict  # the released full-size config.json (sourced in the family module)
+    architectures: tuple[str, ...] = ()  # config.json "architectures" that pick this family before model_type does
     bpe_tokenizer: str | None = None  # stock transformers class for vocab.json + merges.txt when no tokenizer.json
 
 
