@@ -169,8 +169,12 @@ def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
     map_inputs = [state, c["runs"], v["color_by"], v["map_method"], v["map_step"], v["show_rejected"],
                   v["pick_step"], v["pick_position"]]
 
-    def run(*args: Any, progress=gr.Progress()) -> Iterator[dict[Any, Any]]:
-        for result in h.run_events(*args, progress=progress):
+    def run(state_value, selector, steps, batch, keep, alpha, lora, seed, dataset, upload, prompt_col, response_col,
+            messages_col, category_col, answer_col, model, cutoff, eval_items, hub_id,
+            progress=gr.Progress()) -> Iterator[dict[Any, Any]]:  # named: the API shows these names
+        for result in h.run_events(state_value, selector, steps, batch, keep, alpha, lora, seed, dataset, upload,
+                                   prompt_col, response_col, messages_col, category_col, answer_col, model, cutoff,
+                                   eval_items, hub_id, progress=progress):
             yield _as_components(result, comps, state) if result else {c["status"]: gr.skip()}
 
     run_event = c["run"].click(run, run_inputs, view_outs, api_name="selection_run", concurrency_limit=1,
@@ -188,8 +192,9 @@ def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
                                v["show_rejected"], v["category"], v["status_filter"], v["query"]], view_outs,
                     api_name="selection_show_run")
 
-    def redraw_map(*args: Any) -> dict[Any, Any]:
-        return _as_components(h.map_view(*args), comps, state)
+    def redraw_map(st, name, color_by, method, map_step, show_rejected, step, position) -> dict[Any, Any]:
+        return _as_components(h.map_view(st, name, color_by, method, map_step, show_rejected, step, position), comps,
+                              state)
 
     for key in ("color_by", "map_method", "show_rejected"):
         v[key].input(redraw_map, map_inputs, [state, v["map"]], api_name=f"selection_map_{key}")
