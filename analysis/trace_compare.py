@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from analysis import colors
 from analysis.trace_data import tokens_per_second
-from engine.decoding.trace import Trace
+from engine.decoding.trace import Trace, significant
 
 
 def token_agreement(tokens: np.ndarray, reference: np.ndarray) -> float:
@@ -47,7 +47,7 @@ def compare_table(traces: Sequence[Trace], answers: Sequence[str]) -> pd.DataFra
     rows = []
     for trace, answer in zip(traces, answers):
         discordance = order_discordance(reference.arrays["commit_step"][0], trace.arrays["commit_step"][0])
-        rows.append({"rule": _label(trace), "NFE": trace.meta["nfe"], "tokens/s": round(tokens_per_second(trace), 2),
+        rows.append({"rule": _label(trace), "NFE": trace.meta["nfe"], "tokens/s": significant(tokens_per_second(trace)),
                      "seconds": round(float(trace.meta["seconds"]), 3),
                      "same tokens as first": round(token_agreement(trace.arrays["tokens"][0],
                                                                    reference.arrays["tokens"][0]), 3),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.decoding.trace import Trace, rate
+from engine.decoding.trace import Trace, rate, significant
 
 # Heatmap metric -> (trace array, the array whose id is the cell's top-1 token)
 METRIC_ARRAYS = {
@@ -164,3 +164,13 @@ def sequence_at(trace: Trace, step: int) -> SequenceState:
 def tokens_per_second(trace: Trace) -> float:
     """Answer tokens (up to and including EOS, as the pipeline counts them) per second of decoding."""
     return rate(trace.meta.get("answer_tokens", trace.meta["gen_length"]), float(trace.meta["seconds"]))
+
+
+def rate_text(tokens_per_second: float) -> str:
+    """A rate as every view prints it: three significant digits, never a positive rate shown as 0."""
+    return f"{significant(tokens_per_second):g} tokens/s"
+
+
+def recorded_on(trace: Trace) -> str:
+    """Where a trace was decoded: the machine the example script names, else the model's device."""
+    return str(trace.meta.get("machine") or trace.meta.get("device") or "an unknown device")

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from analysis.trace_compare import commit_order_figure, compare_table, sweep_figure, token_agreement
 from app.decoding_runs import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, make_request
 from engine.decoding.registry import BASELINE
+from engine.decoding.trace import significant
 from engine.pipeline import DecodeOutcome
 
 SWEEP_KNOBS = {"beta": (0.0, 1.0), "alpha": (0.0, 5.0)}  # knob -> allowed range in a sweep
@@ -69,7 +70,7 @@ def sweep(model_name: str, prompt: str, knob: str, grid_text: str, gen_length: i
         outcome = decode_once(model_name, request)
         rows.append({"value": value, "nfe": outcome.result.nfe,
                      "agreement": round(token_agreement(outcome.trace.arrays["tokens"][0], reference_tokens), 4),
-                     "tokens/s": round(outcome.tokens_per_second, 2), "reference_nfe": reference.result.nfe,
+                     "tokens/s": significant(outcome.tokens_per_second), "reference_nfe": reference.result.nfe,
                      "answer": outcome.answer})
         table = pd.DataFrame(rows)
         yield table, sweep_figure(table, knob)

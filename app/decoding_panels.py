@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis import colors
-from analysis.trace_data import METRIC_ARRAYS, page_count, tokens_per_second
+from analysis.trace_data import METRIC_ARRAYS, page_count, rate_text, recorded_on, tokens_per_second
 from analysis.trace_heatmap import heatmap_figure
 from analysis.trace_inspector import inspector_figure, topk_table
 from analysis.trace_timeline import stability_figure, timeline_figure
@@ -23,6 +23,7 @@ from app import examples as cached
 from app.decoding_runs import require_trace
 from app.session import CancelToken, session_folder
 from engine.decoding import CREDIT_PRESETS, Trace, rule_entry, save_trace
+from engine.pipeline import DecodeRequest
 
 PAGE_POSITIONS = 128  # heatmap page width: whole blocks up to this many positions
 KNOBS = ("rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta", "gamma", "seed")  # the
@@ -63,9 +64,10 @@ def trace_info(trace: Trace) -> str:
     params = ", ".join(f"{colors.knob_label(k)} = {v}" for k, v in meta["params"].items())
     prompt = meta.get("prompt", "")
     shown = prompt if len(prompt) <= 80 else prompt[:79] + "…"
-    return (f"**{colors.rule_label(meta['rule'])}** ({params}) on **{meta.get('model', 'unknown model')}**, "
-            f"prompt “{shown}”: NFE {meta['nfe']}, gen_length {meta['gen_length']}, block_length "
-            f"{meta['block_length']}, {tokens_per_second(trace):.1f} tokens/s, seed {meta['seed']}")
+    return (f"**NFE {meta['nfe']}** with **{colors.rule_label(meta['rule'])}** ({params}) on "
+            f"**{meta.get('model', 'unknown model')}**, prompt “{shown}”: gen_length {meta['gen_length']}, "
+            f"block_length {meta['block_length']}, seed {meta['seed']}; "
+            f"{rate_text(tokens_per_second(trace))} on {recorded_on(trace)}")
 
 
 def render_views(trace: Trace | None, metric: str, position: int) -> dict:
@@ -135,6 +137,11 @@ def retune(enabled: bool, model: str, prompt: str, token: CancelToken, rule: str
         yield {"preset": "custom", **panels}
 
 
+def custom_preset() -> str:
+    """A moved α / β / γ leaves its preset (a preset's values win over the knobs), re-decoding or not."""
+    return "custom"
+
+
 def preset_knobs(name: str) -> dict[str, Any]:
     """α, β, γ for a credit preset (parameter_free computes them per step, so they are locked)."""
     if name == "parameter_free":
@@ -151,6 +158,48 @@ def rule_knobs(name: str) -> dict[str, Any]:
     credit = entry.has("credit")
     return {"steps": gr.update(visible=entry.has("step_budget")), "tau": gr.update(visible=entry.has("threshold")),
             **{k: gr.update(visible=credit) for k in ("preset", "alpha", "beta", "gamma")}}
+
+
+def knob_differences(trace: Trace, model: str, prompt: str, request: DecodeRequest) -> list[str]:
+    """What the knobs now ask for that the trace on screen was not decoded with, as "name: trace value → knob value"."""
+    meta = trace.meta
+    shown = {"model": meta.get("model"), "prompt": meta.get("prompt"), "rule": colors.rule_label(meta["rule"]),
+             "gen_length": meta["gen_length"], "block_length": meta["block_length"], "seed": meta["seed"],
+             **{colors.knob_label(k): v for k, v in meta["params"].items()}}
+    asked = {"model": model, "prompt": prompt, "rule": colors.rule_label(request.rule),
+             "gen_length": request.gen_length, "block_length": request.block_length, "seed": request.seed,
+             **{colors.knob_label(k): v for k, v in request.make_rule().params().items()}}
+    differ = [name for name in asked if not _same(shown.get(name), asked[name])]
+    return [f"{name}: {_short(shown.get(name))} → {_short(asked[name])}" for name in differ]
+
+
+def staleness(trace: Trace | None, model: str, prompt: str, rule: str, gen_length: int, block_length: int, steps: int,
+              tau: float, preset: str, alpha: float, beta: float, gamma: float, seed: int) -> str:
+    """A warning above the views when the knobs no longer match the trace they show (moving a knob never re-draws
+    them by itself); empty when they match."""
+    if trace is None:
+        return ""
+    try:
+        request = runs.make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma,
+                                    seed)
+    except gr.Error as err:
+        return f"⚠️ **The views below show an earlier decode**, and the knobs are not a valid decode yet: {err.message}"
+    differ = knob_differences(trace, model, prompt, request)
+    if not differ:
+        return ""
+    return (f"⚠️ **The views below show an earlier decode, not the knobs** ({'; '.join(differ)}). Press **Decode** "
+            "to see the knobs' decode.")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and abs(float(a) - float(b)) < 1e-9
+    return a == b
+
+
+def _short(value: Any) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"“{text[:30]}…”" if len(text) > 30 else text
 
 
 def show_example(name: str | None) -> dict[str, Any]:

@@ -90,6 +90,7 @@ def _top_panel() -> dict[str, Any]:
 
 def _views() -> dict[str, Any]:
     c: dict[str, Any] = {}
+    c["stale"] = gr.Markdown(elem_id="dllm-stale")
     c["info"] = gr.Markdown(elem_id="dllm-trace-info")
     with gr.Tabs():
         with gr.Tab("Heatmap"):
@@ -163,12 +164,23 @@ def _wire(c: dict[str, Any]) -> None:
     decoding = gr.on([c["decode"].click, c["prompt"].submit], _named(c, panels.live_decode),
                      inputs=[*pick("model", "prompt", "token"), *knobs], outputs=top, api_name="decode_live",
                      **model_job)
-    decoding.success(show_views, view_inputs, views, api_name="render_views")
+    stale_inputs = pick("trace", "model", "prompt", *panels.KNOBS)
+
+    def then_views(event: Any, suffix: str) -> None:
+        """A trace-changing event: the views follow it, then the stale mark is checked against the knobs."""
+        shown = event.success(show_views, view_inputs, views, api_name=f"render_views{suffix}")
+        shown.then(panels.staleness, stale_inputs, [c["stale"]], api_name=f"staleness{suffix}")
+
+    then_views(decoding, "")
+    gr.on([c[name].change for name in ("model", "prompt", *panels.KNOBS)], panels.staleness, stale_inputs,
+          [c["stale"]], api_name="staleness_knobs", trigger_mode="always_last")
     c["cancel"].click(lambda token: token.cancel(), [c["token"]], None, api_name="cancel", concurrency_limit=None)
     retuning = gr.on([c["alpha"].release, c["beta"].release], _named(c, panels.retune),
                      inputs=[*pick("auto", "model", "prompt", "token"), *knobs], outputs=[c["preset"], *top],
                      api_name="retune", **model_job)
-    retuning.success(show_views, view_inputs, views, api_name="render_views_retuned")
+    then_views(retuning, "_retuned")
+    gr.on([c[k].input for k in ("alpha", "beta", "gamma")], panels.custom_preset, None, [c["preset"]],
+          api_name="custom_preset", trigger_mode="always_last", queue=False)
     c["preset"].change(_named(c, panels.preset_knobs), [c["preset"]], pick("alpha", "beta", "gamma"),
                        api_name="preset")
     c["rule"].change(_named(c, panels.rule_knobs), [c["rule"]], pick("steps", "tau", "preset", "alpha", "beta",
@@ -185,7 +197,7 @@ def _wire(c: dict[str, Any]) -> None:
         return _named(c, panels.pick_compared)(compared, evt.index[0])
 
     comparing = c["compare_table"].select(picked, [c["compared"]], top, api_name="compare_pick")
-    comparing.success(show_views, view_inputs, views, api_name="render_views_compared")
+    then_views(comparing, "_compared")
     c["sweep_knob"].change(lambda knob: experiments.DEFAULT_GRIDS[knob], [c["sweep_knob"]], [c["sweep_grid"]],
                            api_name="sweep_grid")
     c["sweep"].click(experiments.sweep, pick("model", "prompt", "sweep_knob", "sweep_grid", "gen_length",
@@ -193,7 +205,7 @@ def _wire(c: dict[str, Any]) -> None:
                      pick("sweep_table", "sweep_plot"), api_name="sweep", **model_job)
     c["export"].click(panels.export, [c["trace"]], [c["exported"]], api_name="export_trace")
     showing = gr.on(None, _named(c, panels.show_example), [c["example"]], top, api_name="example_trace")
-    showing.success(show_views, view_inputs, views, api_name="render_views_example")
+    then_views(showing, "_example")
     importing = c["uploaded"].upload(_named(c, panels.import_file), [c["uploaded"]], top, api_name="import_trace")
-    importing.success(show_views, view_inputs, views, api_name="render_views_imported")
+    then_views(importing, "_imported")
     gr.api(runs.api_decode, api_name="decode", **model_job)

@@ -1,9 +1,12 @@
 """Cached example traces (assets/examples): the tab shows a real trace before anyone spends a model call.
 
-Regenerate with `python -m app.examples` (bundled model, CPU, about a minute)."""
+Regenerate with `python -m app.examples` (bundled model; about a minute on a quiet 2-core CPU). Each trace records
+the machine it was decoded on (meta "machine"), and the page prints it beside the seconds: NFE is the number that
+carries over between machines, the seconds are that machine's."""
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 from engine.decoding import Trace, load_trace, save_trace
@@ -29,6 +32,15 @@ def example_trace(name: str) -> Trace:
     return load_trace(FOLDER / f"{name}.json.gz")
 
 
+def machine(device: str) -> str:
+    """The machine a decode ran on, in words: the GPU's name, or the CPU's core count."""
+    import torch
+
+    if device.startswith("cuda"):
+        return f"an {torch.cuda.get_device_name(torch.device(device))} GPU"
+    return f"a {len(os.sched_getaffinity(0))}-core CPU"
+
+
 def main() -> None:
     from engine.models import load_model
     from engine.pipeline import DecodeRequest, decode
@@ -37,8 +49,9 @@ def main() -> None:
     FOLDER.mkdir(parents=True, exist_ok=True)
     for stem, prompt, rule, gen_length in EXAMPLES:
         outcome = decode(model, DecodeRequest(prompt=prompt, rule=rule, gen_length=gen_length, block_length=32))
+        outcome.trace.meta["machine"] = machine(str(model.device))
         save_trace(outcome.trace, FOLDER / f"{stem}.json.gz")
-        print(f"{stem}: NFE {outcome.result.nfe}, {outcome.answer!r}")
+        print(f"{stem}: NFE {outcome.result.nfe}, {outcome.result.seconds:.2f} s, {outcome.answer!r}")
 
 
 if __name__ == "__main__":

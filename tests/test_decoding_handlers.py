@@ -260,6 +260,27 @@ def test_cached_examples_render_without_a_model():
         trace = examples.example_trace(name)
         assert trace.meta["model"] == "bundled" and trace.meta["answer"]
         frame = handlers.trace_frame(trace)
-        assert "masked" not in frame.html and f"NFE {trace.meta['nfe']}" in frame.status
+        assert "masked" not in frame.html and frame.status.startswith(f"recorded trace of bundled (")
+        assert f": NFE {trace.meta['nfe']} for" in frame.status and "recorded on a 2-core CPU" in frame.status
+        # Issue 17: the end-of-answer id reads [EOS] (its run collapsed) as in live decodes, never the raw token text
+        assert "[EOS] ×" in frame.html and "im_end" not in frame.html
+        assert list(handlers.trace_summary(trace))[0] == "nfe"
         assert handlers.trace_summary(trace)["nfe"] == trace.n_steps
         assert render_views(trace, "raw", 0)["heatmap"] is not None
+
+
+def test_views_are_marked_stale_when_the_knobs_leave_the_trace(tiny_decodes):
+    """Issue 17, item 4: with re-decode off, a moved knob changes no view, so the page says the views show an
+    earlier decode (and what differs); knobs that match the trace again clear the mark."""
+    trace = tiny_decodes["credit"].trace
+    knobs = dict(KNOBS, steps=0)
+    args = lambda **changes: ["tiny-random", trace.meta["prompt"], "credit", *{**knobs, **changes}.values()]  # noqa
+    assert views.staleness(trace, *args()) == "" and views.staleness(None, *args(beta=0.3)) == ""
+    assert views.custom_preset() == "custom"  # a moved α / β / γ leaves the preset, so a Decode would use it
+    moved = views.staleness(trace, *args(preset="custom", beta=0.3))
+    assert "earlier decode" in moved and "credit decay β: 0.7 → 0.3" in moved and "Decode" in moved
+    assert "rule: credit (CreditDecoding) → threshold τ (Fast-dLLM)" in views.staleness(
+        trace, "tiny-random", trace.meta["prompt"], "threshold", *knobs.values())
+    assert "seed: 0 → 5" in views.staleness(trace, *args(seed=5))
+    assert "not a valid decode" in views.staleness(trace, *args(gen_length=40))
+    assert views.staleness(trace, *args(preset="custom")) == ""  # custom with the paper's values is the same decode

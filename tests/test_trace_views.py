@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from analysis.trace_compare import commit_order_figure, compare_table, order_discordance, sweep_figure, token_agreement
-from analysis.trace_data import (commit_confidence, credit_forced, grid, page, page_count, sequence_at, token_label,
-                                 tokens_per_second)
+from analysis.trace_data import (commit_confidence, credit_forced, grid, page, page_count, rate_text, sequence_at,
+                                 token_label, tokens_per_second)
 from analysis.trace_heatmap import heatmap_figure
 from analysis.trace_inspector import inspector_figure, topk_table
 from analysis.trace_timeline import stability_figure, timeline_figure
@@ -140,11 +140,17 @@ def test_long_answers_are_paged_and_lose_cell_text(toy_traces):
     assert page(trace, 7, 128).index == 1  # clipped
 
 
+@pytest.mark.parametrize("rate, text", [(10.0, "10 tokens/s"), (0.26, "0.26 tokens/s"), (0.0004123, "0.000412 tokens/s"),
+                                        (1.13456, "1.13 tokens/s"), (123.456, "123 tokens/s")])
+def test_rates_keep_three_significant_digits_and_never_print_as_zero(rate, text):
+    assert rate_text(rate) == text
+
+
 def test_timeline_and_stability_on_the_hand_trace():
     trace = hand_trace()
     timeline = timeline_figure(trace)
     assert list(timeline.data[0].y) == [1, 1, 2] and list(timeline.data[1].y) == [1, 2, 4]
-    assert "= 10.0 tokens/s" in timeline.layout.title.text and tokens_per_second(trace) == pytest.approx(10.0)
+    assert "= 10 tokens/s" in timeline.layout.title.text and tokens_per_second(trace) == pytest.approx(10.0)
     stability = stability_figure(trace)
     names = [d.name for d in stability.data]
     forced = stability.data[names.index("committed because of credit")]
