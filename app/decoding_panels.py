@@ -161,7 +161,7 @@ def rule_knobs(name: str) -> dict[str, Any]:
 
 
 def knob_differences(trace: Trace, model: str, prompt: str, request: DecodeRequest) -> list[str]:
-    """What the knobs now ask for that the trace on screen was not decoded with, as "name: trace value → knob value"."""
+    """What the knobs ask for that the trace on screen was not decoded with: "name: trace value → knob value"."""
     meta = trace.meta
     shown = {"model": meta.get("model"), "prompt": meta.get("prompt"), "rule": colors.rule_label(meta["rule"]),
              "gen_length": meta["gen_length"], "block_length": meta["block_length"], "seed": meta["seed"],
@@ -183,7 +183,7 @@ def staleness(trace: Trace | None, model: str, prompt: str, rule: str, gen_lengt
         request = runs.make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma,
                                     seed)
     except gr.Error as err:
-        return f"⚠️ **The views below show an earlier decode**, and the knobs are not a valid decode yet: {err.message}"
+        return f"⚠️ **The views below show an earlier decode**; the knobs are not a valid decode yet: {err.message}"
     differ = knob_differences(trace, model, prompt, request)
     if not differ:
         return ""

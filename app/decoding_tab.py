@@ -125,8 +125,12 @@ def _views() -> dict[str, Any]:
                 c["sweep_knob"] = gr.Radio(list(experiments.SWEEP_KNOBS), value="beta", label="sweep")
                 c["sweep_grid"] = gr.Textbox(experiments.DEFAULT_GRIDS["beta"], label="values")
             c["sweep"] = gr.Button("Sweep (one fixed-steps decode + one credit decode per value)")
-            c["sweep_plot"] = gr.Plot(label="NFE and agreement with fixed steps")
-            c["sweep_table"] = gr.Dataframe(label="sweep", interactive=False, wrap=True)
+            c["sweep_status"] = gr.Markdown("Press **Sweep**: the table lists every value at once and fills in as "
+                                            "each decode ends.", elem_id="dllm-sweep-status")
+            c["sweep_plot"] = gr.Plot(label="NFE and agreement with fixed steps", elem_id="dllm-sweep-plot")
+            c["sweep_table"] = gr.Dataframe(experiments.empty_sweep_table("beta"), label="sweep: one row per value",
+                                            interactive=False, wrap=True, elem_id="dllm-sweep-table",
+                                            column_widths=["9%", "9%", "14%", "12%", "56%"])
         with gr.Tab("Export / import"):
             c["export"] = gr.Button("Export the trace")
             c["exported"] = gr.File(label="trace (engine schema, gzipped JSON)", interactive=False)
@@ -198,11 +202,15 @@ def _wire(c: dict[str, Any]) -> None:
 
     comparing = c["compare_table"].select(picked, [c["compared"]], top, api_name="compare_pick")
     then_views(comparing, "_compared")
-    c["sweep_knob"].change(lambda knob: experiments.DEFAULT_GRIDS[knob], [c["sweep_knob"]], [c["sweep_grid"]],
-                           api_name="sweep_grid")
-    c["sweep"].click(experiments.sweep, pick("model", "prompt", "sweep_knob", "sweep_grid", "gen_length",
-                                             "block_length", "tau", "alpha", "beta", "gamma", "seed"),
-                     pick("sweep_table", "sweep_plot"), api_name="sweep", **model_job)
+    sweeping = c["sweep"].click(_named(c, experiments.sweep),
+                                pick("model", "prompt", "sweep_knob", "sweep_grid", "gen_length", "block_length",
+                                     "tau", "alpha", "beta", "gamma", "seed"),
+                                pick("sweep_status", "sweep_table", "sweep_plot"), api_name="sweep", **model_job)
+    c["sweep_knob"].change(_named(c, experiments.sweep_knob_changed), [c["sweep_knob"]],
+                           pick("sweep_grid", "sweep_status", "sweep_table", "sweep_plot"), api_name="sweep_grid",
+                           cancels=[sweeping])
+    c["cancel"].click(None, None, None, cancels=[sweeping], queue=False).then(
+        experiments.sweep_cancelled, [c["sweep_status"]], [c["sweep_status"]], api_name="sweep_cancelled", queue=False)
     c["export"].click(panels.export, [c["trace"]], [c["exported"]], api_name="export_trace")
     showing = gr.on(None, _named(c, panels.show_example), [c["example"]], top, api_name="example_trace")
     then_views(showing, "_example")

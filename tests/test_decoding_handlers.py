@@ -213,12 +213,27 @@ def test_compare_three_rules_on_one_prompt_then_pick_one(tiny_model):
 
 
 def test_sweep_fills_in_point_by_point(tiny_model):
+    """Issue 17, item 3: "k of n" from the first frame, every value listed at once (pending until decoded), the x axis
+    fixed to the swept values, and the previous knob's rows cleared when the swept knob changes."""
     knobs = {k: KNOBS[k] for k in ("gen_length", "block_length", "tau", "alpha", "beta", "gamma", "seed")}
-    results = list(experiments.sweep("tiny-random", "hi", "beta", "0.9, 0.1", **knobs))
-    assert [len(table) for table, _ in results] == [1, 2]
-    table, figure = results[-1]
-    assert table["value"].tolist() == [0.1, 0.9] and table["reference_nfe"].tolist() == [32, 32]
-    assert table["agreement"].between(0, 1).all() and list(figure.data[0].y) == table["nfe"].tolist()
+    frames = list(experiments.sweep("tiny-random", "hi", "beta", "0.9, 0.1", **knobs))
+    statuses = [f["sweep_status"] for f in frames if "sweep_status" in f]
+    assert statuses == ["decode 1 of 3: fixed steps, the reference answer…",
+                        "1 of 3 decodes done; decode 2: credit with β = 0.1…",
+                        "2 of 3 decodes done; decode 3: credit with β = 0.9…",
+                        "done: 3 of 3 decodes (fixed steps NFE 32)."]
+    tables = [f["sweep_table"] for f in frames if "sweep_table" in f]
+    assert [(t["NFE"] == "pending").sum() for t in tables] == [2, 1, 0] and tables[0]["β"].tolist() == [0.1, 0.9]
+    table, figure = tables[-1], [f["sweep_plot"] for f in frames if "sweep_plot" in f][-1]
+    assert table["agreement"].between(0, 1).all() and list(figure.data[0].y) == table["NFE"].tolist()
+    first = frames[0]["sweep_plot"]
+    assert list(first.layout.xaxis.tickvals) == [0.1, 0.9] and first.layout.xaxis.range[0] < 0.1 < 0.9 < \
+        first.layout.xaxis.range[1] and "0 of 2 values" in first.layout.title.text
+    changed = experiments.sweep_knob_changed("alpha")
+    assert changed["sweep_plot"] is None and changed["sweep_grid"] == experiments.DEFAULT_GRIDS["alpha"]
+    assert "α" in changed["sweep_table"].columns and (changed["sweep_table"]["NFE"] == "pending").all()
+    assert experiments.sweep_cancelled(statuses[1]) == "1 of 3 decodes done; cancelled, the rows above are the " \
+                                                      "values decoded."
     for grid, message in (("1", "give 2 to"), ("0.1, x", "not numbers"), ("0.1, 1.5", "outside beta's range")):
         with pytest.raises(gr.Error, match=message):
             experiments.parse_grid("beta", grid)

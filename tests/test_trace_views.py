@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.trace_compare import commit_order_figure, compare_table, order_discordance, sweep_figure, token_agreement
+from analysis.trace_compare import (commit_order_figure, compare_table, order_discordance, sweep_figure, sweep_table,
+                                    token_agreement)
 from analysis.trace_data import (commit_confidence, credit_forced, grid, page, page_count, rate_text, sequence_at,
                                  token_label, tokens_per_second)
 from analysis.trace_heatmap import heatmap_figure
@@ -140,8 +141,9 @@ def test_long_answers_are_paged_and_lose_cell_text(toy_traces):
     assert page(trace, 7, 128).index == 1  # clipped
 
 
-@pytest.mark.parametrize("rate, text", [(10.0, "10 tokens/s"), (0.26, "0.26 tokens/s"), (0.0004123, "0.000412 tokens/s"),
-                                        (1.13456, "1.13 tokens/s"), (123.456, "123 tokens/s")])
+@pytest.mark.parametrize("rate, text", [(10.0, "10 tokens/s"), (0.26, "0.26 tokens/s"),
+                                        (0.0004123, "0.000412 tokens/s"), (1.13456, "1.13 tokens/s"),
+                                        (123.456, "123 tokens/s")])
 def test_rates_keep_three_significant_digits_and_never_print_as_zero(rate, text):
     assert rate_text(rate) == text
 
@@ -216,11 +218,13 @@ def test_compare_and_sweep_views(tiny_decodes, toy_traces):
     assert table["positions decoded in another order than first"][0] == 0
     fig = commit_order_figure(traces)
     assert len(fig.data) == 3  # two commit-step lines and one discordance bar
-    import pandas as pd
-    sweep = pd.DataFrame({"value": [0.1, 0.9], "nfe": [30, 20], "agreement": [1.0, 0.5], "reference_nfe": [32, 32]})
-    fig = sweep_figure(sweep, "beta")
+    rows = [{"value": 0.1, "nfe": 30, "agreement": 1.0, "tokens_per_second": 2.5, "answer": "a"},
+            {"value": 0.9, "nfe": 20, "agreement": 0.5, "tokens_per_second": 3.0, "answer": "b"}]
+    fig = sweep_figure(rows, "beta", [0.1, 0.5, 0.9], 32)
     assert list(fig.data[0].y) == [30, 20] and list(fig.data[1].y) == [1.0, 0.5]
-    assert "credit decay β" in fig.layout.xaxis.title.text
+    assert "credit decay β" in fig.layout.xaxis.title.text and list(fig.layout.xaxis.tickvals) == [0.1, 0.5, 0.9]
+    table = sweep_table(rows, "beta", [0.1, 0.5, 0.9])
+    assert table["NFE"].tolist() == [30, "pending", 20] and list(table.columns)[0] == "β"
 
 
 def test_credit_forced_commits_of_a_real_decode(toy_traces):
