@@ -12,8 +12,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis import colors
-from analysis.trace_data import METRIC_ARRAYS, page_count, rate_text, recorded_on, tokens_per_second
-from analysis.trace_heatmap import heatmap_figure
+from analysis.trace_data import (METRIC_ARRAYS, PAGE_POSITIONS, page_count, rate_text, recorded_on,
+                                 tokens_per_second)
+from analysis.trace_heatmap import heatmap_figure, overview_figure
 from analysis.trace_inspector import inspector_figure, topk_table
 from analysis.trace_timeline import stability_figure, timeline_figure
 from analysis.trace_tokens import order_html, scrub_html
@@ -25,12 +26,11 @@ from app.session import CancelToken, session_folder
 from engine.decoding import CREDIT_PRESETS, Trace, rule_entry, save_trace
 from engine.pipeline import DecodeRequest
 
-PAGE_POSITIONS = 128  # heatmap page width: whole blocks up to this many positions
 KNOBS = ("rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta", "gamma", "seed")  # the
 #       knob components, in make_request's order: every event that decodes takes them in this order
 TOP_PANEL_NAMES = ("live", "status", "answer", "stats", "trace")  # what shows the trace on screen, above the views
-VIEW_PANEL_NAMES = ("info", "heatmap", "timeline", "stability", "order", "scrub", "inspector", "topk", "page", "step",
-                    "position")  # the views of the trace on screen
+VIEW_PANEL_NAMES = ("info", "heatmap", "overview", "timeline", "stability", "order", "scrub", "inspector", "topk",
+                    "page", "step", "position")  # the views of the trace on screen
 
 
 def metric_key(metric: str) -> str:
@@ -42,8 +42,17 @@ def metric_key(metric: str) -> str:
 
 
 def heatmap(trace: Trace | None, metric: str, page_number: int) -> go.Figure:
-    """The heatmap for a page (1-based, as the slider shows it)."""
+    """The heatmap for a page (1-based, as the page box shows it)."""
     return heatmap_figure(require_trace(trace), metric_key(metric), int(page_number) - 1, PAGE_POSITIONS)
+
+
+def heatmaps(trace: Trace | None, metric: str, page_number: int) -> dict[str, Any]:
+    """A page of the heatmap and, for a trace of more than one page, the overview of every position (one row per
+    page), both in the picked colour."""
+    trace = require_trace(trace)
+    pages = page_count(trace, PAGE_POSITIONS)
+    overview = overview_figure(trace, metric_key(metric), PAGE_POSITIONS) if pages > 1 else None
+    return {"heatmap": heatmap(trace, metric, page_number), "overview": gr.update(value=overview, visible=pages > 1)}
 
 
 def scrub(trace: Trace | None, step: int) -> str:
@@ -76,10 +85,20 @@ def render_views(trace: Trace | None, metric: str, position: int) -> dict:
     last_step = max(trace.n_steps - 1, 0)
     position = min(max(int(position), 0), trace.meta["gen_length"] - 1)
     inspector, table = inspect(trace, position)
-    return {"info": trace_info(trace), "heatmap": heatmap(trace, metric, 1), "timeline": timeline_figure(trace),
+    return {"info": trace_info(trace), **heatmaps(trace, metric, 1), "timeline": timeline_figure(trace),
             "stability": stability_figure(trace), "order": order_html(trace), "scrub": scrub_html(trace, last_step),
             "inspector": inspector, "topk": table, "pages": page_count(trace, PAGE_POSITIONS),
             "last_step": last_step, "position": position, "gen_length": trace.meta["gen_length"]}
+
+
+def page_label(trace: Trace | None, pages: int) -> str:
+    """The page box's label: how many pages, and what one holds (whole blocks: the zoom on a block)."""
+    if trace is None:
+        return f"heatmap page (whole blocks, up to {PAGE_POSITIONS} positions each)"
+    block_length = trace.meta["block_length"]
+    per_page = max(1, PAGE_POSITIONS // block_length)
+    holds = "one block" if per_page == 1 else f"{per_page} blocks"
+    return f"heatmap page, 1 to {pages} ({holds} of {block_length} positions each, every step)"
 
 
 def export_trace(trace: Trace | None, session_id: str | None) -> str:
@@ -95,11 +114,10 @@ def view_panels(trace: Trace | None, metric: str, position: int) -> dict[str, An
     if trace is None:
         return {}
     out = render_views(trace, metric, position)
-    return {"info": out["info"], "heatmap": out["heatmap"], "timeline": out["timeline"],
+    return {"info": out["info"], "heatmap": out["heatmap"], "overview": out["overview"], "timeline": out["timeline"],
             "stability": out["stability"], "order": out["order"], "scrub": out["scrub"],
             "inspector": out["inspector"], "topk": out["topk"],
-            "page": gr.update(maximum=out["pages"], value=1,
-                              label=f"page of {out['pages']} ({PAGE_POSITIONS} positions each)"),
+            "page": gr.update(maximum=out["pages"], value=1, label=page_label(trace, out["pages"])),
             "step": gr.update(maximum=max(out["last_step"], 1), value=out["last_step"]),
             "position": gr.update(maximum=out["gen_length"] - 1, value=out["position"])}
 

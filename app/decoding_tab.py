@@ -97,9 +97,11 @@ def _views() -> dict[str, Any]:
             with gr.Row():
                 c["metric"] = gr.Radio(list(colors.HEATMAP_METRICS.values()), value=colors.HEATMAP_METRICS["raw"],
                                        label="colour cells by")
-                c["page"] = gr.Number(1, minimum=1, precision=0, label=f"page ({panels.PAGE_POSITIONS} positions "
-                                                                       "each)", elem_id="dllm-page")
-            c["heatmap"] = gr.Plot(label="step x position", elem_id="dllm-heatmap")
+                c["page"] = gr.Number(1, minimum=1, precision=0, label=panels.page_label(None, 1),
+                                      elem_id="dllm-page")
+            c["overview"] = gr.Plot(label="overview of a long answer: every position once, one row per page",
+                                    visible=False, elem_id="dllm-overview")
+            c["heatmap"] = gr.Plot(label="step x position (one page)", elem_id="dllm-heatmap")
         with gr.Tab("Timeline"):
             c["timeline"] = gr.Plot(label="timeline")
         with gr.Tab("Stable vs committed"):
@@ -189,8 +191,8 @@ def _wire(c: dict[str, Any]) -> None:
                        api_name="preset")
     c["rule"].change(_named(c, panels.rule_knobs), [c["rule"]], pick("steps", "tau", "preset", "alpha", "beta",
                                                                      "gamma"), api_name="rule_knobs")
-    gr.on([c["metric"].change, c["page"].input], panels.heatmap, pick("trace", "metric", "page"), [c["heatmap"]],
-          api_name="heatmap")
+    gr.on([c["metric"].change, c["page"].input], _named(c, panels.heatmaps), pick("trace", "metric", "page"),
+          pick("heatmap", "overview"), api_name="heatmap")
     c["step"].change(panels.scrub, pick("trace", "step"), [c["scrub"]], api_name="scrub", trigger_mode="always_last")
     c["position"].change(panels.inspect, pick("trace", "position"), pick("inspector", "topk"), api_name="inspect",
                          trigger_mode="always_last")
