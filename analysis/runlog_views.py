@@ -23,6 +23,10 @@ TABLE_COLUMNS = {
     "margin_to_kth": "margin", "flips_utility_only": "flip_util", "flips_diversity_only": "flip_div",
     "effective_rank": "eff_rank", "flatness": "flatness",
 }
+COMPARISON_COLUMNS = ("run", "selector", "mode", "steps", "K of B", "α", "final train loss", "held-out loss",
+                      "maths accuracy", "categories selected", "seconds")  # comparison_table, one row per run
+SCORE_COLUMNS = ("field", "value")  # candidate_scores
+NEIGHBOUR_COLUMNS = ("sample_id", "category", "inserted at step", "distance")  # buffer_neighbours
 STATUS_FILTERS = ("all", "selected", "rejected", "flipped by α·s_inter")
 DETAIL_FIELDS = ("s_intra", "s_inter", "alpha_s_inter", "total", "selector_score", "rank", "selected",
                  "margin_to_kth", "flips_utility_only", "flips_diversity_only", "loss", "length", "n_rows",
@@ -163,14 +167,14 @@ def comparison_table(logs: dict[str, RunLog]) -> pd.DataFrame:
                      "final train loss": round(s["final_train_loss"], 4), "held-out loss": round(s["eval_loss"], 4),
                      "maths accuracy": round(s["maths_accuracy"], 4),
                      "categories selected": s["categories_selected"], "seconds": round(s["seconds"], 1)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 
 def candidate_scores(log: RunLog, step: int, position: int) -> pd.DataFrame:
     """The scores of one candidate, one row per field with its display label."""
     record = _candidate(log, step, position)
-    return pd.DataFrame([{"field": field_label(name), "value": _cell(getattr(record, name))}
-                         for name in DETAIL_FIELDS])
+    return pd.DataFrame([(field_label(name), _cell(getattr(record, name))) for name in DETAIL_FIELDS],
+                        columns=list(SCORE_COLUMNS))
 
 
 def candidate_text(log: RunLog, step: int, position: int) -> str:
@@ -189,7 +193,7 @@ def buffer_neighbours(log: RunLog, step: int, position: int, k: int = 5) -> pd.D
 
     Distances are L2 in sketch space, the same distances whose mean is s_inter."""
     _candidate(log, step, position)
-    columns = ["sample_id", "category", "inserted at step", "distance"]
+    columns = list(NEIGHBOUR_COLUMNS)
     if step == 0:
         return pd.DataFrame(columns=columns)
     buffer = log.buffer_at(step - 1)
