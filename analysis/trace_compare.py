@@ -41,6 +41,10 @@ def _label(trace: Trace) -> str:
     return f"{colors.rule_label(trace.meta['rule'])} ({knobs})"
 
 
+COMPARE_COLUMNS = ("rule", "NFE", "tokens/s", "seconds", "same tokens as first", "positions in another order",
+                   "answer")  # compare_table's columns, short enough not to wrap in a narrow column
+
+
 def compare_table(traces: Sequence[Trace], answers: Sequence[str]) -> pd.DataFrame:
     """One row per decode; agreement and order differences are measured against the first."""
     reference = traces[0]
@@ -51,9 +55,8 @@ def compare_table(traces: Sequence[Trace], answers: Sequence[str]) -> pd.DataFra
                      "seconds": round(float(trace.meta["seconds"]), 3),
                      "same tokens as first": round(token_agreement(trace.arrays["tokens"][0],
                                                                    reference.arrays["tokens"][0]), 3),
-                     "positions decoded in another order than first": int((discordance > 0).sum()),
-                     "answer": answer})
-    return pd.DataFrame(rows)
+                     "positions in another order": int((discordance > 0).sum()), "answer": answer})
+    return pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))
 
 
 def commit_order_figure(traces: Sequence[Trace]) -> go.Figure:

@@ -70,7 +70,8 @@ def inspect(trace: Trace | None, position: int) -> tuple[go.Figure, pd.DataFrame
 def trace_info(trace: Trace) -> str:
     """One Markdown line about the trace on screen."""
     meta = trace.meta
-    params = ", ".join(f"{colors.knob_label(k)} = {v}" for k, v in meta["params"].items())
+    params = ", ".join(colors.knob_label(k) if v is True else f"{colors.knob_label(k)} = {v}"
+                       for k, v in meta["params"].items() if v is not False)  # a switch shows only when on
     prompt = meta.get("prompt", "")
     shown = prompt if len(prompt) <= 80 else prompt[:79] + "…"
     return (f"**NFE {meta['nfe']}** with **{colors.rule_label(meta['rule'])}** ({params}) on "

@@ -8,8 +8,10 @@ import inspect
 from typing import Any, Callable, Iterator
 
 import gradio as gr
+import pandas as pd
 
 from analysis import colors
+from analysis.trace_compare import COMPARE_COLUMNS
 from app import decoding_experiments as experiments
 from app import decoding_panels as panels
 from app import decoding_runs as runs
@@ -56,7 +58,8 @@ def _controls() -> dict[str, Any]:
     c["rule"] = gr.Radio(runs.RULE_CHOICES, value=defaults["rule"], label="decoding rule",
                          info="fixed steps = LLaDA; threshold = Fast-dLLM; credit = CreditDecoding")
     with gr.Row():
-        c["gen_length"] = gr.Dropdown(list(runs.GEN_LENGTHS), value=defaults["gen_length"], label="gen_length (tokens)")
+        c["gen_length"] = gr.Dropdown(list(runs.GEN_LENGTHS), value=defaults["gen_length"], label="gen_length (tokens)",
+                                      elem_id="dllm-gen-length")
         c["block_length"] = gr.Dropdown(list(runs.BLOCK_LENGTHS), value=defaults["block_length"], label="block_length")
     c["steps"] = gr.Slider(0, LONGEST, value=defaults["steps"] or 0, step=1, label=colors.knob_label("steps"),
                            visible=False,
@@ -66,7 +69,8 @@ def _controls() -> dict[str, Any]:
                            info="paper (default): α .65 β .7 γ .2 · dinfer: α .7 β .8 γ .2 · "
                                 "parameter_free: α_k = β_k = 1 - mask ratio, γ = 1")
     c["alpha"] = gr.Slider(0.0, 5.0, value=knobs["alpha"], step=0.05, label=colors.knob_label("alpha"))
-    c["beta"] = gr.Slider(0.0, 1.0, value=knobs["beta"], step=0.05, label=colors.knob_label("beta"))
+    c["beta"] = gr.Slider(0.0, 1.0, value=knobs["beta"], step=0.05, label=colors.knob_label("beta"),
+                          elem_id="dllm-beta")
     c["gamma"] = gr.Slider(0.0, 1.0, value=knobs["gamma"], step=0.05, label=colors.knob_label("gamma"))
     with gr.Row():
         c["seed"] = gr.Number(value=defaults["seed"], precision=0, label="seed", minimum=0)
@@ -119,13 +123,17 @@ def _views() -> dict[str, Any]:
             c["compare_rules"] = gr.CheckboxGroup(runs.RULE_CHOICES, value=[BASELINE, "threshold", "credit"],
                                                   label=f"rules (2 to {runs.MAX_COMPARE}; same prompt, seed, knobs)")
             c["compare"] = gr.Button("Compare")
-            c["compare_table"] = gr.Dataframe(label="answers, NFE, tokens/s (click a row to show that decode above)",
-                                              interactive=False, wrap=True, elem_id="dllm-compare-table")
+            c["compare_table"] = gr.Dataframe(pd.DataFrame(columns=list(COMPARE_COLUMNS)), interactive=False,
+                                              label="one row per rule after Compare; click a row to show that decode "
+                                                    "above (same tokens / order: against the first rule)",
+                                              wrap=True, elem_id="dllm-compare-table",
+                                              column_widths=["20%", "6%", "8%", "7%", "10%", "10%", "39%"])
             c["compare_plot"] = gr.Plot(label="where commit orders differ")
         with gr.Tab("Tune credit"):
             with gr.Row():
                 c["sweep_knob"] = gr.Radio(list(experiments.SWEEP_KNOBS), value="beta", label="sweep")
-                c["sweep_grid"] = gr.Textbox(experiments.DEFAULT_GRIDS["beta"], label="values")
+                c["sweep_grid"] = gr.Textbox(experiments.DEFAULT_GRIDS["beta"], label="values",
+                                             elem_id="dllm-sweep-grid")
             c["sweep"] = gr.Button("Sweep (one fixed-steps decode + one credit decode per value)")
             c["sweep_status"] = gr.Markdown("Press **Sweep**: the table lists every value at once and fills in as "
                                             "each decode ends.", elem_id="dllm-sweep-status")

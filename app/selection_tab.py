@@ -116,7 +116,8 @@ def _views() -> dict[str, Any]:
         with gr.Tab("Buffer map"):
             with gr.Row():
                 v["color_by"] = gr.Radio(list(COLOR_BY), value="age", label="colour by")
-                v["map_method"] = gr.Radio(list(h.MAP_METHODS), value="UMAP", label="projection")
+                v["map_method"] = gr.Radio(list(h.MAP_METHODS), value="UMAP", label="projection",
+                                           elem_id="uds-map-method")
                 v["show_rejected"] = gr.Checkbox(True, label="show rejected candidates")
             v["map_step"] = gr.Slider(0, 1, value=0, step=1, label="buffer after step")
             v["map"] = gr.Plot(elem_id=MAP_ID, show_label=False)

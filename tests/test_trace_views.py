@@ -259,7 +259,7 @@ def test_compare_and_sweep_views(tiny_decodes, toy_traces):
     traces = [tiny_decodes["low_confidence"].trace, tiny_decodes["credit"].trace]
     table = compare_table(traces, ["a", "b"])
     assert table["NFE"].tolist() == [t.meta["nfe"] for t in traces] and table["same tokens as first"][0] == 1.0
-    assert table["positions decoded in another order than first"][0] == 0
+    assert table["positions in another order"][0] == 0
     fig = commit_order_figure(traces)
     assert len(fig.data) == 3  # two commit-step lines and one discordance bar
     rows = [{"value": 0.1, "nfe": 30, "agreement": 1.0, "tokens_per_second": 2.5, "answer": "a"},
