@@ -43,18 +43,36 @@ def machine(device: str) -> str:
     return f"a {len(os.sched_getaffinity(0))}-core CPU"
 
 
-def main() -> None:
+def record(model_name: str = "bundled", device: str = "cpu", folder: Path = FOLDER, repeats: int = REPEATS,
+           examples: list[tuple[str, str, str, int]] = EXAMPLES) -> None:
+    """Decode each example `repeats` times on `device`, keep the fastest, and write it with the machine's name."""
     from engine.models import load_model
     from engine.pipeline import DecodeRequest, decode
 
-    model = load_model("bundled", device="cpu")
-    FOLDER.mkdir(parents=True, exist_ok=True)
-    for stem, prompt, rule, gen_length in EXAMPLES:
+    model = load_model(model_name, device=device)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, prompt, rule, gen_length in examples:
         request = DecodeRequest(prompt=prompt, rule=rule, gen_length=gen_length, block_length=32)
-        outcome = min((decode(model, request) for _ in range(REPEATS)), key=lambda o: o.result.seconds)
-        outcome.trace.meta["machine"] = f"{machine(str(model.device))} (fastest of {REPEATS} runs)"
-        save_trace(outcome.trace, FOLDER / f"{stem}.json.gz")
+        outcome = min((decode(model, request) for _ in range(repeats)), key=lambda o: o.result.seconds)
+        outcome.trace.meta["machine"] = machine(str(model.device)) + (f" (fastest of {repeats} runs)"
+                                                                      if repeats > 1 else "")
+        save_trace(outcome.trace, folder / f"{stem}.json.gz")
         print(f"{stem}: NFE {outcome.result.nfe}, {outcome.result.seconds:.2f} s, {outcome.answer!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m app.examples", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the page names the machine either way)")
+    parser.add_argument("--out", default=str(FOLDER), help="where the .json.gz traces go")
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--smoke", action="store_true", help="tiny-random model, the first example once (a check)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        record("tiny-random", args.device, Path(args.out), 1, EXAMPLES[:1])
+    else:
+        record("bundled", args.device, Path(args.out), args.repeats)
 
 
 if __name__ == "__main__":

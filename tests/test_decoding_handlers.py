@@ -4,6 +4,7 @@ every bad input."""
 import copy
 import gzip
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from app import decoding_runs as handlers
 from app import session
 from app.session import CancelToken
 from app.streaming import LiveStep, stream_decode
-from engine.decoding import Trace
+from engine.decoding import Trace, load_trace
 from engine.models import MODELS, model_ids, unavailable
 from engine.pipeline import DecodeOutcome
 
@@ -299,3 +300,16 @@ def test_views_are_marked_stale_when_the_knobs_leave_the_trace(tiny_decodes):
     assert "seed: 0 → 5" in views.staleness(trace, *args(seed=5))
     assert "not a valid decode" in views.staleness(trace, *args(gen_length=40))
     assert views.staleness(trace, *args(preset="custom")) == ""  # custom with the paper's values is the same decode
+
+
+def test_example_recorder_names_the_machine(tmp_path):
+    """The script that records the cached examples (`python -m app.examples`; `--smoke`: the first example with
+    tiny-random): the trace loads back and names the machine it was decoded on, which the page prints."""
+    from app import examples
+
+    examples.main(["--smoke", "--out", str(tmp_path)])
+    for stem, prompt, rule, gen_length in examples.EXAMPLES[:1]:
+        trace = load_trace(tmp_path / f"{stem}.json.gz")
+        assert (trace.meta["prompt"], trace.meta["rule"], trace.meta["gen_length"]) == (prompt, rule, gen_length)
+        assert trace.meta["machine"] == f"a {len(os.sched_getaffinity(0))}-core CPU"
+        assert "recorded on " + trace.meta["machine"] in handlers.trace_frame(trace).status
