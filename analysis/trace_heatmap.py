@@ -3,8 +3,9 @@ overview of a whole long answer.
 
 Rows are steps (forward passes), columns answer positions; a cell is blank once its position is committed or while
 its block has not started. Cells keep one size however long the answer is (CELL_WIDTH_PX x CELL_HEIGHT_PX, narrower
-only for blocks too wide for the plot): a long answer is paged by whole blocks (at the app's page width, one block of
-32 per page), so each page is a readable zoom on one block; the overview draws every position once, a row per page.
+only for blocks too wide for the plot; in the app gr.Plot stretches the width to the tab, so a page's 32 columns stay
+~30 px wide): a long answer is paged by whole blocks (at the app's page width, one block of 32 per page), so each page
+is a readable zoom on one block; the overview draws every position once, a row per page.
 Cell text is dropped past TEXT_CELL_LIMIT live cells (the hover still has everything).
 """
 from __future__ import annotations
@@ -21,7 +22,10 @@ PLOT_WIDTH_PX = 1100  # the widest plot area the tab gives a figure; wider pages
 CELL_WIDTH_PX = 30  # a heatmap cell, whatever the answer's length: room for 4 characters of its token
 CELL_HEIGHT_PX = 22
 TEXT_CELL_LIMIT = 2500  # above this many live cells, cells carry colour only (text is unreadable and slow)
-MARGIN = {"l": 60, "r": 20, "t": 50, "b": 95}  # the bottom holds the axis title and the legend below it
+# The top is Gradio's: gr.Plot raises a titled figure's top margin to 100 px (so the cells keep their size in the
+# app); the bottom holds the axis title and the legend below it.
+MARGIN = {"l": 60, "r": 20, "t": 100, "b": 95}
+MIN_PLOT_PX = 120  # the plot area of a figure with few rows: Plotly's autosize loops when it is only a few pixels
 COLORBAR_PX = 110  # room right of the plot area for the colour bar
 LEGEND_BELOW_PX = 55  # the legend's top, below the plot area (the x axis title sits above it)
 METRIC_SCALES = {"raw": colors.CONFIDENCE_SCALE, "fused": colors.CONFIDENCE_SCALE, "credit": colors.CREDIT_SCALE,
@@ -62,12 +66,12 @@ def _cell_width(columns: int) -> float:
 def _fixed_size(columns: int, rows: int) -> dict:
     """Layout keys that give every cell the same size in pixels (the figure grows with the page, not the cells)."""
     width = MARGIN["l"] + MARGIN["r"] + COLORBAR_PX + columns * _cell_width(columns)
-    return {"width": int(width), "height": int(MARGIN["t"] + MARGIN["b"] + rows * CELL_HEIGHT_PX),
-            "autosize": False, "margin": MARGIN}
+    plot = max(rows * CELL_HEIGHT_PX, MIN_PLOT_PX)
+    return {"width": int(width), "height": int(MARGIN["t"] + MARGIN["b"] + plot), "autosize": False, "margin": MARGIN}
 
 
 def _legend_below(rows: int) -> dict:
-    return {"orientation": "h", "yanchor": "top", "y": -LEGEND_BELOW_PX / max(rows * CELL_HEIGHT_PX, 1)}
+    return {"orientation": "h", "yanchor": "top", "y": -LEGEND_BELOW_PX / max(rows * CELL_HEIGHT_PX, MIN_PLOT_PX)}
 
 
 def _zmax(metric: str, values: np.ndarray) -> float:

@@ -183,11 +183,12 @@ def _wire(c: dict[str, Any]) -> None:
     def then_views(event: Any, suffix: str) -> None:
         """A trace-changing event: the views follow it, then the stale mark is checked against the knobs."""
         shown = event.success(show_views, view_inputs, views, api_name=f"render_views{suffix}")
-        shown.then(panels.staleness, stale_inputs, [c["stale"]], api_name=f"staleness{suffix}")
+        shown.then(panels.staleness, stale_inputs, [c["stale"]], api_name=f"staleness{suffix}",
+                   show_progress="hidden")
 
     then_views(decoding, "")
     gr.on([c[name].change for name in ("model", "prompt", *panels.KNOBS)], panels.staleness, stale_inputs,
-          [c["stale"]], api_name="staleness_knobs", trigger_mode="always_last")
+          [c["stale"]], api_name="staleness_knobs", trigger_mode="always_last", show_progress="hidden")
     c["cancel"].click(lambda token: token.cancel(), [c["token"]], None, api_name="cancel", concurrency_limit=None)
     retuning = gr.on([c["alpha"].release, c["beta"].release], _named(c, panels.retune),
                      inputs=[*pick("auto", "model", "prompt", "token"), *knobs], outputs=[c["preset"], *top],

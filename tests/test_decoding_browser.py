@@ -39,6 +39,7 @@ def test_the_first_page_shows_a_recorded_trace_nfe_first(page):
     live = page.locator("#dllm-live")
     assert "[EOS] ×" in live.inner_text() and "im_end" not in live.inner_html()
     assert page.locator("#dllm-trace-info").inner_text().startswith("NFE ")
+    page.wait_for_timeout(1000)  # the stale check runs after the views
     assert page.locator("#dllm-stale").inner_text().strip() == ""  # the default knobs are the example's
     page.get_by_role("tab", name="Compare rules").click()
     headers = page.locator("#dllm-compare-table thead").inner_text()

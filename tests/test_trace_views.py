@@ -179,7 +179,7 @@ def test_long_traces_page_by_block_at_a_fixed_cell_size_with_an_overview(long_tr
         overview = overview_figure(trace, "raw")
         z = np.asarray(overview.data[0].z, dtype=float)
         assert z.shape == (blocks, 32) and np.isfinite(z).all()
-        assert overview.layout.height == 50 + 95 + blocks * CELL_HEIGHT_PX and list(overview.data[0].y)[1] == \
+        assert overview.layout.height == 100 + 95 + blocks * CELL_HEIGHT_PX and list(overview.data[0].y)[1] == \
             "page 2: 32-63"
         mean, waited = masked_mean(trace, "raw")
         position = gen_length - 5
