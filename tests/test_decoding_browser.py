@@ -11,6 +11,8 @@ from app import examples
 from tests.conftest import ARTIFACTS
 
 TIMEOUT_MS = 120_000
+STALE = "#dllm-stale [data-testid=markdown]"  # the mark's text (its hidden progress timer sits beside it)
+INFO = "#dllm-trace-info [data-testid=markdown]"  # the caption's text
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +40,9 @@ def test_the_first_page_shows_a_recorded_trace_nfe_first(page):
     assert re.search(r"\): NFE \d+ for \d+ answer tokens; recorded on a 2-core CPU", status), status
     live = page.locator("#dllm-live")
     assert "[EOS] ×" in live.inner_text() and "im_end" not in live.inner_html()
-    assert page.locator("#dllm-trace-info").inner_text().startswith("NFE ")
+    page.wait_for_function(f"document.querySelector('{INFO}').innerText.startsWith('NFE ')")
     page.wait_for_timeout(1000)  # the stale check runs after the views
-    assert page.locator("#dllm-stale").inner_text().strip() == ""  # the default knobs are the example's
+    assert page.locator(STALE).inner_text().strip() == ""  # the default knobs are the example's
     page.get_by_role("tab", name="Compare rules").click()
     headers = page.locator("#dllm-compare-table thead").inner_text()
     assert "same tokens as first" in headers and "answer" in headers
@@ -55,8 +57,8 @@ def test_decode_scrub_and_inspect_in_the_page(page):
     status = page.locator("#dllm-status").inner_text()
     nfe = int(status.split("NFE ")[1].split(",")[0])
     assert page.locator("#dllm-live span[title]").count() == 64  # one token box per answer position
-    page.wait_for_selector("#dllm-heatmap .heatmaplayer")
-    assert "page 1 of 2, block 0" in page.locator("#dllm-heatmap .gtitle").text_content()
+    page.wait_for_function("(document.querySelector('#dllm-heatmap .gtitle') || {}).textContent?.includes("
+                           "'page 1 of 2, block 0')")  # 64 tokens, blocks of 32: a page per block
     page.screenshot(path=str(ARTIFACTS / "decoding_explorer.png"), full_page=True)
 
     page.get_by_role("tab", name="Scrub").click()
@@ -76,12 +78,12 @@ def test_moved_knobs_mark_the_views_stale_until_the_next_decode(page):
     """Issue 17, item 4: with re-decode off, moving β changes no view; the page says so, and a decode clears it."""
     page.get_by_label("re-decode when α or β is released").uncheck()
     set_number(page, "dllm-beta", 0.3)
-    page.wait_for_function("document.querySelector('#dllm-stale').innerText.includes('earlier decode')")
-    assert "credit decay β: 0.7 → 0.3" in page.locator("#dllm-stale").inner_text()
+    page.wait_for_function(f"document.querySelector('{STALE}').innerText.includes('earlier decode')")
+    assert "credit decay β: 0.7 → 0.3" in page.locator(STALE).inner_text()
     assert page.locator("input[value=custom]").is_checked()  # a moved knob leaves its preset
     page.locator("#dllm-decode").click()
     page.wait_for_function("document.querySelector('#dllm-status').innerText.startsWith('done')")
-    page.wait_for_function("document.querySelector('#dllm-stale').innerText.trim() === ''")
+    page.wait_for_function(f"document.querySelector('{STALE}').innerText.trim() === ''")
     assert "credit decay β = 0.3" in page.locator("#dllm-trace-info").inner_text()
 
 
@@ -89,7 +91,8 @@ def test_sweep_lists_every_value_and_clears_when_the_knob_changes(page):
     """Issue 17, item 3: the sweep ends with every value decoded, ticks at the swept values, and switching the swept
     knob clears the rows (they were the other knob's)."""
     page.get_by_role("tab", name="Tune credit").click()
-    assert page.locator("#dllm-sweep-table tbody tr").count() == 5  # the values, pending, before any decode
+    pending = "document.querySelector('#dllm-sweep-table').innerText.split('pending').length - 1"
+    page.wait_for_function(f"{pending} === 20")  # 5 values x 4 columns, listed before any decode
     page.locator("#dllm-sweep-grid textarea").fill("0.1, 0.9")
     page.get_by_role("button", name=re.compile("^Sweep")).click()
     page.wait_for_function("document.querySelector('#dllm-sweep-status').innerText.startsWith('done: 3 of 3')")
@@ -99,8 +102,9 @@ def test_sweep_lists_every_value_and_clears_when_the_knob_changes(page):
     page.screenshot(path=str(ARTIFACTS / "decoding_explorer_sweep.png"), full_page=True)
     page.get_by_label("alpha").check()
     page.wait_for_function("document.querySelector('#dllm-sweep-status').innerText.includes('is now fusion')")
+    page.wait_for_function(f"{pending} === 20")  # the alpha grid's values, none decoded
     table = page.locator("#dllm-sweep-table").inner_text()
-    assert "α" in table and "β" not in table and table.count("pending") == 20
+    assert "α" in table and "β" not in table
 
 
 def test_a_longer_answer_is_paged_by_block_with_an_overview(page):
@@ -127,7 +131,7 @@ def test_importing_a_trace_updates_every_panel(page):
     page.locator("#dllm-upload input[type=file]").set_input_files(str(examples.FOLDER / "capital_threshold.json.gz"))
     page.wait_for_function("document.querySelector('#dllm-status').innerText.startsWith('imported trace')")
     assert f"NFE {nfe}" in page.locator("#dllm-status").inner_text()
-    page.wait_for_function(f"document.querySelector('#dllm-trace-info').innerText.startsWith('NFE {nfe} with')")
+    page.wait_for_function(f"document.querySelector('{INFO}').innerText.startsWith('NFE {nfe} with')")
     assert trace.meta["prompt"] in page.locator("#dllm-trace-info").inner_text()
     assert page.locator("#dllm-answer textarea").input_value() == trace.meta["answer"]
     stats = page.locator("#dllm-stats").inner_text()
