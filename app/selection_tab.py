@@ -22,9 +22,6 @@ MAP_ID = "uds-buffer-map"
 DETAIL_EMPTY = ("_Click a point of the buffer map or a row of the Candidates table, or type a step and a position and "
                 "press Enter: that candidate's prompt and response, its scores, its nearest buffer entries and its "
                 "per-token strip appear here._")
-# Candidate table column widths in pixels, in TABLE_COLUMNS order: headers fit on one line, the table scrolls sideways.
-TABLE_WIDTHS = ["60px", "52px", "84px", "60px", "80px", "84px", "96px", "72px", "170px", "230px", "56px", "84px",
-                "84px", "80px", "84px", "84px"]
 SELECTION, TRAIN = SelectionConfig(), TrainConfig()  # the engine's defaults: the controls start here
 # Re-binds after every redraw of the plot (Gradio replaces the Plotly div); one listener per div.
 CLICK_BRIDGE_JS = """
@@ -129,7 +126,7 @@ def _views() -> dict[str, Any]:
                 v["status_filter"] = gr.Radio(list(STATUS_FILTERS), value="all", label="show")
                 v["query"] = gr.Textbox("", label="search id or category")
             v["table"] = gr.Dataframe(h.empty_frame(TABLE_COLUMNS.values()), interactive=False, max_height=420,
-                                      show_search="none", elem_id="uds-table", column_widths=TABLE_WIDTHS,
+                                      show_search="none", elem_id="uds-table",
                                       label="one row per candidate per step (after a run); click a row to inspect "
                                             "it")
         with gr.Tab("Utility over steps"):

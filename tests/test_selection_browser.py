@@ -62,7 +62,7 @@ def test_run_inspect_and_export_in_the_page(page):
     points = page.locator("#uds-buffer-map .scatterlayer .trace .points path")
     assert points.count() >= STEPS * 2  # the buffer after the last step, plus the rejected candidates
     points.first.click(force=True)
-    page.wait_for_function("document.querySelector('#uds-detail-text').innerText.includes('position')")
+    page.wait_for_function("/step \\d+, position \\d+/.test(document.querySelector('#uds-detail-text').innerText)")
     step, position = detail_key(page)
     assert page.locator("#uds-pick-step input").input_value() == str(step)
     page.wait_for_selector("#uds-strip .heatmaplayer")
