@@ -101,9 +101,9 @@ def token_strip(strip: TokenStrip, tokens: Sequence[str] | None = None) -> go.Fi
     real = np.flatnonzero(~strip.is_pad)  # padding is cut from the view: it is never scored or trained on
     lo, hi = (int(real[0]), int(real[-1])) if real.size else (0, max(n - 1, 0))
     n_prompt, n_pad = int(strip.is_prompt[~strip.is_pad].sum()), int(strip.is_pad.sum())
-    fig.update_layout(title=f"per-token strip of {strip.sample_id} (step {strip.step}): {hi - lo + 1 - n_prompt} "
-                            f"response tokens coloured; grey = the {n_prompt} prompt tokens, which the loss skips"
-                            + (f" ({n_pad} padding tokens not drawn)" if n_pad else ""),
+    fig.update_layout(title=f"per-token strip of {strip.sample_id} (step {strip.step})<br><sup>grey: the {n_prompt} "
+                            f"prompt tokens, which the loss skips; coloured: the {hi - lo + 1 - n_prompt} response "
+                            "tokens" + (f"; {n_pad} padding tokens not drawn" if n_pad else "") + "</sup>",
                       xaxis_title="token position", xaxis_range=[lo - 0.5, hi + 0.5], plot_bgcolor=GREYED,
                       height=260, **{**_LAYOUT, "margin": dict(l=130, r=20, t=50, b=45)})
     return fig

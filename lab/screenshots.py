@@ -1,7 +1,7 @@
 """The README's screenshots (docs/img/decoding_explorer.png, docs/img/selection_lab.png), taken in Debian Chromium
 against the app served in this process, as a newcomer first sees each tab.
 
-`python -m lab.screenshots [--steps 10] [--model smollm2] [--out docs/img]`. Decoding Explorer: the page as it opens
+`python -m lab.screenshots [--steps 10] [--eval-items 4] [--model smollm2] [--out docs/img]`. Decoding Explorer: the page as it opens
 (the cached example trace, no model call). Selection Lab: a real run of the picked model on the bundled mixture
 (SmolLM2 for 10 steps takes a few minutes on a 2-core CPU; `--model tiny-random` takes seconds, for a smoke run),
 coloured by category, one candidate opened from the map.
@@ -33,13 +33,13 @@ def serve() -> str:
 
 
 def decoding_explorer(page, out: Path) -> None:
-    page.wait_for_function("document.querySelector('#dllm-status').innerText.startsWith('recorded trace')")
+    page.wait_for_function("(document.querySelector('#dllm-status')?.innerText ?? '').startsWith('recorded trace')")
     page.wait_for_selector("#dllm-heatmap .heatmaplayer")
     page.wait_for_timeout(1000)  # let the plots settle
     page.screenshot(path=str(out / "decoding_explorer.png"), full_page=True)
 
 
-def selection_lab(page, out: Path, model: str, steps: int) -> None:
+def selection_lab(page, out: Path, model: str, steps: int, eval_items: int) -> None:
     from app.selection_runs import MODEL_CHOICES
 
     label = next(text for text, model_id in MODEL_CHOICES.items() if model_id == model)
@@ -47,12 +47,13 @@ def selection_lab(page, out: Path, model: str, steps: int) -> None:
     page.get_by_text("Model and evaluation").click()
     page.locator("#uds-model input").click()
     page.get_by_role("option", name=re.compile(re.escape(label[:20]))).click()
-    box = page.locator("#uds-steps input").first
-    box.fill(str(steps))
-    box.press("Tab")
+    for elem_id, value in (("uds-steps", steps), ("uds-eval-items", eval_items)):
+        box = page.locator(f"#{elem_id} input").first
+        box.fill(str(value))
+        box.press("Tab")
     page.get_by_text("Model and evaluation").click()
     page.locator("#uds-run").click()
-    page.wait_for_function("document.querySelector('#uds-status').innerText.startsWith('Done:')")
+    page.wait_for_function("(document.querySelector('#uds-status')?.innerText ?? '').startsWith('Done:')")
     page.get_by_label("category").first.check()
     page.wait_for_timeout(1500)
     page.locator("#uds-buffer-map .scatterlayer .trace .points path").first.click(force=True)
@@ -68,6 +69,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="Selection Lab run length")
+    parser.add_argument("--eval-items", type=int, default=4, help="held-out items evaluated after the run")
     parser.add_argument("--model", default="smollm2", help="Selection Lab model id (smollm2 or tiny-random)")
     parser.add_argument("--out", default="docs/img", help="folder for the two PNGs")
     args = parser.parse_args()
@@ -80,7 +82,7 @@ def main() -> None:
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
         decoding_explorer(page, out)
-        selection_lab(page, out, args.model, args.steps)
+        selection_lab(page, out, args.model, args.steps, args.eval_items)
         browser.close()
     print(f"wrote {out / 'decoding_explorer.png'} and {out / 'selection_lab.png'}")
 

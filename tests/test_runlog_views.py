@@ -163,8 +163,8 @@ def test_token_strip_greys_prompt_and_padding(uds_runlogs):
     real = np.flatnonzero(~strip.is_pad)
     assert list(fig.layout.xaxis.range) == [real[0] - 0.5, real[-1] + 0.5]
     n_prompt = int((strip.is_prompt & ~strip.is_pad).sum())
-    assert f"grey = the {n_prompt} prompt tokens, which the loss skips" in fig.layout.title.text
-    assert f"({int(strip.is_pad.sum())} padding tokens not drawn)" in fig.layout.title.text
+    assert f"grey: the {n_prompt} prompt tokens, which the loss skips" in fig.layout.title.text
+    assert f"; {int(strip.is_pad.sum())} padding tokens not drawn" in fig.layout.title.text
     with pytest.raises(ValueError, match="token strings"):
         runlog_figures.token_strip(strip, ["a"])
 
