@@ -8,7 +8,7 @@ import torch
 from engine.uds import FFTSketch, SelectionConfig, TrainConfig, run_selection
 from engine.uds.batching import collate, encode
 from engine.uds.factored import factored_head
-from engine.uds.scoring import score_batch
+from engine.uds.batch_scores import score_batch
 from engine.uds.selectors import CandidateScores, make_selector, top_k
 from engine.uds.static_forward import StaticScoringForward
 

@@ -6,7 +6,7 @@ of the padded batch like the released UDSamplingTrainer (see engine/uds/config.p
 from engine.uds.buffer import BufferEntry, FIFOBuffer
 from engine.uds.config import MODES, SelectionConfig, TrainConfig
 from engine.uds.runlog import RunLog
-from engine.uds.scorer import FFTSketch, mean_distance, nuclear_norm, singular_values, spectrum_stats, token_stats
+from engine.uds.logit_scores import FFTSketch, mean_distance, nuclear_norm, singular_values, spectrum_stats, token_stats
 from engine.uds.selectors import SELECTORS, CandidateScores, make_selector, top_k
 
 __all__ = ["BufferEntry", "FIFOBuffer", "MODES", "SelectionConfig", "TrainConfig", "RunLog", "FFTSketch",

@@ -23,8 +23,8 @@ from engine.uds.data import Dataset
 from engine.uds.evaluate import evaluate
 from engine.uds.factored import factored_head
 from engine.uds.runlog import CandidateRecord, EvictionRecord, RunLog, SampleRecord, StepRecord, TokenStrip
-from engine.uds.scorer import FFTSketch, token_stats
-from engine.uds.scoring import BatchScores, score_batch
+from engine.uds.logit_scores import FFTSketch, token_stats
+from engine.uds.batch_scores import BatchScores, score_batch
 from engine.uds.selectors import CandidateScores, make_selector, top_k
 from engine.uds.static_forward import StaticScoringForward
 

@@ -27,8 +27,8 @@ from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import bundled_dataset
 from engine.uds.loop import _candidates, prepare_trainable, run_selection, train_step
 from engine.uds.models import load_sft_model
-from engine.uds.scorer import FFTSketch, singular_values
-from engine.uds.scoring import score_batch
+from engine.uds.logit_scores import FFTSketch, singular_values
+from engine.uds.batch_scores import score_batch
 
 
 def selection_run(model, tokenizer, dataset, selector: str, steps: int, cutoff: int) -> dict:

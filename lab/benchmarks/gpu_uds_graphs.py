@@ -29,13 +29,13 @@ from pathlib import Path
 import torch
 from gpu_common import header, median_ms, write_json
 
-from engine.uds import scorer
+from engine.uds import logit_scores
 from engine.uds.batching import collate, encode, response_loss
 from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import bundled_dataset
 from engine.uds.loop import _candidates, prepare_trainable, run_selection, train_step
 from engine.uds.models import load_sft_model
-from engine.uds.scoring import score_batch
+from engine.uds.batch_scores import score_batch
 from engine.uds.selectors import CandidateScores, make_selector, top_k
 from engine.uds.static_forward import StaticScoringForward
 
@@ -67,14 +67,14 @@ def parts(model, batch, static, sketch, buffer_z, device: torch.device, repeats:
     labels = batch.labels.to(device)
     logits = static(batch).masked_fill_(~rows.unsqueeze(-1), 0.0)  # (B, N, V)
 
-    spectra = scorer.singular_values(logits, rows)
+    spectra = logit_scores.singular_values(logits, rows)
     z = sketch(logits, rows)
     timed = {"part_forward_ms": lambda: static(batch),
-             "part_spectra_ms": lambda: scorer.singular_values(logits, rows),
+             "part_spectra_ms": lambda: logit_scores.singular_values(logits, rows),
              "part_sketch_ms": lambda: sketch(logits, rows),
              "part_loss_ms": lambda: response_loss(logits, labels)[0].cpu(),
-             "part_buffer_ms": lambda: scorer.mean_distance(z, buffer_z),
-             "part_stats_ms": lambda: [scorer.spectrum_stats(s.cpu()) for s in spectra]}
+             "part_buffer_ms": lambda: logit_scores.mean_distance(z, buffer_z),
+             "part_stats_ms": lambda: [logit_scores.spectrum_stats(s.cpu()) for s in spectra]}
     return {name: median_ms(fn, device, repeats=repeats, warmup=1) for name, fn in timed.items()}
 
 

@@ -51,8 +51,8 @@ def bench_overhead(batch: int = 8, keep: int = 2, cutoff: int = 256, repeats: in
     from engine.uds.factored import factored_head
     from engine.uds.loop import prepare_trainable, train_step
     from engine.uds.models import load_sft_model
-    from engine.uds.scorer import FFTSketch, mean_distance, singular_values, token_stats
-    from engine.uds.scoring import _forward, _grouped, score_batch
+    from engine.uds.logit_scores import FFTSketch, mean_distance, singular_values, token_stats
+    from engine.uds.batch_scores import _forward, _grouped, score_batch
 
     base, tokenizer = load_sft_model("smollm2")
     torch.manual_seed(seed)
