@@ -1,7 +1,7 @@
 """Selection Lab: turning the tab's controls into a real selection run, with progress and a Cancel that stops it.
 
 Plain functions: values in, a RunLog or a gr.Error out. The model and the bundled mixture are loaded once per
-process and shared read-only (`run_selection` trains a copy of the model).
+process and shared read-only (`run_selection`, engine/uds/run.py, trains a copy through UDSTrainer).
 """
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def bundled(seed: int = 0) -> Dataset:
 
 
 def build_configs(selector: str, steps: float, batch: float, keep: float, alpha: float, lora: bool, seed: float,
-                  cutoff: float = 256, eval_items: float = 24) -> tuple[SelectionConfig, TrainConfig]:
+                  cutoff: float = TrainConfig.cutoff, eval_items: float = TrainConfig.eval_items) -> tuple[
+                      SelectionConfig, TrainConfig]:
     """Check the controls and build the run's configuration; a gr.Error says what to change."""
     if selector not in SELECTOR_CHOICES:
         raise gr.Error(f"Selector {selector!r} is not offered; pick one of: {', '.join(SELECTOR_CHOICES)}.")
@@ -139,7 +140,7 @@ def run_in_background(model_name: str, dataset: Dataset, selection: SelectionCon
         try:
             messages.put(("progress", (0, train.steps, "loading the model (once per process)")))
             model, tokenizer = shared_model(model_name)
-            from engine.uds.loop import run_selection
+            from engine.uds.run import run_selection
 
             log = run_selection(model, tokenizer, dataset, selection, train, model_name=model_name,
                                 progress=lambda done, total, text: messages.put(("progress", (done, total, text))),

@@ -1,4 +1,4 @@
-"""The scoring pass of one micro-batch: a no-grad forward, then every per-candidate signal the selectors and views use.
+"""The scoring pass of one micro-batch: a no-grad forward, then every per-candidate signal selectors and views use."""
 from __future__ import annotations
 
 import time
