@@ -176,8 +176,9 @@ def _check(args: Any, selection: SelectionConfig, loss_reduction: str, train_dat
         raise ValueError(f"{args.n_gpu} GPUs in one process (DataParallel) are not supported; launch one process per "
                          f"GPU with `accelerate launch` or `torchrun`")
     if len(train_dataset) < args.world_size * per_device:
-        raise ValueError(f"{args.world_size} processes x {per_device} candidates need {args.world_size * per_device} "
-                         f"samples, but the dataset has {len(train_dataset)}; use fewer processes or a smaller B")
+        processes = f"{args.world_size} process" + ("es" if args.world_size > 1 else "")
+        raise ValueError(f"{processes} x {per_device} candidates need {args.world_size * per_device} samples, but the "
+                         f"dataset has {len(train_dataset)}; use fewer processes or a smaller B")
 
 
 def _pad_id(tokenizer: Any) -> int:
