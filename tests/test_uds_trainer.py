@@ -27,7 +27,7 @@ def _readme_example() -> str:
 def test_readme_example_runs_and_writes_a_run_log(tiny_causal_lm, bundled_uds_dataset, tmp_path, monkeypatch):
     base, tokenizer = tiny_causal_lm
     before = {k: v.clone() for k, v in base.state_dict().items()}
-    rows = [{"prompt": s.prompt, "response": s.response[:60], "topic": s.category}
+    rows = [{"prompt": s.prompt[:40], "response": s.response[:40], "topic": s.category}  # short: byte tokens
             for s in bundled_uds_dataset.train[:128]]  # 16 micro-batches of 8: 4 optimizer steps per epoch
     monkeypatch.chdir(tmp_path)
     scope = {"model": copy.deepcopy(base), "tokenizer": tokenizer, "rows": rows}
