@@ -12,7 +12,8 @@ from engine.uds.selectors import SELECTORS, CandidateScores, make_selector, top_
 __all__ = ["BufferEntry", "FIFOBuffer", "MODES", "SelectionConfig", "TrainConfig", "RunLog", "FFTSketch",
            "mean_distance", "nuclear_norm", "singular_values", "spectrum_stats", "token_stats", "SELECTORS",
            "CandidateScores", "make_selector", "top_k", "run_selection", "UDSTrainer", "RunLogCallback"]
-_LAZY = {"run_selection": "engine.uds.run", "UDSTrainer": "engine.uds.trainer", "RunLogCallback": "engine.uds.callbacks"}
+_LAZY = {"run_selection": "engine.uds.run", "UDSTrainer": "engine.uds.trainer",
+         "RunLogCallback": "engine.uds.callbacks"}
 
 
 def __getattr__(name: str):

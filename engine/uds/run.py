@@ -12,7 +12,7 @@ import dataclasses
 import math
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
@@ -23,6 +23,7 @@ from engine.uds.config import SelectionConfig, TrainConfig, check_together
 from engine.uds.data import Dataset
 from engine.uds.evaluate import evaluate
 from engine.uds.runlog import RunLog, SampleRecord
+from engine.uds.runlog_io import save_runlog
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -61,12 +62,12 @@ def training_arguments(selection: SelectionConfig, train: TrainConfig, device: t
     args = TrainingArguments(
         output_dir=output_dir or os.path.join(tempfile.gettempdir(), "uds-trainer"), report_to="none",
         save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=device.type == "cpu",
-        per_device_train_batch_size=selection.batch * train.groups, gradient_accumulation_steps=train.grad_accumulation,
-        max_steps=train.steps if train.steps else -1, num_train_epochs=train.epochs, learning_rate=train.lr,
-        weight_decay=train.weight_decay, max_grad_norm=train.grad_clip, lr_scheduler_type=train.schedule,
-        train_sampling_strategy="group_by_length" if train.candidate_order == "length_grouped" else "random",
-        optim="adamw_torch", seed=train.seed, remove_unused_columns=False, dataloader_drop_last=True,
-        ddp_find_unused_parameters=False)
+        per_device_train_batch_size=selection.batch * train.groups,
+        gradient_accumulation_steps=train.grad_accumulation, max_steps=train.steps if train.steps else -1,
+        num_train_epochs=train.epochs, learning_rate=train.lr, weight_decay=train.weight_decay,
+        max_grad_norm=train.grad_clip, lr_scheduler_type=train.schedule, optim="adamw_torch", seed=train.seed,
+        remove_unused_columns=False, dataloader_drop_last=True, ddp_find_unused_parameters=False,
+        **_candidate_order(train.candidate_order))
     if train.warmup_ratio > 0:
         per_epoch = n_items // (selection.batch * train.groups * args.world_size) // train.grad_accumulation
         total = train.steps if train.steps else per_epoch * train.epochs
@@ -74,15 +75,21 @@ def training_arguments(selection: SelectionConfig, train: TrainConfig, device: t
     return args
 
 
-def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset, selection: SelectionConfig,
-                  train: TrainConfig, model_name: str = "model", progress: Progress | None = None,
-                  should_stop: Callable[[], bool] | None = None, out: str | None = None,
-                  preset: str | None = None) -> RunLog:
-    """Train a copy of `base_model` with online selection; return the run log (saved to `out` as it grows).
+@dataclass(frozen=True)
+class TrainedRun:
+    log: RunLog  # the run log (saved to `out` as it grew)
+    model: torch.nn.Module  # the trained copy (adapters attached)
+    cancelled: bool  # stopped by `should_stop`
+    main_process: bool  # this process writes the log and evaluates
+    steps_done: int  # optimizer steps taken
+    steps_total: int  # optimizer steps planned
 
-    `should_stop` is checked after every optimizer step: when it returns True the run ends there, the log says status
-    "cancelled" and no eval runs. `progress` is called after every optimizer step and before the eval.
-    """
+
+def train_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset, selection: SelectionConfig,
+                    train: TrainConfig, model_name: str = "model", progress: Progress | None = None,
+                    should_stop: Callable[[], bool] | None = None, out: str | None = None,
+                    preset: str | None = None) -> TrainedRun:
+    """Train a copy of `base_model` with online selection through UDSTrainer; no evaluation."""
     check_together(selection, train)
     encoded = [encode(tokenizer, s, train.cutoff) for s in dataset.train]
     # A sample teaches nothing when no token after the first is trained (its prompt fills the cut-off).
@@ -92,8 +99,7 @@ def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset,
                          f"cutoff={train.cutoff}, fewer than batch={selection.batch} x groups={train.groups}; raise "
                          f"the cut-off")
     device = next(base_model.parameters()).device
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         from transformers import PrinterCallback
 
         from engine.uds.trainer import UDSTrainer
@@ -114,18 +120,44 @@ def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset,
         log.config.update(scoring_route_used="factored" if chosen.factored is not None else "logits",
                           scoring_forward="cuda graphs" if chosen.static is not None else "eager")
         trainer.train()
-    if control.cancelled or train.eval_items == 0 or not dataset.heldout or args.process_index != 0:
+    return TrainedRun(log=log, model=model, cancelled=control.cancelled, main_process=args.process_index == 0,
+                      steps_done=trainer.state.global_step, steps_total=trainer.state.max_steps)
+
+
+def _candidate_order(order: str) -> dict[str, Any]:
+    """The Trainer's sampler option: `train_sampling_strategy` since transformers 5.2x, `group_by_length` before."""
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:
+        return {"train_sampling_strategy": "group_by_length" if order == "length_grouped" else "random"}
+    return {"group_by_length": order == "length_grouped"}
+
+
+def run_selection(base_model: torch.nn.Module, tokenizer: Any, dataset: Dataset, selection: SelectionConfig,
+                  train: TrainConfig, model_name: str = "model", progress: Progress | None = None,
+                  should_stop: Callable[[], bool] | None = None, out: str | None = None,
+                  preset: str | None = None) -> RunLog:
+    """Train a copy of `base_model` with online selection, then evaluate it on the held-out items; the run log.
+
+    `should_stop` is checked after every optimizer step: when it returns True the run ends there, the log says status
+    "cancelled" and no eval runs. `progress` is called after every optimizer step and before the eval. With `out`
+    the log is saved there after every optimizer step and at the end (main process only).
+    """
+    run = train_selection(base_model, tokenizer, dataset, selection, train, model_name, progress, should_stop, out,
+                          preset)
+    log = run.log
+    if run.cancelled or train.eval_items == 0 or not dataset.heldout or not run.main_process:
         return log
     if progress is not None:
-        progress(trainer.state.global_step, trainer.state.max_steps, "held-out evaluation")
+        progress(run.steps_done, run.steps_total, "held-out evaluation")
     items = list(dataset.heldout[: train.eval_items])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else pad_id
-    log.eval_items, log.eval_summary = evaluate(model, tokenizer, items, train.cutoff, train.eval_max_new_tokens,
+    log.eval_items, log.eval_summary = evaluate(run.model, tokenizer, items, train.cutoff, train.eval_max_new_tokens,
                                                 pad_id, eos_id)
     log.samples += [SampleRecord(s.sample_id, s.source, s.category, s.prompt, s.response, "heldout") for s in items]
     if out:
-        RunLogCallback(log, folder=out).save(trainer.state)
+        save_runlog(log, out)
     return log
 
 

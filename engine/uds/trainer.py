@@ -106,6 +106,7 @@ class UDSTrainer(Trainer):
         super().__init__(model=model, args=args, train_dataset=IndexedDataset(train_dataset), data_collator=collator,
                          processing_class=processing_class, callbacks=list(callbacks or []), **kwargs)
         self.loss_reduction = loss_reduction
+        self.model_accepts_loss_kwargs = True  # Trainers before `loss_is_scaled_for_ga` decide the GA scaling by this
         vocab = self.model.get_output_embeddings().weight.shape[0]
         self.online_selection = OnlineSelection(selection, vocab, strip_every, strip_max_steps)
         self.online_selection.attach(self.model, cuda_graphs)
