@@ -50,3 +50,4 @@ def test_fair_test_script_writes_runs_and_a_paired_summary(tmp_path):
     log = load_runlog(tmp_path / "runs" / "uds_default-s21")
     assert log.config["preset"].startswith("paper") and log.config["train"]["candidate_order"] == "length_grouped"
     assert (log.steps_frame()["n_kept"] == 1).all() and log.config["status"] == "completed"
+    assert log.eval_summary.n_items == 16 and log.eval_summary.maths_accuracy == uds["accuracy"]["mean"]

@@ -37,6 +37,8 @@ from engine.uds.data import BUNDLED_MATH_MODULES, Dataset, Sample
 from engine.uds.evaluate import normalise_answer
 from engine.uds.presets import PRESETS, resolve
 from engine.uds.run import train_selection
+from engine.uds.runlog import EvalItem, EvalSummary, SampleRecord
+from engine.uds.runlog_io import save_runlog
 
 ARMS = {"random": ("random", "default"), "uds_released": ("uds", "as_released"), "uds_default": ("uds", "default"),
         "utility": ("utility", "default"), "full": ("full", "default")}
@@ -61,13 +63,14 @@ def maths_split(n_train: int, n_test: int) -> Dataset:
 
 
 @torch.no_grad()
-def evaluate_batched(model: torch.nn.Module, tokenizer, samples, batch: int = 128, cutoff: int = 128) -> dict:
-    """Greedy exact-match accuracy (left-padded batched generation) and mean response-token loss."""
+def evaluate_batched(model: torch.nn.Module, tokenizer, samples, batch: int = 128,
+                     cutoff: int = 128) -> tuple[dict, list[EvalItem]]:
+    """Greedy exact-match accuracy (left-padded batched generation) and mean response-token loss; per item too."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     was_training = model.training
     model.eval()
-    correct, losses = [], []
+    correct, losses, predictions = [], [], []
     for start in range(0, len(samples), batch):
         part = samples[start:start + batch]
         prompts = [encode_prompt(tokenizer, s.prompt) for s in part]
@@ -78,6 +81,7 @@ def evaluate_batched(model: torch.nn.Module, tokenizer, samples, batch: int = 12
                              pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
         answers = tokenizer.batch_decode(out[:, width:].tolist(), skip_special_tokens=True)
         correct += [normalise_answer(a) == normalise_answer(s.answer) for a, s in zip(answers, part)]
+        predictions += answers
         scored = collate([encode(tokenizer, s, cutoff) for s in part], pad)
         logits = model(input_ids=scored.ids.to(device), attention_mask=scored.attention.to(device).long()).logits
         loss_sum, count = response_loss(logits.float(), scored.labels.to(device))
@@ -86,8 +90,11 @@ def evaluate_batched(model: torch.nn.Module, tokenizer, samples, batch: int = 12
     by_module: dict[str, list[bool]] = {}
     for s, ok in zip(samples, correct):
         by_module.setdefault(s.category, []).append(ok)
+    items = [EvalItem(sample_id=s.sample_id, source=s.source, category=s.category, loss=loss, is_maths=True,
+                      prediction=answer, correct=ok)
+             for s, loss, answer, ok in zip(samples, losses, predictions, correct)]
     return {"accuracy": sum(correct) / len(correct), "loss": sum(losses) / len(losses), "n": len(correct),
-            "accuracy_by_module": {m: sum(v) / len(v) for m, v in sorted(by_module.items())}}
+            "accuracy_by_module": {m: sum(v) / len(v) for m, v in sorted(by_module.items())}}, items
 
 
 def run_arm(arm: str, seed: int, base, tokenizer, dataset: Dataset, out: Path) -> dict:
@@ -101,7 +108,14 @@ def run_arm(arm: str, seed: int, base, tokenizer, dataset: Dataset, out: Path) -
                           preset="paper (accumulation 4, lr 1e-3, cut-off 128)")
     seconds = time.perf_counter() - began
     log = run.log
-    scores = evaluate_batched(run.model, tokenizer, list(dataset.heldout))
+    scores, items = evaluate_batched(run.model, tokenizer, list(dataset.heldout))
+    # The test-set scores go into the run log, so the Selection Lab's comparison and seeds views show them.
+    log.eval_items = items
+    log.eval_summary = EvalSummary(loss=scores["loss"], maths_accuracy=scores["accuracy"], n_items=scores["n"],
+                                   n_maths=scores["n"])
+    log.samples += [SampleRecord(s.sample_id, s.source, s.category, s.prompt, s.response, "heldout")
+                    for s in dataset.heldout]
+    save_runlog(log, folder)
     frame = log.candidates_frame()
     kept = frame[frame["selected"]]
     row = {"arm": arm, "seed": seed, "train_seconds": seconds, **scores, "steps": len(log.steps),
@@ -140,7 +154,7 @@ def main() -> None:
                                                  "test": len(dataset.heldout), "changes_from_paper": CHANGES})
     if args.base:
         write_json(out / "results" / "base.json", {"arm": "base", **evaluate_batched(base, tokenizer,
-                                                                                     list(dataset.heldout))})
+                                                                                     list(dataset.heldout))[0]})
     for seed in (int(s) for s in args.seeds.split(",")):
         for arm in args.arms.split(","):
             row = run_arm(arm, seed, base, tokenizer, dataset, out)
