@@ -77,7 +77,8 @@ class CandidateCollator:
 
 
 def _meta(item: dict[str, Any]) -> dict[str, Any]:
-    return {"sample_id": str(item.get("sample_id", item["uds_index"])), "category": str(item.get("category", "all")),
+    return {"sample_id": str(item.get("sample_id", item.get("uds_index", ""))),  # no index outside the train set
+            "category": str(item.get("category", "all")),
             "source": str(item.get("source", "dataset")), "prompt_len": int(item.get("prompt_len", 0)),
             "length": len(item["input_ids"])}
 
