@@ -37,7 +37,7 @@ def test_bench_command_writes_table_and_json(tmp_path):
     assert all(s["nfe"] == 8 * (1 + (s["answer_tokens"] > 8)) for s in fixed)  # one token per step, EOS stop
     assert {s["check"] for s in obj["samples"] if s["task_set"] == "humaneval"} != {""}  # the checker ran
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("\n| ") == 7 and "| humaneval | credit:paper | 16 | 8 | 2 |" in table
+    assert table.count("\n| ") == 7 and "| humaneval | credit:paper | 16 | 8 | none | 2 |" in table
 
 
 @pytest.mark.parametrize("args, words", [
@@ -45,6 +45,7 @@ def test_bench_command_writes_table_and_json(tmp_path):
     (["--rules", "credit:alpha=0.5,beta=2"], "beta=2.0"),
     (["--gen-lengths", "30", "--blocks", "16"], "gen_length=30"),
     (["--tasks", "poetry"], "task set 'poetry' is unknown"),
+    (["--caches", "none,dual"], "cache mode 'dual' is not available in this engine; allowed: none"),
 ])
 def test_bench_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
     from engine.__main__ import main

@@ -1,0 +1,75 @@
+"""Data-parallel `python -m engine bench`: two CPU processes (torchrun, the launcher `accelerate launch --multi_gpu`
+runs) give the one-process answers, one merged report, and a failing rank is named."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.__main__ import main
+from engine.bench.parallel import Shard, launched_shard, throughput
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = ["--model", "tiny-random", "--device", "cpu", "--quiet", "--tasks", "addition,chat", "--questions", "3",
+        "--rules", "low_confidence,credit:paper", "--gen-lengths", "16", "--blocks", "8"]
+
+
+def two_processes(*args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "engine", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_two_processes_merge_to_the_one_process_answers(tmp_path, monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["bench", *GRID, "--out", str(tmp_path / "one")]) == 0
+    out = two_processes(*GRID, "--out", str(tmp_path / "two"))
+    assert out.returncode == 0, out.stderr
+    one, two = (json.loads((tmp_path / name / "bench.json").read_text()) for name in ("one", "two"))
+    timing = {"seconds", "wall_s", "tokens_per_s"}
+
+    def untimed(rows):
+        return [{k: v for k, v in row.items() if k not in timing} for row in rows]
+
+    assert len(two["samples"]) == 12 and untimed(two["samples"]) == untimed(one["samples"])
+    assert untimed(two["cells"]) == untimed(one["cells"]) and one["parallel"] is None
+    speed = two["parallel"]
+    assert speed["processes"] == 2 and [p["questions"] for p in speed["per_process"]] == [8, 4]  # 2 + 1 per set, 4 cells
+    assert speed["questions_per_s"] == pytest.approx(12 / max(p["seconds"] for p in speed["per_process"]))
+    assert "Data-parallel over 2 processes: 12 questions" in (tmp_path / "two" / "bench.md").read_text()
+
+
+def test_a_failing_rank_ends_the_run_naming_it(tmp_path):
+    # HumanEval questions 0 and 1 take 409 and 815 tiny-random tokens: with gen 1280 only rank 1's prompt overflows
+    # the 2048-token context, a real error in one process.
+    out = two_processes("--model", "tiny-random", "--device", "cpu", "--quiet", "--tasks", "humaneval",
+                        "--questions", "2", "--rules", "threshold", "--gen-lengths", "1280", "--blocks", "1280",
+                        "--out", str(tmp_path))
+    assert out.returncode != 0 and not (tmp_path / "bench.json").exists()
+    assert "error: rank 1 of 2: prompts of 815 tokens + gen_length=1280 exceed the model's context" in out.stderr
+
+
+def test_shards_split_every_question_once_and_deterministically():
+    items = list(range(7))
+    parts = [Shard(rank, 3).take(items) for rank in range(3)]
+    assert parts == [[0, 3, 6], [1, 4], [2, 5]] and sorted(sum(parts, [])) == items
+    assert Shard(0, 1).take(items) == items and Shard(0, 1).device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="rank=2, world=2"):
+        Shard(2, 2)
+
+
+def test_launcher_variables_and_throughput(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert launched_shard() == Shard(1, 2, 1)
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="must be integers"):
+        launched_shard()
+    speed = throughput([{"rank": 0, "device": "cuda:0", "questions": 10, "seconds": 5.0},
+                        {"rank": 1, "device": "cuda:1", "questions": 10, "seconds": 4.0}])
+    assert speed["questions_per_s"] == 4.0 and [p["questions_per_s"] for p in speed["per_process"]] == [2.0, 2.5]
