@@ -73,3 +73,20 @@ def test_launcher_variables_and_throughput(monkeypatch):
     speed = throughput([{"rank": 0, "device": "cuda:0", "questions": 10, "seconds": 5.0},
                         {"rank": 1, "device": "cuda:1", "questions": 10, "seconds": 4.0}])
     assert speed["questions_per_s"] == 4.0 and [p["questions_per_s"] for p in speed["per_process"]] == [2.0, 2.5]
+
+
+def test_gpu_bench_dp_smoke_decodes_fixed_length_answers(tmp_path):
+    script = ROOT / "lab" / "benchmarks" / "gpu_bench_dp.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(name, None)
+    subprocess.run([sys.executable, str(script), "--smoke", "--out-dir", str(tmp_path)], check=True, cwd=ROOT,
+                   env=env, timeout=300, capture_output=True)
+    run = json.loads((tmp_path / "bench.json").read_text())
+    assert run["config"]["model"] == "llada-8b-random" and len(run["samples"]) == 4
+    assert all(s["answer_tokens"] == 16 and not s["ended_eos"] for s in run["samples"])  # no early stop
+    ratio = tmp_path / "ratio.json"
+    subprocess.run([sys.executable, str(script), "--compare", str(tmp_path / "bench.json"), str(tmp_path / "bench.json"),
+                    "--out", str(ratio)], check=True, cwd=ROOT, env=env, timeout=120, capture_output=True)
+    result = json.loads(ratio.read_text())
+    assert result["speedup"] == pytest.approx(1.0) and result["identical_answers"] == "4 of 4"

@@ -62,7 +62,7 @@ def add_parser(subparsers) -> str:
 def run(args: argparse.Namespace) -> int:
     from engine.bench import parallel
     from engine.bench.report import write_results
-    from engine.bench.runner import grid_cells, in_grid_order, run_grid
+    from engine.bench.runner import run_sharded
     from engine.models import load_model, model_entry
 
     shard = parallel.launched_shard()
@@ -76,21 +76,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{tag} {message}", file=sys.stderr, flush=True)
 
-    parallel.start(shard)
-    try:
-        model = load_model(config.model, device=shard.device(config.device))
-        _, samples = run_grid(model, config, progress, shard)
-    except ValueError as err:
-        raise ValueError(f"{shard.label}: {err}" if shard.world > 1 else str(err)) from None
-    mine = {"rank": shard.rank, "device": str(model.device), "questions": len(samples),
-            "seconds": sum(s.seconds for s in samples)}
-    shards = parallel.gather(shard, (samples, mine))
-    parallel.stop(shard)
-    if shards is None:
+    model, cells, samples, speed = run_sharded(lambda device: load_model(config.model, device=device), config,
+                                               progress, shard)
+    if shard.rank:
         return 0
-    samples = in_grid_order(config, [s for part, _ in shards for s in part])
-    cells = grid_cells(config, samples)
-    speed = parallel.throughput([timing for _, timing in shards]) if shard.world > 1 else None
     write_results(args.out, config, cells, samples, model.device, speed)
     print(f"{len(cells)} cells -> {args.out}/bench.md, {args.out}/bench.json")
     return 0

@@ -21,6 +21,7 @@ from engine.bench.config import BenchConfig, make_rule
 from engine.bench.forward import cell_forward
 from engine.bench.humaneval_check import check_completions
 from engine.bench.metrics import answer_correct, is_degenerate, repeated_ngram_ratio
+from engine.bench import parallel
 from engine.bench.parallel import Shard
 from engine.bench.tasks import Task, load_tasks
 from engine.decoding import generate
@@ -168,3 +169,25 @@ def run_grid(model: LoadedModel, config: BenchConfig, progress: Progress | None 
                 progress(f"{' '.join(map(str, cell))}: acc {summary['accuracy']:.1f}% nfe {summary['mean_nfe']:.1f} "
                          f"{summary['tokens_per_s']:.1f} tok/s ({time.perf_counter() - started:.1f} s)")
     return grid_cells(config, all_samples), all_samples
+
+
+def run_sharded(load: Callable[[str | None], LoadedModel], config: BenchConfig, progress: Progress | None = None,
+                shard: Shard = Shard()) -> tuple[LoadedModel, list[dict], list[SampleResult], dict | None]:
+    """This process's shard of the grid, merged on rank 0: (model, cells, samples, data-parallel throughput or None
+    for one process); ranks > 0 get empty cells and samples. `load(device)` builds the model on this process's
+    device. A ValueError in one of several processes names its rank."""
+    parallel.start(shard)
+    try:
+        model = load(shard.device(config.device))
+        _, samples = run_grid(model, config, progress, shard)
+    except ValueError as err:
+        raise ValueError(f"{shard.label}: {err}" if shard.world > 1 else str(err)) from None
+    mine = {"rank": shard.rank, "device": str(model.device), "questions": len(samples),
+            "seconds": sum(s.seconds for s in samples)}
+    shards = parallel.gather(shard, (samples, mine))
+    parallel.stop(shard)
+    if shards is None:
+        return model, [], [], None
+    samples = in_grid_order(config, [s for part, _ in shards for s in part])
+    speed = parallel.throughput([timing for _, timing in shards]) if shard.world > 1 else None
+    return model, grid_cells(config, samples), samples, speed
