@@ -75,7 +75,8 @@ def compare(one_path: Path, many_path: Path) -> dict:
     """The speed-up of the several-process run over the one-process run, and whether their answers agree."""
     one, many = (json.loads(Path(p).read_text()) for p in (one_path, many_path))
     rate = {name: obj["parallel"]["questions_per_s"] if obj.get("parallel") else
-            len(obj["samples"]) / sum(s["seconds"] for s in obj["samples"]) for name, obj in (("one", one), ("many", many))}
+            len(obj["samples"]) / sum(s["seconds"] for s in obj["samples"])
+            for name, obj in (("one", one), ("many", many))}  # one process: its questions over its decode seconds
     same = [a["answer"] == b["answer"] and a["nfe"] == b["nfe"] for a, b in zip(one["samples"], many["samples"])]
     processes = many["parallel"]["processes"] if many.get("parallel") else 1
     return {"one_process_questions_per_s": rate["one"], "processes": processes,
