@@ -1,7 +1,8 @@
-"""Data-parallel `python -m engine bench`: two CPU processes (torchrun, the launcher `accelerate launch --multi_gpu`
-runs) give the one-process answers, one merged report, and a failing rank is named."""
+"""Data-parallel `python -m engine bench`: two CPU processes under `accelerate launch --multi_gpu` give the one-process
+answers in one merged report, and a failing rank is named."""
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +13,22 @@ from engine.__main__ import main
 from engine.bench.parallel import Shard, launched_shard, throughput
 
 ROOT = Path(__file__).resolve().parents[1]
-GRID = ["--model", "tiny-random", "--device", "cpu", "--quiet", "--tasks", "addition,chat", "--questions", "3",
+GRID = ["--model", "tiny-random", "--device", "cpu", "--quiet", "--tasks", "addition,chat", "--n", "3",
         "--rules", "low_confidence,credit:paper", "--gen-lengths", "16", "--blocks", "8"]
 
 
 def two_processes(*args):
+    """`accelerate launch --multi_gpu` with two processes (it starts them through torchrun; --device cpu keeps them
+    on the CPU), on a free port so that parallel test runs do not meet."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "engine", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(port)]
+    return subprocess.run([*launch, "-m", "engine", "bench", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
 
 
 def test_two_processes_merge_to_the_one_process_answers(tmp_path, monkeypatch):
@@ -48,7 +56,7 @@ def test_a_failing_rank_ends_the_run_naming_it(tmp_path):
     # HumanEval questions 0 and 1 take 409 and 815 tiny-random tokens: with gen 1280 only rank 1's prompt overflows
     # the 2048-token context, a real error in one process.
     out = two_processes("--model", "tiny-random", "--device", "cpu", "--quiet", "--tasks", "humaneval",
-                        "--questions", "2", "--rules", "threshold", "--gen-lengths", "1280", "--blocks", "1280",
+                        "--n", "2", "--rules", "threshold", "--gen-lengths", "1280", "--blocks", "1280",
                         "--out", str(tmp_path))
     assert out.returncode != 0 and not (tmp_path / "bench.json").exists()
     assert "error: rank 1 of 2: prompts of 815 tokens + gen_length=1280 exceed the model's context" in out.stderr
