@@ -77,7 +77,7 @@ def test_launcher_variables_and_throughput(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert launched_shard() == Shard(1, 2, 1)
     monkeypatch.setenv("WORLD_SIZE", "two")
-    with pytest.raises(ValueError, match="must be integers"):
+    with pytest.raises(ValueError, match="WORLD_SIZE='two' must be an integer"):
         launched_shard()
     speed = throughput([{"rank": 0, "device": "cuda:0", "questions": 10, "seconds": 5.0},
                         {"rank": 1, "device": "cuda:1", "questions": 10, "seconds": 4.0}])

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from engine.bench.config import DEFAULT_RULES, BenchConfig
-from engine.bench.forward import BENCH_CACHES
+from engine.bench.decode import BENCH_CACHES
 from engine.bench.tasks import TASK_SETS
 from engine.models.registry import model_ids
 

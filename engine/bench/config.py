@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.bench.forward import check_cache
+from engine.bench.decode import check_cache
 from engine.bench.tasks import TASK_SETS
 from engine.decoding import Rule, parse_rule_spec
 
@@ -25,7 +25,7 @@ class BenchConfig:
     rules: tuple[str, ...] = DEFAULT_RULES  # registry rule specs (see DEFAULT_RULES)
     gen_lengths: tuple[int, ...] = (64,)  # answer canvases
     block_lengths: tuple[int, ...] = (32,)  # semi-autoregressive block sizes (each must divide every gen_length)
-    caches: tuple[str, ...] = ("none",)  # key/value cache modes (engine/bench/forward.py BENCH_CACHES)
+    caches: tuple[str, ...] = ("none",)  # key/value cache modes (engine/bench/decode.py BENCH_CACHES)
     threshold: float = 0.9  # tau of the threshold and credit rules
     batch: int = 1  # prompts decoded together (left-padded, key-masked); 1 = as the app decodes
     bucket: int = 0  # left-pad prompts to a multiple of this many tokens (0 = off); lets CUDA graphs be reused

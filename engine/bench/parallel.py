@@ -56,15 +56,17 @@ class Shard:
         return f"rank {self.rank} of {self.world}"
 
 
+def _launcher_int(name: str, default: int) -> int:
+    text = os.environ.get(name, str(default))
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} must be an integer (accelerate launch and torchrun set it)") from None
+
+
 def launched_shard() -> Shard:
     """This process's shard from the launcher's variables; rank 0 of 1 when no launcher set them."""
-    try:
-        return Shard(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                     int(os.environ.get("LOCAL_RANK", 0)))
-    except ValueError as err:
-        if "invalid literal" in str(err):
-            raise ValueError(f"RANK, WORLD_SIZE and LOCAL_RANK must be integers: {err}") from None
-        raise
+    return Shard(_launcher_int("RANK", 0), _launcher_int("WORLD_SIZE", 1), _launcher_int("LOCAL_RANK", 0))
 
 
 def start(shard: Shard) -> None:

@@ -17,14 +17,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from engine.bench import parallel
 from engine.bench.config import BenchConfig, make_rule
-from engine.bench.forward import cell_forward
+from engine.bench.decode import decode_batch
 from engine.bench.humaneval_check import check_completions
 from engine.bench.metrics import answer_correct, is_degenerate, repeated_ngram_ratio
-from engine.bench import parallel
 from engine.bench.parallel import Shard
 from engine.bench.tasks import Task, load_tasks
-from engine.decoding import generate
 from engine.decoding.trace import rate
 from engine.models.base import LoadedModel
 from engine.models.cuda_graph import GraphCache
@@ -40,7 +39,7 @@ class SampleResult:
     rule: str
     gen_length: int
     block_length: int
-    cache: str  # key/value cache mode (engine/bench/forward.py)
+    cache: str  # key/value cache mode (engine/bench/decode.py)
     answer: str  # decoded text up to the first EOS
     correct: bool  # exact answer (math, addition), pass@1 (humaneval), EOS and not degenerate (chat)
     nfe: int  # forward passes this question needed
@@ -94,10 +93,8 @@ def decode_tasks(model: LoadedModel, tasks: list[tuple[int, Task]], cell: Cell, 
     if ids.shape[1] + gen_length > model.spec.max_length:
         raise ValueError(f"prompts of {ids.shape[1]} tokens + gen_length={gen_length} exceed the model's context "
                          f"of {model.spec.max_length}; lower gen_length or n")
-    forward = cell_forward(model, key_mask, graphs, cache)
-    result = generate(forward, ids, make_rule(rule, gen_length, config.threshold), gen_length=gen_length,
-                      block_length=block_length, mask_id=model.spec.mask_id, eos_id=model.spec.eos_id,
-                      shift=model.spec.shift, record_trace=False)
+    result = decode_batch(model, ids, key_mask, make_rule(rule, gen_length, config.threshold), gen_length,
+                          block_length, cache, graphs)
     nfe = row_nfe(result.commit_step)
     out = []
     for i, (question, task) in enumerate(tasks):
@@ -136,9 +133,13 @@ def grid_cells(config: BenchConfig, samples: list[SampleResult]) -> list[dict]:
     by_cell: dict[Cell, list[SampleResult]] = {}
     for sample in samples:
         by_cell.setdefault(cell_of(sample), []).append(sample)
-    return [{"task_set": task_set, "rule": rule, "gen_length": gen, "block_length": block, "cache": cache,
-             **summarise(by_cell[cell])}
-            for cell in grid_order(config) if cell in by_cell for task_set, gen, block, cache, rule in [cell]]
+    cells = []
+    for cell in grid_order(config):
+        if cell in by_cell:
+            task_set, gen, block, cache, rule = cell
+            cells.append({"task_set": task_set, "rule": rule, "gen_length": gen, "block_length": block,
+                          "cache": cache, **summarise(by_cell[cell])})
+    return cells
 
 
 def in_grid_order(config: BenchConfig, samples: list[SampleResult]) -> list[SampleResult]:
