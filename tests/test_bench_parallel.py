@@ -49,7 +49,8 @@ def test_two_processes_merge_to_the_one_process_answers(tmp_path, monkeypatch):
     assert speed["processes"] == 2
     assert [p["questions"] for p in speed["per_process"]] == [8, 4]  # 2 + 1 questions in each of the 4 cells
     assert speed["questions_per_s"] == pytest.approx(12 / max(p["seconds"] for p in speed["per_process"]))
-    assert "Data-parallel over 2 processes: 12 questions" in (tmp_path / "two" / "bench.md").read_text()
+    table = (tmp_path / "two" / "bench.md").read_text()
+    assert "Data-parallel over 2 processes: 12 questions (each once per cell)" in table
 
 
 def test_a_failing_rank_ends_the_run_naming_it(tmp_path):

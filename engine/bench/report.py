@@ -100,18 +100,21 @@ def _rate(value: float) -> str:
     return f"{value:.1f}" if value >= 1 else f"{value:.3f}"  # CPU rates can be well under one token per second
 
 
+def _parallel_line(par: dict) -> str:
+    per = ", ".join(f"rank {p['rank']} ({p['device']}) {p['questions']} in {p['seconds']:.1f} s = "
+                    f"{p['questions_per_s']:.2f}/s" for p in par["per_process"])
+    return (f"Data-parallel over {par['processes']} processes: {par['questions']} questions (each once per cell) in "
+            f"{par['seconds']:.1f} s (slowest process) = **{par['questions_per_s']:.2f} questions/s**; {per}. "
+            "Cell wall s and tokens/s add up the processes' decode time (per-process throughput).")
+
+
 def markdown(meta: dict, cells: list[dict], cache_rows: list[dict] = ()) -> str:
     env = meta["environment"]
     lines = [f"Model `{meta['config']['model']}`, {env['device_name']}, commit `{env['commit']}`, {env['date']}; "
              f"n = {meta['config']['n']} per task set, batch {meta['config']['batch']}, "
              f"CUDA graphs {'on' if meta['config']['cuda_graph'] else 'off'}.", ""]
     if meta.get("parallel"):
-        par = meta["parallel"]
-        per = ", ".join(f"rank {p['rank']} ({p['device']}) {p['questions']} in {p['seconds']:.1f} s = "
-                        f"{p['questions_per_s']:.2f}/s" for p in par["per_process"])
-        lines += [f"Data-parallel over {par['processes']} processes: {par['questions']} questions decoded in "
-                  f"{par['seconds']:.1f} s (slowest process) = **{par['questions_per_s']:.2f} questions/s**; {per}. "
-                  "Cell wall s and tokens/s add up the processes' decode time (per-process throughput).", ""]
+        lines += [_parallel_line(meta["parallel"]), ""]
     lines += ["| task set | rule | gen | block | cache | n | accuracy % | mean NFE | NFE vs fixed steps | tokens/s "
               "| wall s | EOS % | degenerate % |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -119,9 +122,10 @@ def markdown(meta: dict, cells: list[dict], cache_rows: list[dict] = ()) -> str:
     for c in cells:
         ratio = ratios.get(_setting(c) + (c["rule"],))
         versus = "1.00x" if is_baseline(c["rule"]) else "" if ratio is None else f"{ratio:.2f}x"
-        lines.append(f"| {c['task_set']} | {c['rule']} | {c['gen_length']} | {c['block_length']} | {c['cache']} | "
-                     f"{c['n']} | {c['accuracy']:.1f} | {c['mean_nfe']:.1f} | {versus} | {_rate(c['tokens_per_s'])} | "
-                     f"{c['wall_s']:.1f} | {c['eos_rate']:.0f} | {c['degenerate_rate']:.0f} |")
+        lines.append(f"| {c['task_set']} | {c['rule']} | {c['gen_length']} | {c['block_length']} | "
+                     f"{c.get('cache', 'none')} | {c['n']} | {c['accuracy']:.1f} | {c['mean_nfe']:.1f} | {versus} | "
+                     f"{_rate(c['tokens_per_s'])} | {c['wall_s']:.1f} | {c['eos_rate']:.0f} | "
+                     f"{c['degenerate_rate']:.0f} |")
     if cache_rows:
         lines += ["", "Each cache mode against no cache, same rule:", "",
                   "| task set | rule | gen | block | cache | accuracy vs none (points) | identical answers % "
