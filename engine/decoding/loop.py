@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from engine.decoding.cache import CacheConfig
 from engine.decoding.contracts import (Block, DecodeResult, DecodeStart, ModelFn, Observer, Proposal, Rule,
                                        StepEvent)
 from engine.decoding.trace import TraceRecorder
@@ -81,12 +82,14 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy: Rule, gen_le
     generator = torch.Generator(device=device).manual_seed(seed)
     recorder = TraceRecorder() if record_trace else None
     observers = [*observers, *([recorder] if recorder else [])]
+    cache = getattr(model_fn, "cache", None) or CacheConfig()  # a cached callable's policy (contracts.py)
     for observer in observers:
         observer.start(DecodeStart(prompt_ids=prompt_ids, rule=strategy, gen_length=gen_length,
                                    block_length=block_length, mask_id=mask_id, eos_id=eos_id, shift=shift, seed=seed,
-                                   top_k=top_k))
+                                   top_k=top_k, cache=cache))
 
     block_fn = getattr(model_fn, "block_logits", None)  # optional: (ids, start, stop) -> logits of those rows only
+    block_starts = getattr(model_fn, "start_block", None)  # optional: a cached callable learns each block's positions
     state = None  # the rule's per-block state (contracts.Rule.start_block)
     mask_index = torch.tensor([mask_id], device=device)
     x = torch.cat([prompt_ids, torch.full((batch, gen_length), mask_id, dtype=torch.long, device=device)], 1)
@@ -101,6 +104,8 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy: Rule, gen_le
             if not bool(masked.any()):
                 break
             step_start = time.perf_counter()
+            if step_in_block == 0 and block_starts is not None:
+                block_starts(lo, hi)
             rows = (lo - 1, hi - 1) if shift else (lo, hi)  # logit rows that predict the block
             block_logits = (block_fn(x, *rows) if block_fn is not None
                             else model_fn(x)[:, rows[0]:rows[1]])  # (B, Lb, V)
@@ -118,7 +123,8 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy: Rule, gen_le
                                   "masked_before": (masked, bool), "committed": (commit, bool),
                                   "tokens": (x[:, prompt_length:], np.int64)})
                 event = StepEvent(step=nfe - 1, block=block, step_in_block=step_in_block,
-                                  seconds=time.perf_counter() - step_start, **stats)
+                                  seconds=time.perf_counter() - step_start,
+                                  recomputed=cache.refreshes(step_in_block), **stats)
                 for observer in observers:
                     observer.step(event)
             step_in_block += 1
