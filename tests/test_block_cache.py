@@ -58,6 +58,8 @@ def test_decode_with_the_cache_equals_decode_without(llada2, strategy):
     assert torch.equal(with_cache.tokens, without.tokens) and with_cache.nfe == without.nfe
     assert cached.computed_rows.count(32) == with_cache.nfe + 2  # every step one block; blocks 0 and 1 kept once
     assert with_cache.trace.arrays["step_recomputed"].sum() == 3  # each block's first step extends the cache
+    other = torch.tensor([[9, 1, 4, 4, 60, 2, 18, 7, 30, 5, 11]])  # a second decode on the same callable keeps nothing
+    assert torch.equal(generate(cached, other, strategy, **kw).tokens, generate(llada2, other, strategy, **kw).tokens)
 
 
 def test_cache_refuses_what_it_cannot_do_exactly(llada2):

@@ -16,6 +16,11 @@ With Dream-style shift the row before the block predicts its first position, so 
 Fast-dLLM's caches (NVlabs/Fast-dLLM, llada/generate.py) do the same; their steps between refreshes are an
 approximation (the kept keys of changed positions are stale until the next refresh), this project's are too, while
 a refresh step equals a full forward. `computed_rows` records how many positions each forward ran.
+
+CUDA graphs (`graphs=True`, full-attention models on a GPU): the store is allocated once and written in place at
+device index tensors, so a forward's graph depends only on its shapes: one for the refresh, one for every dual step
+of the decode, one per block for prefix steps (the suffix shrinks). The graphs belong to this object (they hold its
+store's addresses): reuse one CachedForward for decodes of one canvas length to replay them.
 """
 from __future__ import annotations
 
@@ -23,8 +28,9 @@ import torch
 
 from engine.decoding.cache import CacheConfig
 from engine.models.base import LoadedModel
+from engine.models.cuda_graph import GraphCache
 from engine.models.llama_native import native_model
-from engine.models.native import KeyValueStore
+from engine.models.native import KeyValueStore, KVWindow
 
 
 def block_size(model: torch.nn.Module) -> int | None:
@@ -51,15 +57,21 @@ def check_cache(model: torch.nn.Module, cache: CacheConfig, block_length: int) -
 class CachedForward:
     """ids -> logits for one decode with a key/value cache; `start_block` and `block_logits` are what the loop calls.
 
-    key_mask (B, P): real prompt tokens of a left-padded batch (None = no padding)."""
+    key_mask (B, P): real prompt tokens of a left-padded batch (None = no padding). graphs: replay CUDA graphs
+    (full-attention models on a GPU; block-causal ones run eagerly)."""
 
-    def __init__(self, loaded: LoadedModel, cache: CacheConfig, key_mask: torch.Tensor | None = None) -> None:
+    def __init__(self, loaded: LoadedModel, cache: CacheConfig, key_mask: torch.Tensor | None = None,
+                 graphs: bool = False) -> None:
         if cache.mode == "none":
             raise ValueError("CachedForward needs cache 'prefix' or 'dual'; cache 'none' is the plain forward")
+        if graphs and loaded.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA model; this one is on {loaded.device}; use graphs=False")
         self.loaded, self.spec, self.device, self.cache = loaded, loaded.spec, loaded.device, cache
         self.model = native_model(loaded)
         self.block_causal = block_size(self.model)
         check_cache(self.model, cache, self.block_causal or 1)
+        self._graphs = GraphCache(self.model, forward=self._forward) if graphs and not self.block_causal else None
+        self._bounds = (0, 0, 0)  # (start, stop, keys_stop) of the forward being run (block-causal masks read it)
         self._key_mask = None if key_mask is None else key_mask.to(self.device).bool()  # (B, P)
         self._store: KeyValueStore | None = None
         self._cached_end = 0  # block-causal: positions [0, _cached_end) hold final keys
@@ -80,7 +92,10 @@ class CachedForward:
         return self.model(input_ids=ids.to(self.device), attention_mask=self._keys(ids)).logits.float()
 
     def start_block(self, start: int, stop: int) -> None:
-        """The loop's next steps decode canvas positions [start, stop)."""
+        """The loop's next steps decode canvas positions [start, stop); a block not after the last one starts a new
+        decode (whose prompt may differ: nothing kept is reused)."""
+        if self._block is not None and start <= self._block[0]:
+            self._cached_end = 0
         self._block, self._step = (start, stop), 0
 
     @torch.no_grad()
@@ -97,30 +112,47 @@ class CachedForward:
         refresh = self.cache.refreshes(self._step) or self._store is None or self._store.length != length
         self._step += 1
         lo, hi = min(start, self._block[0]), max(stop, self._block[1])  # the block plus a shifted row
+        if self._store is None or self._store.length != length:
+            self._store, self._cached_end = KeyValueStore(length), 0
+            if self._graphs is not None:  # graphs hold the old store's addresses
+                self._graphs = GraphCache(self.model, forward=self._forward)
         if self.block_causal:
-            window = self._block_causal_window(ids, keys, positions, lo, hi, refresh)
-        elif refresh:
-            self._store = KeyValueStore(length)
-            window = self._store.window(0, length)
-        else:
-            window = self._store.window(lo, length if self.cache.mode == "prefix" else hi)
-        hidden = self._run(ids, keys, positions, window)  # (B, stop - start of the window, D)
-        return self.model.head(hidden[:, start - window.start:stop - window.start]).float()  # (B, rows, V)
+            lo, hi = self._extend(ids, keys, positions, lo, hi, refresh)
+            return self._run(ids, keys, positions, (lo, hi, hi), (start, stop))
+        if refresh:
+            lo, hi = 0, length
+        elif self.cache.mode == "prefix":
+            hi = length
+        return self._run(ids, keys, positions, (lo, hi, length), (start, stop))
 
-    def _block_causal_window(self, ids, keys, positions, lo: int, hi: int, refresh: bool):
+    def _extend(self, ids, keys, positions, lo: int, hi: int, refresh: bool) -> tuple[int, int]:
+        """Block-causal: keep the keys of the positions between the cache's end and the block; the block's window."""
         length, size = ids.shape[1], self.block_causal
         if (length - lo) % size or (hi - lo) % size:
             raise ValueError(f"rows [{lo}, {hi}) of a {length}-token canvas are not whole {size}-token attention "
                              f"blocks; decode with block_length a multiple of {size}")
-        if self._store is None or self._store.length != length or lo < self._cached_end:
-            self._store, self._cached_end = KeyValueStore(length), 0  # a new decode
         if refresh and self._cached_end < lo:  # the prompt, then each block just finished, with its final tokens
-            self._run(ids, keys, positions, self._store.window(self._cached_end, lo, keys_stop=lo))
+            self._run(ids, keys, positions, (self._cached_end, lo, lo), None)
             self._cached_end = lo
-        return self._store.window(lo, hi, keys_stop=hi)
+        return lo, hi
 
-    def _run(self, ids: torch.Tensor, keys: torch.Tensor | None, positions: torch.Tensor, window) -> torch.Tensor:
-        self.computed_rows.append(window.stop - window.start)
-        mask = None if keys is None else keys[:, None, None, :window.keys_stop]  # (B, 1, 1, K): padded keys hidden
-        rows = slice(window.start, window.stop)
-        return self.model.hidden_states(ids[:, rows], mask, positions[:, rows], kv=window)  # (B, n, D)
+    def _run(self, ids: torch.Tensor, keys: torch.Tensor | None, positions: torch.Tensor,
+             bounds: tuple[int, int, int], rows: tuple[int, int] | None) -> torch.Tensor | None:
+        """Run positions [start, stop) (bounds = start, stop, keys_stop) against the store; the logits of `rows`."""
+        start, stop, keys_stop = bounds
+        self.computed_rows.append(stop - start)
+        self._bounds = bounds
+        inputs = {"ids": ids[:, start:stop], "positions": positions[:, start:stop],
+                  "index": torch.arange(start, stop, device=self.device),
+                  "rows": None if rows is None else torch.arange(rows[0] - start, rows[1] - start, device=self.device),
+                  "mask": None if keys is None else keys[:, None, None, :keys_stop]}  # (B, 1, 1, K): padded keys hidden
+        if self._graphs is not None:
+            return self._graphs.run(inputs)
+        return self._forward(self.model, **inputs)
+
+    def _forward(self, model: torch.nn.Module, ids: torch.Tensor, positions: torch.Tensor, index: torch.Tensor,
+                 rows: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor | None:
+        """ids, positions (B, n) of the window's positions `index` (n,) -> float32 logits of window rows `rows`."""
+        start, stop, keys_stop = self._bounds
+        hidden = model.hidden_states(ids, mask, positions, kv=KVWindow(self._store, index, start, stop, keys_stop))
+        return None if rows is None else model.head(hidden[:, rows]).float()  # (B, rows, V)

@@ -144,16 +144,18 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 @dataclass
 class KeyValueStore:
     """Every layer's keys and values (B, KV heads, length, hd), RoPE applied, of one decode's canvas; a layer's
-    buffers are allocated by the first forward that writes it."""
+    buffers are allocated by the first forward that writes it and then written in place (a CUDA graph keeps their
+    addresses)."""
 
     length: int  # canvas positions (prompt + answer)
     keys: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, KV, length, hd)
     values: dict[int, torch.Tensor] = field(default_factory=dict)
 
-    def window(self, start: int, stop: int, keys_stop: int | None = None) -> "KVWindow":
+    def window(self, start: int, stop: int, device: torch.device, keys_stop: int | None = None) -> "KVWindow":
         if not 0 <= start < stop <= self.length:
             raise ValueError(f"cache window [{start}, {stop}) is outside the {self.length}-position canvas")
-        return KVWindow(self, start, stop, self.length if keys_stop is None else keys_stop)
+        return KVWindow(self, torch.arange(start, stop, device=device), start, stop,
+                        self.length if keys_stop is None else keys_stop)
 
 
 LayerKV = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # a window's layer: (k, v) ->
@@ -165,23 +167,24 @@ class KVWindow:
     """One cached forward: it computes canvas positions [start, stop) and its queries see keys [0, keys_stop)."""
 
     store: KeyValueStore
-    start: int  # first position this forward computes
+    index: torch.Tensor  # (n,) long: the positions start..stop-1, on the device (a graph replays other values)
+    start: int  # first position this forward computes (block-causal masks read it; full attention never does)
     stop: int  # end (exclusive) of the computed positions
     keys_stop: int  # the queries attend to positions [0, keys_stop) (the canvas length for full attention)
 
     def layer(self, index: int) -> LayerKV:
         return partial(self.merge, index)
 
-    def merge(self, index: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this forward's keys and values (B, KV, stop - start, hd) into the store; return the visible ones
+    def merge(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this forward's keys and values (B, KV, n, hd) into the store; return the visible ones
         (B, KV, keys_stop, hd): the fresh window among the kept rest."""
         store = self.store
-        if index not in store.keys:
+        if layer not in store.keys:
             shape = (*k.shape[:2], store.length, k.shape[-1])
-            store.keys[index], store.values[index] = k.new_zeros(shape), v.new_zeros(shape)
-        store.keys[index][:, :, self.start:self.stop] = k
-        store.values[index][:, :, self.start:self.stop] = v
-        return store.keys[index][:, :, :self.keys_stop], store.values[index][:, :, :self.keys_stop]
+            store.keys[layer], store.values[layer] = k.new_zeros(shape), v.new_zeros(shape)
+        store.keys[layer].index_copy_(2, self.index, k)
+        store.values[layer].index_copy_(2, self.index, v)
+        return store.keys[layer][:, :, :self.keys_stop], store.values[layer][:, :, :self.keys_stop]
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
