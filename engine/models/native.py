@@ -151,12 +151,6 @@ class KeyValueStore:
     keys: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, KV, length, hd)
     values: dict[int, torch.Tensor] = field(default_factory=dict)
 
-    def window(self, start: int, stop: int, device: torch.device, keys_stop: int | None = None) -> "KVWindow":
-        if not 0 <= start < stop <= self.length:
-            raise ValueError(f"cache window [{start}, {stop}) is outside the {self.length}-position canvas")
-        return KVWindow(self, torch.arange(start, stop, device=device), start, stop,
-                        self.length if keys_stop is None else keys_stop)
-
 
 LayerKV = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # a window's layer: (k, v) ->
 #                                                                             the keys and values to attend to
