@@ -34,6 +34,7 @@ configs, float32, eager, prompt 8 + gen 32, block 16 (LLaDA2: 32), batches 2 and
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import traceback
 from pathlib import Path
@@ -112,11 +113,15 @@ def decode(fn, prompt: torch.Tensor, rule, kw: dict, device: torch.device, trace
 
 
 def guarded(out: dict, key: str, fn) -> None:
-    """out[key] = fn(), or the error (one failing measurement costs only itself)."""
+    """out[key] = fn(), or the error (one failing measurement costs only itself); then its graphs and caches are
+    freed (a CachedForward and its GraphCache refer to each other, so only the collector frees them)."""
     try:
         out[key] = fn()
     except Exception as err:  # noqa: BLE001 - a GPU run reports every failure and goes on
         out[key] = {"error": f"{type(err).__name__}: {err}", "where": traceback.format_exc(limit=3)[-600:]}
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def dense_section(smoke: bool, device: torch.device) -> dict:
@@ -156,9 +161,6 @@ def dense_section(smoke: bool, device: torch.device) -> dict:
 
             guarded(entry, f"batch{batch}", batched)
     guarded(out, "end_to_end", lambda: end_to_end(loaded, prompt, kw, device, out["modes"]))
-    del loaded, model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return out
 
 
@@ -197,9 +199,6 @@ def moe_section(smoke: bool, device: torch.device) -> dict:
            "extra_forwards": len(rows) - result["nfe"], "experts_touched_per_moe_layer": touched, "floor": bound,
            "step_over_floor": result["step_ms"] / bound["floor_ms"],
            "shape": {"batch": 1, "prompt": s["prompt"], "gen_length": gen, "block_length": block}}
-    del loaded, model, fn
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return out
 
 
