@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.decoding.cache import CacheConfig
+from engine.decoding.cache import CACHE_MODES, CacheConfig
 from engine.models.base import LoadedModel
 from engine.models.cuda_graph import GraphCache
 from engine.models.llama_native import native_model
@@ -52,6 +52,22 @@ def check_cache(model: torch.nn.Module, cache: CacheConfig, block_length: int) -
     if block_length % size:
         raise ValueError(f"block_length={block_length}: this block-causal model attends in {size}-token blocks, so "
                          f"its cache needs block_length a multiple of {size}")
+
+
+def cache_modes(loaded: LoadedModel, block_length: int) -> list[str]:
+    """The cache modes `loaded` can decode with at `block_length`, "none" first."""
+    try:
+        model = native_model(loaded)
+    except ValueError:
+        return ["none"]
+    modes = []
+    for mode in CACHE_MODES:
+        try:
+            check_cache(model, CacheConfig(mode), block_length)
+        except ValueError:
+            continue
+        modes.append(mode)
+    return modes
 
 
 class CachedForward:
