@@ -122,3 +122,13 @@ def test_cache_config_names_bad_values():
         CacheConfig("dual", refresh=0)
     with pytest.raises(ValueError, match="needs a cache"):
         CacheConfig("none", refresh=2)
+
+
+def test_bundled_model_runs_natively_with_the_same_logits_and_caches(bundled_model):
+    ids = bundled_model.encode_prompt("What is the capital of France?")
+    canvas = torch.cat([ids, torch.full((1, 32), bundled_model.spec.mask_id)], 1)
+    native = native_model(bundled_model)
+    torch.testing.assert_close(native(input_ids=canvas).logits.float(), bundled_model(canvas), atol=1e-4, rtol=1e-4)
+    kw = dict(gen_length=32, block_length=16, mask_id=bundled_model.spec.mask_id, shift=True)
+    exact = generate(CachedForward(bundled_model, CacheConfig("dual", refresh=1)), ids, make_rule("credit"), **kw)
+    assert torch.equal(exact.tokens, generate(bundled_model, ids, make_rule("credit"), **kw).tokens)
