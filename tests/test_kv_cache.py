@@ -132,3 +132,16 @@ def test_bundled_model_runs_natively_with_the_same_logits_and_caches(bundled_mod
     kw = dict(gen_length=32, block_length=16, mask_id=bundled_model.spec.mask_id, shift=True)
     exact = generate(CachedForward(bundled_model, CacheConfig("dual", refresh=1)), ids, make_rule("credit"), **kw)
     assert torch.equal(exact.tokens, generate(bundled_model, ids, make_rule("credit"), **kw).tokens)
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_left_padded_batch_with_refresh_every_step_decodes_as_no_cache(tiny_model, mode):
+    from engine.models.kv_forward import decode_forward
+
+    prompts = torch.tensor([[0, 0, 0, 40, 41, 42, 43], [50, 51, 52, 53, 54, 55, 56]])  # row 0 left-padded by 3
+    key_mask = torch.tensor([[False] * 3 + [True] * 4, [True] * 7])
+    kw = dict(gen_length=GEN, block_length=BLOCK, mask_id=tiny_model.spec.mask_id, shift=True)
+    plain = generate(decode_forward(tiny_model, CacheConfig(), key_mask), prompts, make_rule("threshold"), **kw)
+    cached = generate(decode_forward(tiny_model, CacheConfig(mode, refresh=1), key_mask), prompts,
+                      make_rule("threshold"), **kw)
+    assert torch.equal(cached.tokens, plain.tokens)

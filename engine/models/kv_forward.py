@@ -28,7 +28,7 @@ import torch
 
 from engine.decoding.cache import CACHE_MODES, CacheConfig
 from engine.models.base import LoadedModel
-from engine.models.cuda_graph import GraphCache
+from engine.models.cuda_graph import GraphCache, StaticForward
 from engine.models.llama_native import native_model
 from engine.models.native import KeyValueStore, KVWindow
 
@@ -52,6 +52,15 @@ def check_cache(model: torch.nn.Module, cache: CacheConfig, block_length: int) -
     if block_length % size:
         raise ValueError(f"block_length={block_length}: this block-causal model attends in {size}-token blocks, so "
                          f"its cache needs block_length a multiple of {size}")
+
+
+def decode_forward(loaded: LoadedModel, cache: CacheConfig, key_mask: torch.Tensor | None = None,
+                   graphs: GraphCache | None = None) -> StaticForward | CachedForward:
+    """The callable one decode of a (left-padded) batch uses: StaticForward for cache none (replaying the shared
+    `graphs` when given), else a CachedForward (with CUDA graphs of its own when `graphs` is given)."""
+    if cache.mode == "none":
+        return StaticForward(loaded, key_mask=key_mask, graphs=graphs)
+    return CachedForward(loaded, cache, key_mask=key_mask, graphs=graphs is not None)
 
 
 def cache_modes(loaded: LoadedModel, block_length: int) -> list[str]:

@@ -57,12 +57,14 @@ def llada_state(llama_state: dict[str, torch.Tensor], tied: bool) -> dict[str, t
     return out
 
 
-@functools.lru_cache(maxsize=4)
 def native_model(loaded: LoadedModel) -> NativeLM:
     """The loaded model's native module: itself for a native family, else (a transformers Llama) LLaDAModel over the
     same weight tensors, built once per loaded model."""
-    if isinstance(loaded.model, NativeLM):
-        return loaded.model
+    return loaded.model if isinstance(loaded.model, NativeLM) else _converted(loaded)
+
+
+@functools.lru_cache(maxsize=4)
+def _converted(loaded: LoadedModel) -> NativeLM:
     config = llada_config(loaded.model.config)
     with torch.device("meta"):
         native = LLaDAModel(config)

@@ -22,7 +22,7 @@ Floor of one forward that runs n positions (rows) of a batch of B canvases, its 
     floor        = max((weight_bytes + kv_bytes) / 4.8 TB/s, flops / 790 TFLOP/s)
 A decode's floor is the mean of its forwards' floors: `none` runs n = K = L = 288 every step (compute-bound at
 batch 1: ~5.2 ms); `prefix` runs n = L - (block start) on 31 steps of 32 and n = L on the refresh; `dual` runs n = 32
-on 31 steps of 32 (then bound by the weight read, ~3.4 ms) and n = L on the refresh. P_body: every parameter but the
+on 31 steps of 32 (then bound by the weight read, ~3.2 ms) and n = L on the refresh. P_body: every parameter but the
 embedding and the head; 4.8 TB/s: the H200's HBM3e (spec sheet); 790 TFLOP/s: the dense bf16 rate the project plans
 with (docs/GPU_NOTES.md measured 4.17 TB/s and 743 TFLOP/s, so floors are ~10% optimistic; `ceilings` re-measures).
 LLaDA2's floor is lab/benchmarks/gpu_moe.py's (experts touched by the 32 rows, keys = the canvas).
