@@ -8,7 +8,7 @@ import torch
 from engine.decoding import Credit, Threshold, generate
 from engine.decoding.cache import CacheConfig
 from engine.models.cuda_graph import StaticForward
-from engine.models.kv_forward import CachedForward, check_cache
+from engine.models.kv_forward import CachedForward, cache_modes, check_cache
 from engine.models.families import load_native
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
@@ -74,3 +74,4 @@ def test_cache_refuses_what_it_cannot_do_exactly(llada2):
         CachedForward(llada2, CacheConfig("prefix", refresh=4))
     with pytest.raises(ValueError, match="block_length=16: .* 32-token blocks"):
         check_cache(llada2.model, CacheConfig("prefix"), 16)
+    assert cache_modes(llada2, 32) == ["none", "prefix"] and cache_modes(llada2, 16) == ["none"]
