@@ -26,8 +26,8 @@ from app.session import CancelToken, session_folder
 from engine.decoding import CREDIT_PRESETS, Trace, rule_entry, save_trace
 from engine.pipeline import DecodeRequest
 
-KNOBS = ("rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta", "gamma", "seed", "cache")  # the
-#       knob components, in make_request's order: every event that decodes takes them in this order
+# The knob components, in make_request's order: every event that decodes takes them in this order.
+KNOBS = ("rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta", "gamma", "seed", "cache")
 TOP_PANEL_NAMES = ("live", "status", "answer", "stats", "trace")  # what shows the trace on screen, above the views
 VIEW_PANEL_NAMES = ("info", "heatmap", "overview", "timeline", "stability", "order", "scrub", "inspector", "topk",
                     "page", "step", "position")  # the views of the trace on screen
