@@ -1,4 +1,5 @@
-"""Handlers that decode several times: compare rules on one prompt and seed, and sweep a credit knob."""
+"""Handlers that decode several times: compare rules (or cache modes) on one prompt and seed, and sweep a credit
+knob."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -10,9 +11,10 @@ import plotly.graph_objects as go
 
 from analysis import colors
 from analysis.trace_compare import commit_order_figure, compare_table, sweep_figure, sweep_table, token_agreement
-from app.decoding_runs import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, make_request
+from app.decoding_runs import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, get_model, make_request
 from engine.decoding.registry import BASELINE
 from engine.decoding.trace import significant
+from engine.models.kv_forward import cache_modes
 from engine.pipeline import DecodeOutcome
 
 SWEEP_KNOBS = {"beta": (0.0, 1.0), "alpha": (0.0, 5.0)}  # knob -> allowed range in a sweep
@@ -22,14 +24,24 @@ RUNNING = "…"  # a sweep status ending so is still decoding
 
 def compare_outcomes(model_name: str, prompt: str, rules: Sequence[str], gen_length: int, block_length: int,
                      steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
-                     seed: int) -> list[DecodeOutcome]:
-    """Decode the prompt with 2-3 rules, same seed and knobs."""
+                     seed: int, cache: str = "none") -> list[DecodeOutcome]:
+    """Decode the prompt with 2-3 rules, same seed, knobs and cache."""
     rules = list(rules or [])
     if not 2 <= len(rules) <= MAX_COMPARE:
         raise gr.Error(f"{len(rules)} rules are ticked; tick 2 or {MAX_COMPARE} rules to compare.")
-    requests = [make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
-                for rule in rules]
+    requests = [make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed,
+                             cache) for rule in rules]
     return [decode_once(model_name, request) for request in requests]
+
+
+def cache_outcomes(model_name: str, prompt: str, rule: str, gen_length: int, block_length: int, steps: int,
+                   tau: float, preset: str, alpha: float, beta: float, gamma: float,
+                   seed: int) -> list[DecodeOutcome]:
+    """Decode the prompt with one rule and every cache mode the model can use (no cache first), same seed and
+    knobs: what a cache changes in the answer, the NFE and the time."""
+    base = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
+    modes = cache_modes(get_model(model_name), int(block_length))
+    return [decode_once(model_name, replace(base, cache=mode)) for mode in modes]
 
 
 def compare_views(outcomes: Sequence[DecodeOutcome]) -> tuple[pd.DataFrame, go.Figure]:

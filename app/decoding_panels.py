@@ -26,8 +26,8 @@ from app.session import CancelToken, session_folder
 from engine.decoding import CREDIT_PRESETS, Trace, rule_entry, save_trace
 from engine.pipeline import DecodeRequest
 
-KNOBS = ("rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta", "gamma", "seed")  # the
-#       knob components, in make_request's order: every event that decodes takes them in this order
+# The knob components, in make_request's order: every event that decodes takes them in this order.
+KNOBS = ("rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta", "gamma", "seed", "cache")
 TOP_PANEL_NAMES = ("live", "status", "answer", "stats", "trace")  # what shows the trace on screen, above the views
 VIEW_PANEL_NAMES = ("info", "heatmap", "overview", "timeline", "stability", "order", "scrub", "inspector", "topk",
                     "page", "step", "position")  # the views of the trace on screen
@@ -132,9 +132,10 @@ def trace_panels(trace: Trace, source: str) -> dict[str, Any]:
 
 def live_decode(model: str, prompt: str, token: CancelToken, rule: str, gen_length: int, block_length: int,
                 steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
-                seed: int) -> Iterator[dict[str, Any]]:
+                seed: int, cache: str = "none") -> Iterator[dict[str, Any]]:
     """Decode with the knobs, one dict per frame; the last one carries the new trace."""
-    request = runs.make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
+    request = runs.make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed,
+                                cache)
     for frame in runs.decode_frames(model, request, token):
         if frame.outcome is None:
             yield {"live": frame.html, "status": frame.status}
@@ -145,14 +146,14 @@ def live_decode(model: str, prompt: str, token: CancelToken, rule: str, gen_leng
 
 def retune(enabled: bool, model: str, prompt: str, token: CancelToken, rule: str, gen_length: int, block_length: int,
            steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
-           seed: int) -> Iterator[dict[str, Any]]:
+           seed: int, cache: str = "none") -> Iterator[dict[str, Any]]:
     """A released α / β knob re-decodes (when enabled, for credit rules) with the preset switched to custom (a
     moved knob leaves the preset)."""
     if not enabled or not rule_entry(rule).has("credit"):
         yield {}
         return
     for panels in live_decode(model, prompt, token, rule, gen_length, block_length, steps, tau, "custom", alpha, beta,
-                              gamma, seed):
+                              gamma, seed, cache):
         yield {"preset": "custom", **panels}
 
 
@@ -232,10 +233,21 @@ def import_file(path: str | None) -> dict[str, Any]:
 
 
 def compare(model: str, prompt: str, rules: list[str], gen_length: int, block_length: int, steps: int, tau: float,
-            preset: str, alpha: float, beta: float, gamma: float, seed: int) -> dict[str, Any]:
+            preset: str, alpha: float, beta: float, gamma: float, seed: int, cache: str = "none") -> dict[str, Any]:
     """Decode with 2-3 rules; the table, the figure and the decodes (kept in the session to pick one)."""
     outcomes = experiments.compare_outcomes(model, prompt, rules, gen_length, block_length, steps, tau, preset, alpha,
-                                            beta, gamma, seed)
+                                            beta, gamma, seed, cache)
+    return _compared(outcomes)
+
+
+def compare_caches(model: str, prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float,
+                   preset: str, alpha: float, beta: float, gamma: float, seed: int) -> dict[str, Any]:
+    """Decode with the rule and every cache mode the model can use, no cache first; as `compare`."""
+    return _compared(experiments.cache_outcomes(model, prompt, rule, gen_length, block_length, steps, tau, preset,
+                                                alpha, beta, gamma, seed))
+
+
+def _compared(outcomes: list) -> dict[str, Any]:
     table, figure = experiments.compare_views(outcomes)
     return {"compare_table": table, "compare_plot": figure, "compared": [o.trace for o in outcomes]}
 

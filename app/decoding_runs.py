@@ -86,7 +86,7 @@ def warm_default_model() -> None:
 
 
 def make_request(prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float, preset: str,
-                 alpha: float, beta: float, gamma: float, seed: int) -> DecodeRequest:
+                 alpha: float, beta: float, gamma: float, seed: int, cache: str = "none") -> DecodeRequest:
     """The engine request for the knobs; steps = 0 means one token per step (steps = gen_length)."""
     if not prompt or not prompt.strip():
         raise gr.Error("The prompt is empty: type a question or pick an example.")
@@ -96,7 +96,7 @@ def make_request(prompt: str, rule: str, gen_length: int, block_length: int, ste
         return DecodeRequest(prompt=prompt, rule=rule, gen_length=int(gen_length),
                              block_length=int(block_length), steps=int(steps) if steps else None,
                              threshold=float(tau), preset=preset, alpha=float(alpha), beta=float(beta),
-                             gamma=float(gamma), seed=int(seed))
+                             gamma=float(gamma), seed=int(seed), cache=cache)
     except (ValueError, TypeError) as err:
         raise gr.Error(f"These settings are refused: {err}. Change that setting and decode again.") from None
 
@@ -185,7 +185,7 @@ def trace_summary(trace: Trace) -> dict:
             "rule": meta["rule"], "params": meta["params"], "gen_length": meta["gen_length"],
             "block_length": meta["block_length"], "answer_tokens": meta.get("answer_tokens", meta["gen_length"]),
             "seconds": round(float(meta["seconds"]), 4), "tokens_per_second": significant(tokens_per_second(trace)),
-            "recorded_on": recorded_on(trace), "seed": meta["seed"]}
+            "recorded_on": recorded_on(trace), "seed": meta["seed"], "cache": meta["cache"]}
 
 
 def trace_frame(trace: Trace, source: str = "recorded trace") -> Frame:
@@ -231,12 +231,13 @@ def import_trace(path: str | None) -> Trace:
 def api_decode(prompt: str, model: str = "bundled", rule: str = DEFAULTS["rule"],
                gen_length: int = DEFAULTS["gen_length"], block_length: int = DEFAULTS["block_length"], steps: int = 0,
                tau: float = DEFAULTS["threshold"], preset: str = DEFAULTS["preset"], alpha: float = DEFAULTS["alpha"],
-               beta: float = DEFAULTS["beta"], gamma: float = DEFAULTS["gamma"], seed: int = DEFAULTS["seed"]) -> dict:
+               beta: float = DEFAULTS["beta"], gamma: float = DEFAULTS["gamma"], seed: int = DEFAULTS["seed"],
+               cache: str = DEFAULTS["cache"]) -> dict:
     """Decode a prompt; return the answer, NFE, tokens/s and the whole trace (the engine's schema, as exported).
     rule: a rule id of the registry (low_confidence, threshold, credit, credit_low_confidence) or its label; steps = 0
     means gen_length (fixed-steps rules);
     tau = threshold τ, alpha = fusion α, beta = decay β, gamma = boost γ (preset custom; paper / dinfer /
-    parameter_free set them)."""
-    request = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
+    parameter_free set them); cache = key/value cache none / prefix / dual (Fast-dLLM)."""
+    request = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed, cache)
     outcome = decode_once(model, request)
     return {**summary(outcome), "trace": outcome.trace.to_dict()}

@@ -7,10 +7,13 @@ from typing import Sequence
 import torch
 
 from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeResult, Observer, Rule, Trace, generate
+from engine.decoding.cache import CacheConfig
 from engine.decoding.registry import make_rule, rule_entry
 from engine.decoding.trace import rate
 from engine.models.base import LoadedModel
 from engine.models.cuda_graph import fast_model_fn
+from engine.models.kv_forward import CachedForward, check_cache
+from engine.models.llama_native import native_model
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class DecodeRequest:
     temperature: float = 0.0  # Gumbel noise of the fixed-steps rule; 0 = greedy
     seed: int = 0  # seeds the Gumbel noise; the same request gives the same trace
     top_k: int = 5  # top-k kept per step and position in the trace
+    cache: str = "none"  # key/value cache mode (engine/decoding/cache.py): none, prefix or dual
+    refresh: int | None = None  # cache refresh period in steps inside a block; None = each block's first step only
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rule", rule_entry(self.rule).id)  # labels are accepted, ids are kept
@@ -38,6 +43,10 @@ class DecodeRequest:
         if not 1 <= self.top_k <= 20:
             raise ValueError(f"top_k={self.top_k} must be in [1, 20]")
         self.make_rule()  # raises ValueError naming any bad knob
+        self.cache_config()
+
+    def cache_config(self) -> CacheConfig:
+        return CacheConfig(self.cache, self.refresh)
 
     def make_rule(self) -> Rule:
         entry = rule_entry(self.rule)
@@ -72,13 +81,22 @@ def prompt_ids(model: LoadedModel, request: DecodeRequest) -> torch.Tensor:
     return ids
 
 
-def decode(model: LoadedModel, request: DecodeRequest, observers: Sequence[Observer] = ()) -> DecodeOutcome:
-    """Decode one prompt and return the answer with a self-contained trace (token strings included)."""
-    ids = prompt_ids(model, request)
+def model_fn_for(model: LoadedModel, request: DecodeRequest):
+    """The callable a decode of `request` uses; a ValueError when the model cannot use the request's cache."""
+    cache = request.cache_config()
+    if cache.mode != "none":
+        check_cache(native_model(model), cache, request.block_length)
+        return CachedForward(model, cache)
     # On CUDA our own Llama-architecture models replay CUDA graphs of block-only forwards (docs/GPU_NOTES.md: 26.7 ->
     # 5.3 ms a step for the bundled model); compiling as well would save 3 ms more but costs ~40 s on first use.
     # Remote-code Hub models keep their own forward. On the CPU the model is used as it is.
-    model_fn = fast_model_fn(model, compile_model=False) if model.graph_safe else model
+    return fast_model_fn(model, compile_model=False) if model.graph_safe else model
+
+
+def decode(model: LoadedModel, request: DecodeRequest, observers: Sequence[Observer] = ()) -> DecodeOutcome:
+    """Decode one prompt and return the answer with a self-contained trace (token strings included)."""
+    model_fn = model_fn_for(model, request)
+    ids = prompt_ids(model, request)
     result = generate(model_fn, ids, request.make_rule(), gen_length=request.gen_length,
                       block_length=request.block_length, mask_id=model.spec.mask_id, eos_id=model.spec.eos_id,
                       shift=model.spec.shift, observers=observers, top_k=request.top_k, seed=request.seed)
