@@ -20,11 +20,16 @@ PHASES = {
 def reuse_note(dataset: Dataset, selection: SelectionConfig, train: TrainConfig) -> str:
     """A sentence when the run draws more candidates than the dataset has training rows (rows come back, in a new
     order each pass); empty otherwise."""
-    drawn, rows = train.steps * selection.batch, len(dataset.train)
+    rows = len(dataset.train)
+    if not train.steps:  # whole passes over the pool
+        return f"{rows} training rows, {train.epochs} passes: each row is drawn {train.epochs} times." \
+            if train.epochs > 1 else ""
+    per_step = selection.batch * train.groups * train.grad_accumulation  # candidates one optimizer step draws
+    drawn = train.steps * per_step
     if drawn <= rows:
         return ""
-    return (f"{rows} training rows for {train.steps} steps × B {selection.batch} = {drawn} candidates: rows are "
-            f"reused, each drawn about {drawn / rows:.1f} times (a new order every pass).")
+    return (f"{rows} training rows for {train.steps} steps × {per_step} candidates = {drawn}: rows are reused, each "
+            f"drawn about {drawn / rows:.1f} times (a new order every pass).")
 
 
 class RunPhases:

@@ -65,7 +65,7 @@ def test_a_small_dataset_says_its_rows_are_reused(tmp_path):
     dataset = load_dataset("upload", str(path))
     rows = len(dataset.train)
     note = reuse_note(dataset, SelectionConfig(batch=8, keep=2), TrainConfig(steps=4))
-    assert note.startswith(f"{rows} training rows for 4 steps × B 8 = 32 candidates: rows are reused")
+    assert note.startswith(f"{rows} training rows for 4 steps × 8 candidates = 32: rows are reused")
     assert f"about {32 / rows:.1f} times" in note
     assert reuse_note(dataset, SelectionConfig(batch=2, keep=1), TrainConfig(steps=rows // 2)) == ""
 
