@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.decoding.trace import Trace, rate, significant
+from engine.decoding.trace import Trace, rate
 
 # Heatmap metric -> (trace array, the array whose id is the cell's top-1 token)
 METRIC_ARRAYS = {
@@ -19,7 +19,6 @@ METRIC_ARRAYS = {
     "entropy": ("entropy", "raw_top1_id"),
 }
 VISIBLE_CHARS = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}  # whitespace tokens must stay visible in a cell
-PAGE_POSITIONS = 32  # a heatmap page: whole blocks up to this many positions (one block at the default length 32)
 
 
 def token_label(trace: Trace, token_id: int, max_chars: int = 12) -> str:
@@ -98,11 +97,11 @@ def decoded_blocks(trace: Trace) -> int:
     return int(trace.arrays["step_block"].max()) + 1 if trace.n_steps else 1
 
 
-def page_count(trace: Trace, max_positions: int = PAGE_POSITIONS) -> int:
+def page_count(trace: Trace, max_positions: int = 128) -> int:
     return -(-decoded_blocks(trace) // blocks_per_page(trace, max_positions))
 
 
-def page(trace: Trace, index: int, max_positions: int = PAGE_POSITIONS) -> Page:
+def page(trace: Trace, index: int, max_positions: int = 128) -> Page:
     """Page `index` (clipped to the valid range) of at most max_positions positions, aligned to blocks."""
     per_page, block_length = blocks_per_page(trace, max_positions), trace.meta["block_length"]
     count = page_count(trace, max_positions)
@@ -135,22 +134,6 @@ def grid(trace: Trace, metric: str, window: Page) -> tuple[np.ndarray, np.ndarra
     return values, ids, committed
 
 
-def masked_mean(trace: Trace, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per answer position, the metric averaged over the steps it was still masked, and how many steps that was:
-    (G,) float (NaN where no step saw it masked: early-stop fills) and (G,) int. The overview of a long trace."""
-    if metric not in METRIC_ARRAYS:
-        raise ValueError(f"metric={metric!r} is unknown; allowed: {', '.join(METRIC_ARRAYS)}")
-    gen_length = trace.meta["gen_length"]
-    cols = step_columns(trace)  # (S, Lb)
-    masked = trace.arrays["masked_before"][:, 0]  # (S, Lb)
-    values = trace.arrays[METRIC_ARRAYS[metric][0]][:, 0].astype(np.float64)  # (S, Lb)
-    inside = masked & (cols < gen_length)
-    total = np.bincount(cols[inside], weights=values[inside], minlength=gen_length)[:gen_length]  # (G,)
-    count = np.bincount(cols[inside], minlength=gen_length)[:gen_length]  # (G,)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan), count
-
-
 @dataclass(frozen=True)
 class SequenceState:
     """The answer as it was right after one step."""
@@ -181,13 +164,3 @@ def sequence_at(trace: Trace, step: int) -> SequenceState:
 def tokens_per_second(trace: Trace) -> float:
     """Answer tokens (up to and including EOS, as the pipeline counts them) per second of decoding."""
     return rate(trace.meta.get("answer_tokens", trace.meta["gen_length"]), float(trace.meta["seconds"]))
-
-
-def rate_text(tokens_per_second: float) -> str:
-    """A rate as every view prints it: three significant digits, never a positive rate shown as 0."""
-    return f"{significant(tokens_per_second):g} tokens/s"
-
-
-def recorded_on(trace: Trace) -> str:
-    """Where a trace was decoded: the machine the example script names, else the model's device."""
-    return str(trace.meta.get("machine") or trace.meta.get("device") or "an unknown device")

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis import colors
-from analysis.trace_data import credit_forced, rate_text, recorded_on, threshold, token_label, tokens_per_second
+from analysis.trace_data import credit_forced, threshold, token_label, tokens_per_second
 from engine.decoding.trace import Trace
 
 
@@ -43,8 +43,7 @@ def timeline_figure(trace: Trace) -> go.Figure:
     fig.update_layout(
         title=(f"NFE {trace.meta['nfe']} for {trace.meta['gen_length']} positions · "
                f"{trace.meta.get('answer_tokens', trace.meta['gen_length'])} answer tokens in "
-               f"{trace.meta['seconds']:.2f} s on {recorded_on(trace)} = {rate_text(tokens_per_second(trace))}"
-               + cache_note(cache)),
+               f"{trace.meta['seconds']:.2f} s = {tokens_per_second(trace):.1f} tokens/s" + cache_note(cache)),
         height=560, showlegend=False, margin={"l": 60, "r": 60, "t": 70, "b": 50})
     return fig
 

@@ -3,23 +3,20 @@ knob."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis import colors
-from analysis.trace_compare import commit_order_figure, compare_table, sweep_figure, sweep_table, token_agreement
+from analysis.trace_compare import commit_order_figure, compare_table, sweep_figure, token_agreement
 from app.decoding_runs import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, get_model, make_request
 from engine.decoding.registry import BASELINE
-from engine.decoding.trace import significant
 from engine.models.kv_forward import cache_modes
 from engine.pipeline import DecodeOutcome
 
 SWEEP_KNOBS = {"beta": (0.0, 1.0), "alpha": (0.0, 5.0)}  # knob -> allowed range in a sweep
 DEFAULT_GRIDS = {"beta": "0.1, 0.3, 0.5, 0.7, 0.9", "alpha": "0, 0.35, 0.65, 1.0, 2.0"}
-RUNNING = "…"  # a sweep status ending so is still decoding
 
 
 def compare_outcomes(model_name: str, prompt: str, rules: Sequence[str], gen_length: int, block_length: int,
@@ -68,51 +65,24 @@ def parse_grid(knob: str, text: str) -> list[float]:
 
 
 def sweep(model_name: str, prompt: str, knob: str, grid_text: str, gen_length: int, block_length: int, tau: float,
-          alpha: float, beta: float, gamma: float, seed: int) -> Iterator[dict[str, Any]]:
+          alpha: float, beta: float, gamma: float, seed: int) -> Iterator[tuple[pd.DataFrame, go.Figure]]:
     """Decode once with fixed steps (one token per step, the reference answer), then once per knob value with
-    credit. Yields the status ("k of n decodes"), the table (every value from the start, "pending" until decoded)
-    and the figure (x axis over the whole grid) before the first decode and after every one."""
+    credit; yield the table and figure after every decode so the picture fills in."""
     values = parse_grid(knob, grid_text)
     base = make_request(prompt, "credit", gen_length, block_length, 0, tau, "custom", alpha, beta, gamma, seed)
-    requests = []
-    for value in values:
-        try:
-            requests.append(replace(base, **{knob: value}))
-        except ValueError as err:
-            raise gr.Error(f"{knob} = {value} is refused: {err}; change that value.") from None
-    total, symbol = len(values) + 1, colors.KNOB_SYMBOLS[knob]
-    rows: list[dict] = []
-    yield {"sweep_status": f"decode 1 of {total}: fixed steps, the reference answer{RUNNING}",
-           "sweep_table": sweep_table(rows, knob, values), "sweep_plot": sweep_figure(rows, knob, values, None)}
     reference = decode_once(model_name, replace(base, rule=BASELINE, steps=None))
     reference_tokens = reference.trace.arrays["tokens"][0]
-    for index, (value, request) in enumerate(zip(values, requests)):
-        yield {"sweep_status": f"{index + 1} of {total} decodes done; decode {index + 2}: credit with {symbol} = "
-                               f"{value:g}{RUNNING}"}
+    rows = []
+    for value in values:
+        try:
+            request = replace(base, **{knob: value})
+        except ValueError as err:
+            raise gr.Error(f"{knob} = {value} is refused: {err}; change that value.") from None
         outcome = decode_once(model_name, request)
         rows.append({"value": value, "nfe": outcome.result.nfe,
                      "agreement": round(token_agreement(outcome.trace.arrays["tokens"][0], reference_tokens), 4),
-                     "tokens_per_second": significant(outcome.tokens_per_second), "answer": outcome.answer})
-        yield {"sweep_table": sweep_table(rows, knob, values),
-               "sweep_plot": sweep_figure(rows, knob, values, reference.result.nfe)}
-    yield {"sweep_status": f"done: {total} of {total} decodes (fixed steps NFE {reference.result.nfe})."}
+                     "tokens/s": round(outcome.tokens_per_second, 2), "reference_nfe": reference.result.nfe,
+                     "answer": outcome.answer})
+        table = pd.DataFrame(rows)
+        yield table, sweep_figure(table, knob)
 
-
-def sweep_knob_changed(knob: str) -> dict[str, Any]:
-    """Another swept knob: its default grid, and the previous knob's results cleared (they are not this knob's)."""
-    if knob not in SWEEP_KNOBS:
-        raise gr.Error(f"Sweep knob {knob!r} is unknown; pick one of: {', '.join(SWEEP_KNOBS)}.")
-    return {"sweep_grid": DEFAULT_GRIDS[knob], "sweep_table": empty_sweep_table(knob), "sweep_plot": None,
-            "sweep_status": f"The swept knob is now {colors.knob_label(knob)}: press Sweep to decode its values."}
-
-
-def empty_sweep_table(knob: str) -> pd.DataFrame:
-    """The table before a sweep: the knob's default values, all pending."""
-    return sweep_table([], knob, parse_grid(knob, DEFAULT_GRIDS[knob]))
-
-
-def sweep_cancelled(status: str) -> Any:
-    """The sweep status after Cancel: a running sweep says where it stopped (decoded rows stay)."""
-    if not (status or "").endswith(RUNNING):
-        return gr.skip()
-    return status.removesuffix(RUNNING).split("; decode")[0] + "; cancelled, the rows above are the values decoded."
