@@ -193,7 +193,7 @@ def trace_frame(trace: Trace, source: str = "recorded trace") -> Frame:
     done = trace_step(trace, trace.n_steps - 1, float(trace.meta["seconds"]))
     html = live_html(done.ids, done.committed, done.confidence, lambda token: token_label(trace, token))
     meta = trace.meta
-    return Frame(html, f"{source} of {meta.get('model', '?')} ({colors.rule_label(meta['rule'])}): NFE {meta['nfe']} "
+    return Frame(html, f"{source} of {meta.get('model', '?')}, {colors.rule_label(meta['rule'])}: NFE {meta['nfe']} "
                        f"for {meta.get('answer_tokens', meta['gen_length'])} answer tokens; recorded on "
                        f"{recorded_on(trace)} in {meta['seconds']:.2f} s = {rate_text(tokens_per_second(trace))}")
 

@@ -288,7 +288,7 @@ def test_cached_examples_render_without_a_model():
         trace = examples.example_trace(name)
         assert trace.meta["model"] == "bundled" and trace.meta["answer"]
         frame = handlers.trace_frame(trace)
-        assert "masked" not in frame.html and frame.status.startswith(f"recorded trace of bundled (")
+        assert "masked" not in frame.html and frame.status.startswith("recorded trace of bundled, ")
         assert f": NFE {trace.meta['nfe']} for" in frame.status and "recorded on a 2-core CPU" in frame.status
         # Issue 17: the end-of-answer id reads [EOS] (its run collapsed) as in live decodes, never the raw token text
         assert "[EOS] ×" in frame.html and "im_end" not in frame.html
