@@ -4,7 +4,7 @@ against the app served in this process, as a newcomer first sees each tab.
 `python -m lab.screenshots [--steps 10] [--eval-items 4] [--model smollm2] [--out docs/img]`. Decoding Explorer: the page as it opens
 (the cached example trace, no model call). Selection Lab: a real run of the picked model on the bundled mixture
 (SmolLM2 for 10 steps takes a few minutes on a 2-core CPU; `--model tiny-random` takes seconds, for a smoke run),
-coloured by category, one candidate opened from the map.
+coloured by category, a candidate of the last step opened (typed step and position, Enter).
 """
 from __future__ import annotations
 
@@ -56,7 +56,10 @@ def selection_lab(page, out: Path, model: str, steps: int, eval_items: int) -> N
     page.wait_for_function("(document.querySelector('#uds-status')?.innerText ?? '').startsWith('Done:')")
     page.get_by_label("category").first.check()
     page.wait_for_timeout(1500)
-    page.locator("#uds-buffer-map .scatterlayer .trace .points path").first.click(force=True)
+    for elem_id, value in (("uds-pick-step", steps - 1), ("uds-pick-position", 1)):  # a late pick: it has neighbours
+        box = page.locator(f"#{elem_id} input").first
+        box.fill(str(value))
+    box.press("Enter")
     page.wait_for_selector("#uds-strip .heatmaplayer")
     page.wait_for_timeout(1000)
     page.screenshot(path=str(out / "selection_lab.png"), full_page=True)
