@@ -1,8 +1,9 @@
 """The step x position heatmap: what the model believed at every step about every still-masked position.
 
 Rows are steps (forward passes), columns answer positions; a cell is blank once its position is committed or while
-its block has not started. Long answers are paged by whole blocks so a figure never holds more than a few thousand
-live cells, and cell text is dropped past TEXT_CELL_LIMIT (the hover still has everything).
+its block has not started. Long answers are paged (at most 128 positions by MAX_PAGE_STEPS steps a page) so a figure
+never holds more than a few thousand live cells, and cell text is dropped past TEXT_CELL_LIMIT (the hover still has
+everything).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis import colors
-from analysis.trace_data import METRIC_ARRAYS, Page, credit_forced, grid, page, token_label
+from analysis.trace_data import MAX_PAGE_STEPS, METRIC_ARRAYS, Page, credit_forced, grid, page, token_label
 from engine.decoding.trace import Trace
 
 PLOT_WIDTH_PX = 1000  # about the plot area's width in the tab; sizes the commit outlines to the cells
@@ -81,9 +82,12 @@ def heatmap_figure(trace: Trace, metric: str = "raw", page_index: int = 0, max_p
                                  marker={"symbol": "square-open", "size": outline, "color": color,
                                          "line": {"width": 2, "color": color}}, hoverinfo="skip"))
     cells_per_row = max(p_hi - p_lo, 1)
+    (w_lo, w_hi) = window.window_steps
+    more = (f"; these positions took steps {w_lo}-{w_hi - 1}, {MAX_PAGE_STEPS} a page"
+            if (s_lo, s_hi) != (w_lo, w_hi) else "")
     fig.update_layout(
         title=(f"{colors.HEATMAP_METRICS[metric]}: steps {s_lo}-{s_hi - 1} x positions {p_lo}-{p_hi - 1} "
-               f"(page {window.index + 1} of {window.count})"),
+               f"(page {window.index + 1} of {window.count}{more})"),
         xaxis_title="answer position", yaxis_title="step (forward pass)", yaxis_autorange="reversed",
         height=int(160 + (s_hi - s_lo) * row_px), plot_bgcolor=colors.MASKED,
         legend={"orientation": "h", "y": -0.15}, margin={"l": 60, "r": 20, "t": 50, "b": 60},
