@@ -1,4 +1,6 @@
-"""Handlers that decode several times: compare rules on one prompt and seed, and sweep a credit knob."""
+"""Handlers that decode several times: compare rules on one prompt and seed, and sweep a credit knob. Each runs as one
+model job (app.decoding_handlers.in_model_job): it yields keep-alives while it works, so a Cancel or a closed page
+stops it within one decoding step."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -9,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.trace_compare import commit_order_figure, compare_table, sweep_figure, token_agreement
-from app.decoding_handlers import MAX_COMPARE, MAX_SWEEP_POINTS, RULES, decode_once, make_request
+from app.decoding_handlers import MAX_COMPARE, MAX_SWEEP_POINTS, RULES, decode_once, in_model_job, make_request
 
 SWEEP_KNOBS = {"beta": (0.0, 1.0), "alpha": (0.0, 5.0)}  # knob -> allowed range in a sweep
 DEFAULT_GRIDS = {"beta": "0.1, 0.3, 0.5, 0.7, 0.9", "alpha": "0, 0.35, 0.65, 1.0, 2.0"}
@@ -17,16 +19,20 @@ DEFAULT_GRIDS = {"beta": "0.1, 0.3, 0.5, 0.7, 0.9", "alpha": "0, 0.35, 0.65, 1.0
 
 def compare(model_name: str, prompt: str, rules: Sequence[str], gen_length: int, block_length: int, steps: int,
             tau: float, preset: str, alpha: float, beta: float, gamma: float,
-            seed: int) -> tuple[pd.DataFrame, go.Figure]:
-    """Decode the prompt with 2-3 rules (same seed and knobs) and compare them against the first."""
+            seed: int) -> Iterator[tuple[pd.DataFrame, go.Figure]]:
+    """Decode the prompt with 2-3 rules (same seed and knobs) and compare them against the first; yields
+    (gr.skip(), gr.skip()) while it works, then the table and the figure."""
     rules = list(rules or [])
     if not 2 <= len(rules) <= MAX_COMPARE:
         raise gr.Error(f"{len(rules)} rules are ticked; tick 2 or {MAX_COMPARE} rules to compare.")
     requests = [make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
                 for rule in rules]
-    outcomes = [decode_once(model_name, request) for request in requests]
-    traces = [outcome.trace for outcome in outcomes]
-    return compare_table(traces, [o.answer for o in outcomes]), commit_order_figure(traces)
+    for kind, outcomes in in_model_job(lambda token, emit: [decode_once(model_name, r, token) for r in requests]):
+        if kind != "done":
+            yield gr.skip(), gr.skip()
+            continue
+        traces = [outcome.trace for outcome in outcomes]
+        yield compare_table(traces, [o.answer for o in outcomes]), commit_order_figure(traces)
 
 
 def parse_grid(knob: str, text: str) -> list[float]:
@@ -49,22 +55,32 @@ def parse_grid(knob: str, text: str) -> list[float]:
 def sweep(model_name: str, prompt: str, knob: str, grid_text: str, gen_length: int, block_length: int, tau: float,
           alpha: float, beta: float, gamma: float, seed: int) -> Iterator[tuple[pd.DataFrame, go.Figure]]:
     """Decode once with fixed steps (one token per step, the reference answer), then once per knob value with
-    credit; yield the table and figure after every decode so the picture fills in."""
+    credit; yield the table and figure after every decode so the picture fills in ((gr.skip(), gr.skip()) while a
+    decode runs)."""
     values = parse_grid(knob, grid_text)
     base = make_request(prompt, "credit", gen_length, block_length, 0, tau, "custom", alpha, beta, gamma, seed)
-    reference = decode_once(model_name, replace(base, strategy=RULES["fixed steps"], steps=None))
-    reference_tokens = reference.trace.arrays["tokens"][0]
-    rows = []
+    requests = []
     for value in values:
         try:
-            request = replace(base, **{knob: value})
+            requests.append(replace(base, **{knob: value}))
         except ValueError as err:
             raise gr.Error(f"{knob} = {value} is refused: {err}; change that value.") from None
-        outcome = decode_once(model_name, request)
-        rows.append({"value": value, "nfe": outcome.result.nfe,
-                     "agreement": round(token_agreement(outcome.trace.arrays["tokens"][0], reference_tokens), 4),
-                     "tokens/s": round(outcome.tokens_per_second, 2), "reference_nfe": reference.result.nfe,
-                     "answer": outcome.answer})
-        table = pd.DataFrame(rows)
-        yield table, sweep_figure(table, knob)
 
+    def work(token, emit) -> None:
+        reference = decode_once(model_name, replace(base, strategy=RULES["fixed steps"], steps=None), token)
+        reference_tokens = reference.trace.arrays["tokens"][0]
+        rows = []
+        for value, request in zip(values, requests):
+            outcome = decode_once(model_name, request, token)
+            rows.append({"value": value, "nfe": outcome.result.nfe,
+                         "agreement": round(token_agreement(outcome.trace.arrays["tokens"][0], reference_tokens), 4),
+                         "tokens/s": round(outcome.tokens_per_second, 2), "reference_nfe": reference.result.nfe,
+                         "answer": outcome.answer})
+            emit(list(rows))
+
+    for kind, rows in in_model_job(work):
+        if kind == "progress":
+            table = pd.DataFrame(rows)
+            yield table, sweep_figure(table, knob)
+        elif kind != "done":
+            yield gr.skip(), gr.skip()

@@ -21,22 +21,22 @@ from analysis import colors
 from analysis.trace_data import commit_confidence, display_text
 from analysis.trace_tokens import live_html
 from app.space import zero_gpu
-from app.streaming import CancelToken, LiveStep, replay_decode, stream_decode
+from app.streaming import CancelToken, LiveStep, model_job, replay_decode, stream_decode
 from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeCancelled, Trace, TraceFormatError, load_trace
+from engine.jobs import CancelToken as JobToken
+from engine.jobs import Work
 from engine.models import HUB_MODELS, LoadedModel, load_model
 from engine.models.hub import hub_offline
-from engine.pipeline import DecodeOutcome, DecodeRequest, decode
+from engine.pipeline import MAX_PROMPT_CHARS, DecodeOutcome, DecodeRequest, decode
 
 RULES = {"fixed steps": "low_confidence", "threshold": "threshold", "credit": "credit",
          "credit in fixed steps": "credit_low_confidence"}  # UI label -> engine strategy
-MAX_PROMPT_CHARS = 2000  # longer prompts are refused before tokenising
 MAX_TRACE_BYTES = 50 * 2**20  # upload cap for trace files
 GEN_LENGTHS = (32, 64, 128, 256, 512, 1024)
 BLOCK_LENGTHS = (8, 16, 32, 64)
 MIN_FRAME_SECONDS = 0.1  # at most ~10 live frames a second reach the page; the last frame always does
 MAX_COMPARE = 3
 MAX_SWEEP_POINTS = 8
-PAPER = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]  # the default credit knobs
 LOG = logging.getLogger(__name__)
 _MODEL_LOCK = threading.Lock()  # two sessions asking for a model at once load it once
 
@@ -102,19 +102,15 @@ def warm_default_model() -> None:
 
 def make_request(prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float, preset: str,
                  alpha: float, beta: float, gamma: float, seed: int) -> DecodeRequest:
-    """The engine request for the knobs; steps = 0 means one token per step (steps = gen_length)."""
-    if not prompt or not prompt.strip():
-        raise gr.Error("The prompt is empty: type a question or pick an example.")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise gr.Error(f"The prompt has {len(prompt)} characters; shorten it to at most {MAX_PROMPT_CHARS}.")
-    if rule not in RULES:
-        raise gr.Error(f"Rule {rule!r} is unknown; pick one of: {', '.join(RULES)}.")
+    """The engine request for the knobs (the page and the API both come through here; DecodeRequest checks every
+    value); steps = 0 means one token per step (steps = gen_length)."""
+    if not isinstance(rule, str) or rule not in RULES:
+        raise gr.Error(f"Rule {rule!r:.60} is unknown; pick one of: {', '.join(RULES)}.")
     try:
-        return DecodeRequest(prompt=prompt, strategy=RULES[rule], gen_length=int(gen_length),
-                             block_length=int(block_length), steps=int(steps) if steps else None,
-                             threshold=float(tau), preset=preset, alpha=float(alpha), beta=float(beta),
-                             gamma=float(gamma), seed=int(seed))
-    except (ValueError, TypeError) as err:
+        return DecodeRequest(prompt=prompt, strategy=RULES[rule], gen_length=gen_length, block_length=block_length,
+                             steps=None if steps in (0, None) else steps, threshold=tau, preset=preset, alpha=alpha,
+                             beta=beta, gamma=gamma, seed=seed)
+    except ValueError as err:
         raise gr.Error(f"These settings are refused: {err}. Change that setting and decode again.") from None
 
 
@@ -144,14 +140,15 @@ def _status(step: LiveStep, gen_length: int) -> str:
 
 
 def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
-                  replay: bool | None = None) -> Iterator[Frame]:
+                  replay: bool | None = None) -> Iterator[Frame | None]:
     """Stream a decode: a first frame with every position masked, one frame per step the reader keeps up with, and
-    a last frame carrying the outcome. Cancel ends the stream with a 'cancelled' frame (no outcome). The first frame
-    comes before the model is loaded, so the page answers at once even on the first click after a start.
+    a last frame carrying the outcome; None in between is a keep-alive (nothing new to show) that lets a server
+    close the stream at once. Cancel ends the stream with a 'cancelled' frame (no outcome). The first frame comes
+    before the model is loaded, so the page answers at once even on the first click after a start.
     replay (default: on a ZeroGPU Space) computes the whole trace in one GPU call and animates it afterwards."""
     replay = zero_gpu() if replay is None else replay
     check_model(model_name)
-    cancel = token.start()  # before the model loads: a Cancel during the load stops the decode at its first step
+    job = token.start()  # before the model loads: a Cancel during the load stops the decode at its first step
     gen = request.gen_length
     masked = np.zeros(gen, dtype=bool)
     yield Frame(live_html(np.zeros(gen, dtype=np.int64), masked, np.full(gen, np.nan), str),
@@ -161,26 +158,35 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
     label = _labeller(model)
     last: LiveStep | None = None
     shown_at = 0.0
-    steps = replay_decode(model_name, request, cancel) if replay else stream_decode(model, request, cancel)
+    steps = replay_decode(model_name, request, job) if replay else stream_decode(model, request, job)
     try:
         for item in _refusing(steps):
-            if isinstance(item, LiveStep):
+            if item == "waiting" and last is None:
+                yield Frame(live_html(np.zeros(gen, dtype=np.int64), masked, np.full(gen, np.nan), str),
+                            "waiting: another decode is using the model (one at a time); Cancel leaves the line")
+            elif isinstance(item, str):
+                yield None
+            elif isinstance(item, LiveStep):
                 last = item
                 if time.perf_counter() - shown_at >= MIN_FRAME_SECONDS:
                     shown_at = time.perf_counter()
                     yield Frame(live_html(item.ids, item.committed, item.confidence, label), _status(item, gen))
-                continue
-            meta = item.trace.meta
-            done = LiveStep(step=meta["nfe"] - 1, ids=item.trace.arrays["tokens"][0],
-                            committed=np.ones(gen, dtype=bool), confidence=_final_confidence(item),
-                            seconds=item.result.seconds)
-            yield Frame(live_html(done.ids, done.committed, done.confidence, label),
-                        f"done: NFE {meta['nfe']}, {meta['answer_tokens']} answer tokens in "
-                        f"{item.result.seconds:.2f} s = {item.tokens_per_second:.1f} tokens/s", outcome=item)
+                else:
+                    yield None
+            else:
+                meta = item.trace.meta
+                done = LiveStep(step=meta["nfe"] - 1, ids=item.trace.arrays["tokens"][0],
+                                committed=np.ones(gen, dtype=bool), confidence=_final_confidence(item),
+                                seconds=item.result.seconds)
+                yield Frame(live_html(done.ids, done.committed, done.confidence, label),
+                            f"done: NFE {meta['nfe']}, {meta['answer_tokens']} answer tokens in "
+                            f"{item.result.seconds:.2f} s = {item.tokens_per_second:.1f} tokens/s", outcome=item)
     except DecodeCancelled:
         where = f"after step {last.step} ({int(last.committed.sum())} of {gen} committed)" if last else "at the start"
         yield Frame(live_html(last.ids, last.committed, last.confidence, label) if last else "",
                     f"cancelled {where}; the views keep the previous trace")
+    finally:
+        steps.close()  # a stream closed by the server cancels the decode now, not when it is garbage-collected
 
 
 def _refusing(stream: Iterator) -> Iterator:
@@ -222,13 +228,24 @@ def trace_frame(trace: Trace) -> Frame:
                        f"NFE {trace.meta['nfe']}, {trace.meta['seconds']:.2f} s when it was recorded")
 
 
-def decode_once(model_name: str, request: DecodeRequest) -> DecodeOutcome:
-    """A whole decode without streaming (compare, sweep, the /decode API)."""
+def decode_once(model_name: str, request: DecodeRequest, token: JobToken | None = None) -> DecodeOutcome:
+    """A whole decode without streaming, in the caller's thread (compare and sweep run it inside a model job); the
+    token stops it within one step."""
     model = get_model(model_name)
     try:
-        return decode(model, request)
+        return decode(model, request, observers=[token] if token else ())
     except ValueError as err:
         raise gr.Error(f"The decode was refused: {err}.") from None
+
+
+def in_model_job(work: Work) -> Iterator[tuple[str, object]]:
+    """Run work(token, emit) as a model job (one at a time, stopped within a step when the caller is closed); yields
+    ("waiting" | "running", None) keep-alives and ("progress", item), then ("done", result). A cancelled job
+    raises gr.Error."""
+    try:
+        yield from model_job(work)
+    except DecodeCancelled:
+        raise gr.Error("Cancelled: the run stopped at its next step.") from None
 
 
 def require_trace(trace: Trace | None) -> Trace:
@@ -250,16 +267,3 @@ def import_trace(path: str | None) -> Trace:
     except TraceFormatError as err:
         raise gr.Error(f"This file is not a usable decoding trace: {err}. Upload a trace exported from this app.") \
             from None
-
-
-def api_decode(prompt: str, model: str = "bundled", rule: str = "credit", gen_length: int = 64,
-               block_length: int = 32, steps: int = 0, tau: float = 0.9, preset: str = DEFAULT_CREDIT_PRESET,
-               alpha: float = PAPER["alpha"], beta: float = PAPER["beta"], gamma: float = PAPER["gamma"],
-               seed: int = 0) -> dict:
-    """Decode a prompt; return the answer, NFE, tokens/s and the whole trace (the engine's schema, as exported).
-    rule: fixed steps | threshold | credit | credit in fixed steps; steps = 0 means gen_length (fixed-steps rules);
-    tau = threshold τ, alpha = fusion α, beta = decay β, gamma = boost γ (preset custom; paper / dinfer /
-    parameter_free set them)."""
-    request = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
-    outcome = decode_once(model, request)
-    return {**summary(outcome), "trace": outcome.trace.to_dict()}

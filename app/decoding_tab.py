@@ -6,18 +6,18 @@ from __future__ import annotations
 import gradio as gr
 
 from analysis import colors
+from app import decoding_api
 from app import decoding_experiments as experiments
 from app import decoding_handlers as handlers
 from app import decoding_views as views
 from app import examples as cached
-from app.streaming import CancelToken
+from app.streaming import MODEL_SLOTS, CancelToken
 from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET
 from engine.pipeline import PRESETS
 
 EXAMPLES = ["What is the capital of France?", "Write a short poem about the sea.",
             "Give three tips for learning to code.", "Explain what a diffusion language model is in one sentence."]
 MODEL_JOBS = "dllm-model"  # events that run the model share these queue slots
-MODEL_SLOTS = 1  # one model job at a time: a decode uses every core of a 2-core CPU, and the whole GPU
 LONGEST = max(handlers.GEN_LENGTHS)  # slider ranges before a trace narrows them (API callers never get narrowed)
 STEP_RULES = ("fixed steps", "credit in fixed steps")
 CREDIT_RULES = ("credit", "credit in fixed steps")
@@ -128,7 +128,9 @@ def build_decoding_tab() -> None:
     def live_decode(model_name, text, token, *knob_values):
         request = handlers.make_request(text, *knob_values)
         for frame in handlers.decode_frames(model_name, request, token):
-            if frame.outcome is None:
+            if frame is None:  # keep-alive: nothing new, but the server may close the stream here
+                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            elif frame.outcome is None:
                 yield frame.html, frame.status, gr.skip(), gr.skip(), gr.skip()
             else:
                 yield (frame.html, frame.status, frame.outcome.answer, handlers.summary(frame.outcome),
@@ -196,4 +198,4 @@ def build_decoding_tab() -> None:
     showing.success(show_views, [trace_state, metric, position], view_outputs, api_name="render_views_example")
     importing = uploaded.upload(handlers.import_trace, [uploaded], [trace_state], api_name="import_trace")
     importing.success(show_views, [trace_state, metric, position], view_outputs, api_name="render_views_imported")
-    gr.api(handlers.api_decode, api_name="decode", concurrency_id=MODEL_JOBS, concurrency_limit=MODEL_SLOTS)
+    gr.api(decoding_api.api_decode, api_name="decode", concurrency_id=MODEL_JOBS, concurrency_limit=MODEL_SLOTS)

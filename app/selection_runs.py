@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import functools
 import math
-import queue
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 
+from engine.jobs import CancelToken, JobSlots, run_job
 from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import Dataset
 
@@ -33,6 +32,7 @@ MODEL_CHOICES = {
 }
 DATASET_CHOICES = ("bundled mixture", "upload", "Hub dataset id")
 POLL_SECONDS = 0.3  # how often the run generator yields while the worker trains, so Cancel can close it promptly
+SELECTION_JOBS = JobSlots(1)  # selection runs at once, process-wide: a run trains a model copy on every core
 
 
 @functools.lru_cache(maxsize=2)
@@ -127,48 +127,38 @@ def load_dataset(source: str, upload: str | None, prompt_col: str = "prompt", re
 
 def run_in_background(model_name: str, dataset: Dataset, selection: SelectionConfig, train: TrainConfig,
                       finish: Callable[[Any], Any] | None = None) -> Iterator[tuple[str, Any]]:
-    """Run one selection in a worker thread; yield ("progress", (done, total, message)) while it runs, ("tick", None)
-    every POLL_SECONDS, then ("done", finish(log)) or ("error", message).
+    """Run one selection as a model job (engine.jobs: a worker thread holding one of SELECTION_JOBS' slots); yield
+    ("progress", (done, total, message)) while it runs or waits for a slot, ("tick", None) every POLL_SECONDS
+    otherwise, then ("done", finish(log)) or ("error", message).
 
-    Closing the iterator (Gradio does so when the event is cancelled) asks the worker to stop before its next step;
+    Closing the iterator (Gradio does so when the event is cancelled or the page is closed) cancels the job: it
+    stops after the step in progress, in training or in the held-out evaluation, and only then frees its slot.
     `finish` (e.g. fitting the buffer map) runs in the worker too, so a slow finish keeps the page responsive."""
-    messages: queue.Queue = queue.Queue()
-    stop = threading.Event()
+    def work(token: CancelToken, emit: Callable[[Any], None]) -> Any:
+        emit((0, train.steps, "loading the model (once per process)"))
+        model, tokenizer = shared_model(model_name)
+        from engine.uds.loop import run_selection
 
-    def work() -> None:
-        try:
-            messages.put(("progress", (0, train.steps, "loading the model (once per process)")))
-            model, tokenizer = shared_model(model_name)
-            from engine.uds.loop import run_selection
+        def progress(done: int, total: int, text: str) -> None:
+            emit((done, total, text))
+            token.check()
 
-            log = run_selection(model, tokenizer, dataset, selection, train, model_name=model_name,
-                                progress=lambda done, total, text: messages.put(("progress", (done, total, text))),
-                                should_stop=stop.is_set)
-            if stop.is_set():
-                return
-            messages.put(("progress", (train.steps, train.steps, "projecting the buffer (the first UMAP fit in a "
-                                                                 "process compiles for a while)")))
-            messages.put(("done", finish(log) if finish else log))
-        except ValueError as err:
-            messages.put(("error", str(err)))
+        log = run_selection(model, tokenizer, dataset, selection, train, model_name=model_name, progress=progress,
+                            should_stop=lambda: token.cancelled)
+        token.check()
+        emit((train.steps, train.steps, "projecting the buffer (the first UMAP fit in a process compiles for a "
+                                        "while)"))
+        return finish(log) if finish else log
 
-    worker = threading.Thread(target=work, name="selection-run", daemon=True)
-    worker.start()
+    waiting = (0, train.steps, "waiting: another selection run is using the model (one at a time)")
     try:
-        while True:
-            try:
-                kind, payload = messages.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                if not worker.is_alive():
-                    yield "error", "the run stopped without a result; see the server log"
-                    return
-                yield "tick", None
-                continue
-            yield kind, payload
-            if kind in ("done", "error"):
-                return
-    finally:
-        stop.set()
+        for kind, payload in run_job(work, SELECTION_JOBS, poll_seconds=POLL_SECONDS):
+            if kind == "waiting":
+                yield "progress", waiting
+            else:
+                yield ("tick", None) if kind == "running" else (kind, payload)
+    except ValueError as err:
+        yield "error", str(err)
 
 
 def _without_folder(message: str, path: str | Path) -> str:

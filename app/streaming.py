@@ -1,40 +1,48 @@
-"""Live decoding: the decode runs in a worker thread; an observer hands each step to the caller through a queue, and
-a per-session cancel token makes the observer raise DecodeCancelled at the next step."""
+"""Model jobs of the Decoding Explorer: every event that runs the model (live decode, /decode, compare, sweep) runs
+its work through engine.jobs, in a worker thread holding one of DECODE_JOBS' slots and checking a cancel token at
+every step; a live decode's observer hands each step to the caller."""
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from app.space import gpu_function
 from engine.decoding import DecodeCancelled, StepEvent, Trace
+from engine.jobs import CancelToken as JobToken
+from engine.jobs import Emit, JobSlots, Work, run_job
 from engine.models import LoadedModel, load_model
 from engine.pipeline import DecodeOutcome, DecodeRequest, decode
 
 REPLAY_FRAME_SECONDS = 0.05  # pace of a replayed animation (ZeroGPU: the trace is computed first, shown after)
+MODEL_SLOTS = 1  # model jobs at once: a decode uses every core of a 2-core CPU, and the whole GPU
+DECODE_JOBS = JobSlots(MODEL_SLOTS)  # process-wide: holds even when a client cancels or disconnects
 
 
 class CancelToken:
-    """Per session (kept in gr.State): Cancel sets the event of the run in progress. A deep copy (gr.State copies
-    its initial value per session) is a fresh token, never a shared one."""
+    """Per session (kept in gr.State): Cancel cancels the job in progress. A deep copy (gr.State copies its initial
+    value per session) is a fresh holder, never a shared one."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._job = JobToken()
 
     def __deepcopy__(self, memo: dict) -> "CancelToken":
         return CancelToken()
 
-    def start(self) -> threading.Event:
-        """A fresh event for a new run (an earlier Cancel must not stop it)."""
-        self._event = threading.Event()
-        return self._event
+    def start(self) -> JobToken:
+        """A fresh job token for a new run (an earlier Cancel must not stop it)."""
+        self._job = JobToken()
+        return self._job
 
     def cancel(self) -> None:
-        self._event.set()
+        self._job.cancel()
+
+
+def model_job(work: Work, token: JobToken | None = None) -> Iterator[tuple[str, Any]]:
+    """run_job on the Decoding Explorer's model slots (see engine.jobs.run_job for what it yields)."""
+    return run_job(work, DECODE_JOBS, token)
 
 
 @dataclass(frozen=True)
@@ -49,60 +57,34 @@ class LiveStep:
 
 
 class _LiveObserver:
-    """Keeps the running commit mask and commit confidences; stops the decode when the cancel event is set."""
+    """Keeps the running commit mask and commit confidences and emits a LiveStep after every step."""
 
-    def __init__(self, gen_length: int, block_length: int, cancel: threading.Event, out: queue.Queue) -> None:
-        self.block_length, self.cancel, self.out = block_length, cancel, out
+    def __init__(self, gen_length: int, block_length: int, emit: Emit) -> None:
+        self.block_length, self.emit = block_length, emit
         self.committed = np.zeros(gen_length, dtype=bool)
         self.confidence = np.full(gen_length, np.nan)
         self.start = time.perf_counter()
-        self.last_step = -1
 
     def on_step(self, event: StepEvent) -> None:
         lo = event.block * self.block_length
         new = event.committed[0]  # (Lb,)
         self.committed[lo:lo + self.block_length] |= new
         self.confidence[lo:lo + self.block_length][new] = event.fused_top1_prob[0][new]
-        self.last_step = event.step
-        self.out.put(LiveStep(step=event.step, ids=event.tokens[0].copy(), committed=self.committed.copy(),
-                              confidence=self.confidence.copy(), seconds=time.perf_counter() - self.start))
-        if self.cancel.is_set():
-            raise DecodeCancelled(f"cancelled after step {event.step}")
+        self.emit(LiveStep(step=event.step, ids=event.tokens[0].copy(), committed=self.committed.copy(),
+                           confidence=self.confidence.copy(), seconds=time.perf_counter() - self.start))
 
 
 def stream_decode(model: LoadedModel, request: DecodeRequest,
-                  cancel: threading.Event) -> Iterator[LiveStep | DecodeOutcome]:
+                  token: JobToken) -> Iterator[LiveStep | DecodeOutcome | str]:
     """Yield the newest LiveStep whenever one is ready (older ones are skipped when the reader is slower than the
-    model), then the DecodeOutcome. Errors of the decode (ValueError, DecodeCancelled) are raised here. Closing the
-    iterator early cancels the decode, so an abandoned run frees its slot."""
-    out: queue.Queue = queue.Queue()
-    observer = _LiveObserver(request.gen_length, request.block_length, cancel, out)
-    done = object()
+    model), "waiting" / "running" as keep-alives while there is nothing new, then the DecodeOutcome. Errors of the
+    decode (ValueError, DecodeCancelled) are raised here. Closing the iterator early cancels the decode within one
+    step, so an abandoned run frees its slot."""
+    def work(job: JobToken, emit: Emit) -> DecodeOutcome:
+        return decode(model, request, observers=[_LiveObserver(request.gen_length, request.block_length, emit), job])
 
-    def work() -> None:
-        try:
-            out.put((done, decode(model, request, observers=[observer])))
-        except BaseException as err:  # handed to the reading thread, which raises it
-            out.put((done, err))
-
-    worker = threading.Thread(target=work, name="dllm-decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = out.get()
-            while not out.empty() and isinstance(item, LiveStep):
-                item = out.get()  # skip to the newest frame
-            if isinstance(item, LiveStep):
-                yield item
-                continue
-            result = item[1]
-            if isinstance(result, BaseException):
-                raise result
-            yield result
-            return
-    finally:
-        cancel.set()
-        worker.join(timeout=30)
+    for kind, payload in model_job(work, token):
+        yield payload if kind in ("progress", "done") else kind
 
 
 @gpu_function(duration=120)
@@ -132,11 +114,13 @@ def replay_steps(trace: Trace, seconds_per_frame: float = 0.0) -> Iterator[LiveS
 
 
 def replay_decode(model_name: str, request: DecodeRequest,
-                  cancel: threading.Event) -> Iterator[LiveStep | DecodeOutcome]:
-    """As stream_decode, for GPU Spaces: compute the trace in one GPU call, then animate it on the CPU."""
-    outcome = decode_on_gpu(model_name, request)
+                  token: JobToken) -> Iterator[LiveStep | DecodeOutcome]:
+    """As stream_decode, for GPU Spaces: compute the trace in one GPU call (in the caller's thread: ZeroGPU ties the
+    call to the request; it cannot be stopped midway), then animate it on the CPU."""
+    with DECODE_JOBS.hold(token):
+        outcome = decode_on_gpu(model_name, request)
     for step in replay_steps(outcome.trace, REPLAY_FRAME_SECONDS):
-        if cancel.is_set():
+        if token.cancelled:
             raise DecodeCancelled(f"cancelled after step {step.step}")
         yield step
     yield outcome

@@ -9,6 +9,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
+from app import decoding_api
 from app import decoding_experiments as experiments
 from app import decoding_handlers as handlers
 from app import decoding_views as views
@@ -42,8 +43,8 @@ def test_model_picker_lists_hub_models_with_the_reason():
     ("   ", {}, "prompt is empty"),
     ("x" * (handlers.MAX_PROMPT_CHARS + 1), {}, "shorten it"),
     ("hi", {"rule": "fixed steps", "steps": 3}, "steps=3 must be a multiple"),
-    ("hi", {"tau": 0.0}, "threshold=0.0 is out of range"),
-    ("hi", {"preset": "custom", "beta": 1.5}, "beta=1.5 is out of range"),
+    ("hi", {"tau": 0.0}, r"threshold=0.0 must be a finite number in \(0, 1\]"),
+    ("hi", {"preset": "custom", "beta": 1.5}, r"beta=1.5 must be a finite number in \[0, 1\]"),
     ("hi", {"gen_length": 40, "block_length": 16}, "multiple of block_length"),
     ("hi", {"rule": "greedy"}, "Rule 'greedy' is unknown"),
     ("hi", {"rule": "credit in fixed steps", "preset": "parameter_free"}, "credit rule only"),
@@ -57,9 +58,14 @@ def test_presets_only_matter_to_credit_rules():
     assert request("hi", rule="threshold", preset="parameter_free").strategy == "threshold"
 
 
+def frames_of(stream):
+    """The frames a page shows (None is a keep-alive)."""
+    return [frame for frame in stream if frame is not None]
+
+
 def test_live_decode_streams_then_matches_a_plain_decode(tiny_model):
     token = CancelToken()
-    frames = list(handlers.decode_frames("tiny-random", request(), token))
+    frames = frames_of(handlers.decode_frames("tiny-random", request(), token))
     assert frames[0].html.count("masked") == 32 and "32 positions masked" in frames[0].status
     steps = [int(f.status.split()[1].rstrip(",")) for f in frames[1:-1]]
     assert steps == sorted(steps) and all(s.startswith("step ") for s in (f.status for f in frames[1:-1]))
@@ -74,9 +80,10 @@ def test_live_decode_streams_then_matches_a_plain_decode(tiny_model):
 def test_cancel_stops_the_decode_and_keeps_no_trace(tiny_model):
     token = CancelToken()
     frames = []
-    for frame in handlers.decode_frames("tiny-random", request(), token):
-        frames.append(frame)
-        if frame.status.startswith("step "):
+    long = request(gen_length=256, block_length=16)  # 256 steps: the Cancel lands long before the end
+    for frame in handlers.decode_frames("tiny-random", long, token):
+        frames += [frame] if frame is not None else []
+        if frame is not None and frame.status.startswith("step "):
             token.cancel()
     assert frames[-1].status.startswith("cancelled after step") and frames[-1].outcome is None
     assert all(f.outcome is None for f in frames)
@@ -85,19 +92,20 @@ def test_cancel_stops_the_decode_and_keeps_no_trace(tiny_model):
 
 def test_closing_the_stream_cancels_the_worker(tiny_model):
     token = CancelToken()
-    cancel = token.start()
-    stream = stream_decode(tiny_model, request(), cancel)
-    assert isinstance(next(stream), LiveStep)
+    job = token.start()
+    stream = stream_decode(tiny_model, request(), job)
+    assert isinstance(next(item for item in stream if not isinstance(item, str)), LiveStep)
     stream.close()
-    assert cancel.is_set()
+    assert job.cancelled
 
 
 def test_cancel_tokens_are_per_session():
     token = CancelToken()
+    job = token.start()
     fresh = copy.deepcopy(token)  # what gr.State does for each new session
     token.cancel()
-    assert token._event.is_set() and not fresh._event.is_set()
-    assert not token.start().is_set()  # a new run is not stopped by an earlier Cancel
+    assert job.cancelled and not fresh.start().cancelled
+    assert not token.start().cancelled  # a new run is not stopped by an earlier Cancel
 
 
 def test_views_render_from_the_trace_alone(tiny_decodes):
@@ -158,17 +166,18 @@ def test_import_refuses_files_that_are_not_our_traces(tmp_path, tiny_decodes):
 
 
 def test_compare_three_rules_on_one_prompt(tiny_model):
-    table, figure = experiments.compare("tiny-random", "hi", ["fixed steps", "threshold", "credit"], **KNOBS)
+    table, figure = list(experiments.compare("tiny-random", "hi", ["fixed steps", "threshold", "credit"], **KNOBS))[-1]
     assert len(table) == 3 and table["same tokens as first"][0] == 1.0
     assert table["NFE"][0] == 32  # fixed steps with steps = gen_length: one token per step
     assert len(figure.data) == 5  # three commit-step lines, two discordance bars
     with pytest.raises(gr.Error, match="tick 2 or 3"):
-        experiments.compare("tiny-random", "hi", ["credit"], **KNOBS)
+        next(experiments.compare("tiny-random", "hi", ["credit"], **KNOBS))
 
 
 def test_sweep_fills_in_point_by_point(tiny_model):
     knobs = {k: KNOBS[k] for k in ("gen_length", "block_length", "tau", "alpha", "beta", "gamma", "seed")}
-    results = list(experiments.sweep("tiny-random", "hi", "beta", "0.9, 0.1", **knobs))
+    results = [r for r in experiments.sweep("tiny-random", "hi", "beta", "0.9, 0.1", **knobs)
+               if not isinstance(r[0], dict)]  # (gr.skip(), gr.skip()) keep-alives are dicts
     assert [len(table) for table, _ in results] == [1, 2]
     table, figure = results[-1]
     assert table["value"].tolist() == [0.1, 0.9] and table["reference_nfe"].tolist() == [32, 32]
@@ -179,7 +188,8 @@ def test_sweep_fills_in_point_by_point(tiny_model):
 
 
 def test_api_decode_returns_answer_nfe_and_a_loadable_trace(tiny_model):
-    payload = handlers.api_decode("hi", model="tiny-random", gen_length=32, block_length=16)
+    *statuses, payload = decoding_api.api_decode("hi", model="tiny-random", gen_length=32, block_length=16)
+    assert all(set(s) == {"status"} for s in statuses)
     trace = Trace.from_dict(payload["trace"])
     assert payload["nfe"] == trace.meta["nfe"] == trace.n_steps
     assert payload["answer"] == handlers.decode_once("tiny-random", request("hi")).answer
@@ -190,8 +200,8 @@ def test_replayed_decode_shows_the_same_steps_as_the_live_one(tiny_model):
     """The ZeroGPU path (trace computed in one call, animated after) ends where the live path ends, step by step."""
     from app.streaming import replay_steps
 
-    live = [f for f in handlers.decode_frames("tiny-random", request(), CancelToken(), replay=False)][-1].outcome
-    frames = list(handlers.decode_frames("tiny-random", request(), CancelToken(), replay=True))
+    live = frames_of(handlers.decode_frames("tiny-random", request(), CancelToken(), replay=False))[-1].outcome
+    frames = frames_of(handlers.decode_frames("tiny-random", request(), CancelToken(), replay=True))
     replayed = frames[-1].outcome
     assert replayed.answer == live.answer and replayed.result.nfe == live.result.nfe
     steps = list(replay_steps(replayed.trace))

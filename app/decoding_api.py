@@ -1,0 +1,44 @@
+"""The /decode API: one whole decode as a model job, answered with the summary and the trace (strict JSON, bounded
+in size)."""
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+from app.decoding_handlers import check_model, decode_once, in_model_job, make_request, summary
+from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET
+from engine.decoding.trace_io import strict_json, trace_json
+from engine.pipeline import DecodeOutcome
+
+MAX_RESPONSE_BYTES = 24 * 2**20  # a /decode response; the knob caps keep it near 13 MB (gen 1024, block 64, 1024 steps)
+PAPER = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]  # the default credit knobs
+
+
+def api_decode(prompt: str, model: str = "bundled", rule: str = "credit", gen_length: int = 64,
+               block_length: int = 32, steps: int = 0, tau: float = 0.9, preset: str = DEFAULT_CREDIT_PRESET,
+               alpha: float = PAPER["alpha"], beta: float = PAPER["beta"], gamma: float = PAPER["gamma"],
+               seed: int = 0) -> Iterator[dict]:
+    """Decode a prompt; return the answer, NFE, tokens/s and the whole trace (the engine's schema, as exported).
+    rule: fixed steps | threshold | credit | credit in fixed steps; steps = 0 means gen_length (fixed-steps rules);
+    tau = threshold τ, alpha = fusion α, beta = decay β, gamma = boost γ (preset custom; paper / dinfer /
+    parameter_free set them). While waiting for the model or decoding it streams {"status": ...}; the last message
+    is the result (what gradio_client's predict returns), strict JSON of at most MAX_RESPONSE_BYTES."""
+    request = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
+    check_model(model)
+    for kind, payload in in_model_job(lambda token, emit: decode_once(model, request, token)):
+        if kind == "done":
+            yield response(payload)
+        else:
+            yield {"status": "waiting for the model (one decode at a time)" if kind == "waiting" else "decoding"}
+
+
+def response(outcome: DecodeOutcome) -> dict:
+    """The /decode result: the summary and the trace, strict JSON (no NaN); a trace that would take the response
+    past MAX_RESPONSE_BYTES is left out and "trace_omitted" says why and how to get it."""
+    payload = {**strict_json(summary(outcome)), "trace": trace_json(outcome.trace)}
+    size = len(json.dumps(payload, allow_nan=False, separators=(",", ":")))
+    if size > MAX_RESPONSE_BYTES:
+        payload.update(trace=None, trace_omitted=f"the trace is {size / 2**20:.1f} MB of JSON, over the "
+                                                 f"{MAX_RESPONSE_BYTES / 2**20:.0f} MB a response carries; decode "
+                                                 "with /decode_live and download it with /export_trace")
+    return payload
