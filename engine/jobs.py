@@ -89,7 +89,9 @@ def run_job(work: Work, slots: JobSlots, token: CancelToken | None = None,
     ("waiting", None) / ("running", None) every poll_seconds in which nothing else happened (keep-alive ticks: a
     caller can be closed only while it is suspended), ("progress", item) with the newest item emitted since the last
     yield (older ones are skipped), then ("done", the work's return value). The work's exception (JobCancelled
-    included) is raised here. Closing the iterator early cancels the token; the slot is freed when the work stops."""
+    included) is raised here. Closing the iterator early cancels the token; the slot is freed when the work stops.
+    The first item, ("waiting", None), comes before the worker starts: a server that can close an iterator only
+    after its first step (Gradio) never loses a running job."""
     token = token or CancelToken()
     messages: queue.Queue = queue.Queue()
 
@@ -108,9 +110,10 @@ def run_job(work: Work, slots: JobSlots, token: CancelToken | None = None,
         finally:
             slots.record(outcome)
 
-    threading.Thread(target=worker, name="model-job", daemon=True).start()
     state = "waiting"
     try:
+        yield state, None
+        threading.Thread(target=worker, name="model-job", daemon=True).start()
         while True:
             try:
                 pending = [messages.get(timeout=poll_seconds)]
