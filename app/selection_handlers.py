@@ -7,9 +7,7 @@ except `run_events`, which delegates to app.selection_runs.
 from __future__ import annotations
 
 import math
-import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -21,13 +19,10 @@ from analysis.buffer_map import COLOR_BY, BufferMap, buffer_map_figure, build_bu
 from analysis.projection import ProjectionConfig
 from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background, shared_tokenizer
 from engine.uds.runlog import RunLog
-from engine.uds.runlog_io import load_runlog, save_runlog
+from engine.uds.runlog_io import RunLogFormatError
+from engine.uds.runlog_zip import read_runlog_zip, write_runlog_zip
 
 MAX_RUNS = 6  # runs kept per session; the oldest is dropped past this (bounds memory per session)
-MAX_RUNLOG_UPLOAD_BYTES = 50 * 1024 * 1024  # a zipped run log upload
-MAX_RUNLOG_UNZIPPED_BYTES = 400 * 1024 * 1024  # refuses zip bombs before extracting anything
-RUNLOG_FILES = ("meta.json", "candidates.parquet", "steps.parquet", "evictions.parquet", "samples.parquet",
-                "eval.parquet", "strips.parquet", "embeddings.npy")
 MAP_METHODS = {"UMAP": "auto", "PCA": "pca"}
 
 
@@ -196,48 +191,22 @@ def export_runlog(state: dict[str, Any], name: str) -> tuple[dict[str, Any], str
     """Zip the run log (the format `load_runlog_zip` reads back) into the session's folder."""
     log = get_run(state, name)
     state, folder = session_folder(state)
-    target = folder / f"runlog-{_slug(name)}"
-    shutil.rmtree(target, ignore_errors=True)
-    save_runlog(log, str(target))
-    archive = shutil.make_archive(str(target), "zip", root_dir=target)
-    shutil.rmtree(target, ignore_errors=True)
-    return state, archive
+    return state, str(write_runlog_zip(log, folder / f"runlog-{_slug(name)}.zip"))
 
 
 def load_runlog_zip(state: dict[str, Any], upload: str | None) -> tuple[dict[str, Any], str]:
-    """A saved run log (zip of its folder) uploaded by the user; every view works from it without a model."""
+    """A saved run log (zip of its folder) uploaded by the user; every view works from it without a model. The zip
+    is unpacked into the session's folder with bounds and removed again on every path (engine/uds/runlog_zip.py)."""
     if not upload:
         raise gr.Error("No file: upload a run log .zip (as saved by 'Download run log').")
     path = Path(upload)
     if path.suffix.lower() != ".zip":
         raise gr.Error(f"{path.name} is not a .zip; upload the zip that 'Download run log' produced.")
-    size = path.stat().st_size
-    if size > MAX_RUNLOG_UPLOAD_BYTES:
-        raise gr.Error(f"{path.name} is {size / 2**20:.1f} MB, over the 50 MB limit; upload a shorter run.")
+    state, folder = session_folder(state)
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-            names = sorted(m.filename for m in members)
-            unexpected = [n for n in names if n not in RUNLOG_FILES]
-            missing = [n for n in RUNLOG_FILES if n not in names]
-            if unexpected or missing:
-                raise gr.Error(f"{path.name} is not a run log: it should hold exactly {', '.join(RUNLOG_FILES)} "
-                               f"at its top level; missing {missing or 'none'}, unexpected {unexpected[:5] or 'none'}.")
-            if sum(m.file_size for m in members) > MAX_RUNLOG_UNZIPPED_BYTES:
-                raise gr.Error(f"{path.name} unpacks to more than 400 MB; upload a shorter run.")
-            state, folder = session_folder(state)
-            target = Path(tempfile.mkdtemp(prefix="runlog-", dir=folder))
-            for member in members:  # names were checked against RUNLOG_FILES: no paths, no '..'
-                (target / member.filename).write_bytes(archive.read(member))
-    except zipfile.BadZipFile:
-        raise gr.Error(f"{path.name} is not a readable zip file; upload the zip that 'Download run log' produced.") \
-            from None
-    try:
-        log = load_runlog(str(target))
-    except ValueError as err:
-        raise gr.Error(f"{path.name}: {str(err).replace(str(target), 'the run log')}") from None
-    finally:
-        shutil.rmtree(target, ignore_errors=True)
+        log = read_runlog_zip(path, folder)
+    except RunLogFormatError as err:
+        raise gr.Error(f"{path.name}: {err}.") from None
     if not log.steps:
         raise gr.Error(f"{path.name} holds a run log with no steps; nothing to show.")
     return add_run(state, log, f"upload {run_label(log)}")
