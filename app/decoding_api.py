@@ -12,6 +12,7 @@ from engine.pipeline import DecodeOutcome
 
 MAX_RESPONSE_BYTES = 24 * 2**20  # a /decode response; the knob caps keep it near 13 MB (gen 1024, block 64, 1024 steps)
 PAPER = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]  # the default credit knobs
+STATUS = {"starting": "starting", "waiting": "waiting for the model (one decode at a time)"}  # else "decoding"
 
 
 def api_decode(prompt: str, model: str = "bundled", rule: str = "credit", gen_length: int = 64,
@@ -29,7 +30,7 @@ def api_decode(prompt: str, model: str = "bundled", rule: str = "credit", gen_le
         if kind == "done":
             yield response(payload)
         else:
-            yield {"status": "waiting for the model (one decode at a time)" if kind == "waiting" else "decoding"}
+            yield {"status": STATUS.get(kind, "decoding")}
 
 
 def response(outcome: DecodeOutcome) -> dict:

@@ -2,10 +2,6 @@
 switching a view, recolouring or scrubbing costs no forward pass."""
 from __future__ import annotations
 
-import re
-import tempfile
-from pathlib import Path
-
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
@@ -17,10 +13,10 @@ from analysis.trace_inspector import inspector_figure, topk_table
 from analysis.trace_timeline import stability_figure, timeline_figure
 from analysis.trace_tokens import order_html, scrub_html
 from app.decoding_handlers import require_trace
+from app.session_files import make_room, session_folder
 from engine.decoding import Trace, save_trace
 
 PAGE_POSITIONS = 128  # heatmap page width: whole blocks up to this many positions
-SESSION_ROOT = "dllm-explorer"  # under the system temp dir, one folder per session
 
 
 def metric_key(metric: str) -> str:
@@ -71,16 +67,11 @@ def render_views(trace: Trace | None, metric: str, position: int) -> dict:
             "last_step": last_step, "position": position, "gen_length": trace.meta["gen_length"]}
 
 
-def session_folder(session_id: str | None) -> Path:
-    """A private folder per browser session under the system temp dir (Gradio serves files from there)."""
-    safe = re.sub(r"[^A-Za-z0-9_-]", "", session_id or "") or "anonymous"
-    folder = Path(tempfile.gettempdir()) / SESSION_ROOT / safe
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def export_trace(trace: Trace | None, session_id: str | None) -> str:
-    """Write the trace (engine schema, gzipped JSON) into the session's folder; return the path to download."""
+    """Write the trace (engine schema, gzipped JSON) into the session's folder (app/session_files.py: removed when
+    the session ends or ages out); return the path to download."""
     trace = require_trace(trace)
     name = f"trace-{trace.meta['strategy']}-nfe{trace.meta['nfe']}-seed{trace.meta['seed']}.json.gz"
-    return str(save_trace(trace, session_folder(session_id) / name))
+    folder = session_folder(session_id)
+    make_room(folder)
+    return str(save_trace(trace, folder / name))

@@ -7,7 +7,7 @@ except `run_events`, which delegates to app.selection_runs.
 from __future__ import annotations
 
 import math
-import tempfile
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -17,6 +17,7 @@ import numpy as np
 from analysis import runlog_figures, runlog_views
 from analysis.buffer_map import COLOR_BY, BufferMap, buffer_map_figure, build_buffer_map
 from analysis.projection import ProjectionConfig
+from app import session_files
 from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background, shared_tokenizer
 from engine.uds.runlog import RunLog
 from engine.uds.runlog_io import RunLogFormatError
@@ -244,12 +245,21 @@ def run_events(state: dict[str, Any], selector: str, steps: float, batch: float,
 
 
 def session_folder(state: dict[str, Any]) -> tuple[dict[str, Any], Path]:
-    """The session's private temporary folder (created on first use); every file this tab writes goes there."""
+    """The session's private temporary folder (created on first use, under app/session_files.py's root, which
+    removes it when the session ends or ages out and keeps all folders under a disk cap); every file this tab
+    writes goes there, after making room."""
     folder = state.get("folder")
-    if folder and Path(folder).is_dir():
-        return state, Path(folder)
-    made = Path(tempfile.mkdtemp(prefix="selection-lab-"))
-    return {**state, "folder": str(made)}, made
+    if not (folder and Path(folder).is_dir()):
+        folder = str(session_files.new_folder("selection-lab-"))
+        state = {**state, "folder": folder}
+    os.utime(folder)
+    session_files.make_room(Path(folder))
+    return state, Path(folder)
+
+
+def drop_state(state: dict[str, Any]) -> None:
+    """gr.State's delete_callback: the session ended; its folder goes."""
+    session_files.remove_folder(state.get("folder") if isinstance(state, dict) else None)
 
 
 def _token_strings(log: RunLog, token_ids: np.ndarray) -> list[str] | None:

@@ -156,7 +156,7 @@ def run_in_background(model_name: str, dataset: Dataset, selection: SelectionCon
             if kind == "waiting":
                 yield "progress", waiting
             else:
-                yield ("tick", None) if kind == "running" else (kind, payload)
+                yield ("tick", None) if kind in ("starting", "running") else (kind, payload)
     except ValueError as err:
         yield "error", str(err)
 

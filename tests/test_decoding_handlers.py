@@ -144,7 +144,7 @@ def test_export_then_import_gives_every_view_back(tiny_decodes):
 def test_session_folders_stay_under_the_temp_root():
     root = views.session_folder("x").parent
     assert views.session_folder("../../etc").parent == root
-    assert views.session_folder(None).name == "anonymous"
+    assert views.session_folder(None).name == "explorer-anonymous"
 
 
 def test_import_refuses_files_that_are_not_our_traces(tmp_path, tiny_decodes):

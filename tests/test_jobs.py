@@ -54,7 +54,8 @@ def test_the_slot_is_freed_only_when_the_cancelled_work_has_stopped():
     assert first.entered.wait(timeout=30)  # the first job is inside its third forward pass
     running.close()  # its caller gives up (Gradio frees its own queue slot here)
     waiting = run_job(decode_work(second), slots, poll_seconds=0.02)
-    assert [next(waiting)[0] for _ in range(3)] == ["waiting"] * 3 and slots.running == 1 and second.calls == 0
+    assert [next(waiting)[0] for _ in range(3)] == ["starting", "waiting", "waiting"]
+    assert slots.running == 1 and second.calls == 0
     first.gate.set()  # the step in progress ends; the cancelled decode stops there
     kinds = [kind for kind, _ in waiting]
     assert kinds[-1] == "done" and first.calls == 3 and second.calls == 64
@@ -69,7 +70,7 @@ def test_a_job_waiting_for_a_slot_leaves_the_line_when_cancelled():
     assert holder.entered.wait(timeout=30)
     queued_model = ToyModel()
     queued = run_job(decode_work(queued_model), slots, poll_seconds=0.02)
-    assert [next(queued)[0] for _ in range(3)] == ["waiting"] * 3
+    assert [next(queued)[0] for _ in range(3)] == ["starting", "waiting", "waiting"]
     queued.close()
     holder.gate.set()
     assert [kind for kind, _ in running][-1] == "done"
