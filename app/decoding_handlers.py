@@ -239,9 +239,9 @@ def decode_once(model_name: str, request: DecodeRequest, token: JobToken | None 
 
 
 def in_model_job(work: Work) -> Iterator[tuple[str, object]]:
-    """Run work(token, emit) as a model job (one at a time, stopped within a step when the caller is closed); yields
-    ("starting" | "waiting" | "running", None) keep-alives and ("progress", item), then ("done", result). A cancelled job
-    raises gr.Error."""
+    """Run work(token, emit) as a model job (one at a time, stopped within a step when the caller is closed);
+    yields ("starting" | "waiting" | "running", None) keep-alives and ("progress", item), then ("done", result). A
+    cancelled job raises gr.Error."""
     try:
         yield from model_job(work)
     except DecodeCancelled:

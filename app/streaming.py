@@ -77,9 +77,9 @@ class _LiveObserver:
 def stream_decode(model: LoadedModel, request: DecodeRequest,
                   token: JobToken) -> Iterator[LiveStep | DecodeOutcome | str]:
     """Yield the newest LiveStep whenever one is ready (older ones are skipped when the reader is slower than the
-    model), "starting" / "waiting" / "running" as keep-alives while there is nothing new, then the DecodeOutcome. Errors of the
-    decode (ValueError, DecodeCancelled) are raised here. Closing the iterator early cancels the decode within one
-    step, so an abandoned run frees its slot."""
+    model), "starting" / "waiting" / "running" as keep-alives while there is nothing new, then the DecodeOutcome.
+    Errors of the decode (ValueError, DecodeCancelled) are raised here. Closing the iterator early cancels the
+    decode within one step, so an abandoned run frees its slot."""
     def work(job: JobToken, emit: Emit) -> DecodeOutcome:
         return decode(model, request, observers=[_LiveObserver(request.gen_length, request.block_length, emit), job])
 

@@ -160,7 +160,8 @@ def test_import_refuses_files_that_are_not_our_traces(tmp_path, tiny_decodes):
     with huge.open("wb") as handle:
         handle.truncate(handlers.MAX_TRACE_BYTES + 1)  # sparse: costs no disk
     for path, message in ((corrupt, "not a readable JSON trace"), (foreign, "not a decoding trace"),
-                          (cut, r"declares shape \[1, 31\]"), (huge, "MB are accepted"), (None, "No file was uploaded")):
+                          (cut, r"declares shape \[1, 31\]"), (huge, "MB are accepted"),
+                          (None, "No file was uploaded")):
         with pytest.raises(gr.Error, match=message):
             handlers.import_trace(str(path) if path else None)
 
