@@ -1,7 +1,7 @@
 """Hugging Face Space entry point: build the demo, launch it."""
 import threading
 
-from app.decoding_handlers import warm_default_model
+from app.decoding_runs import warm_default_model
 from app.main import build_demo, launch
 from app.space import ensure_no_deps_packages
 from engine.threads import configure_threads

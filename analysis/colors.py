@@ -8,6 +8,8 @@ from typing import Sequence
 
 from plotly.colors import qualitative
 
+from engine.decoding.registry import KNOBS, RULES
+
 # Okabe-Ito, minus black: distinguishable under the common colour-vision deficiencies.
 CATEGORICAL = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
 SEQUENTIAL = "Viridis"  # ordered quantities: scores, losses, norms
@@ -78,27 +80,20 @@ CREDIT_FORCED = "#D55E00"  # a commit that happened because of credit (raw p < t
 STABLE = "#0072B2"  # "stable since": the step from which the top-1 stopped changing
 COMMIT = "#E69F00"  # "committed at"
 
-RULE_LABELS = {
-    "low_confidence": "fixed steps (LLaDA)",
-    "threshold": "threshold τ (Fast-dLLM)",
-    "credit": "credit (CreditDecoding)",
-    "credit_low_confidence": "credit in fixed steps",
-}
 HEATMAP_METRICS = {
     "raw": "raw confidence p (top-1)",
     "fused": "fused confidence ŝ (top-1 after credit)",
     "credit": "credit C of the fused top-1",
     "entropy": "entropy of p (nats)",
 }
-KNOB_LABELS = {
-    "threshold": "threshold τ",
-    "alpha": "fusion strength α",
-    "beta": "credit decay β",
-    "gamma": "boost exponent γ",
-    "steps": "steps (fixed-steps rules)",
-}
 
 
-def rule_label(name: str) -> str:
-    """Display name of a decoding rule id; unknown ids are shown as given."""
-    return RULE_LABELS.get(name, name)
+def rule_label(rule_id: str) -> str:
+    """Display name of a decoding rule (from the registry); unknown ids are shown as given."""
+    entry = RULES.get(rule_id)
+    return entry.label if entry else rule_id
+
+
+def knob_label(knob: str) -> str:
+    """Display name of a rule knob with its paper symbol (from the registry)."""
+    return KNOBS[knob][1] if knob in KNOBS else knob

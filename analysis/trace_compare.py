@@ -38,7 +38,7 @@ def _label(trace: Trace) -> str:
                       and not isinstance(v, bool))
     if params.get("parameter_free"):
         knobs = "parameter-free, " + knobs.split(", gamma")[0]
-    return f"{colors.rule_label(trace.meta['strategy'])} ({knobs})"
+    return f"{colors.rule_label(trace.meta['rule'])} ({knobs})"
 
 
 def compare_table(traces: Sequence[Trace], answers: Sequence[str]) -> pd.DataFrame:
@@ -90,9 +90,9 @@ def sweep_figure(sweep: pd.DataFrame, knob: str) -> go.Figure:
                       annotation_text="NFE of fixed steps")
     fig.add_trace(go.Scatter(x=sweep["value"], y=sweep["agreement"], mode="lines+markers",
                              name="same tokens as fixed steps", line={"color": colors.STABLE}), secondary_y=True)
-    fig.update_xaxes(title_text=colors.KNOB_LABELS.get(knob, knob))
+    fig.update_xaxes(title_text=colors.knob_label(knob))
     fig.update_yaxes(title_text="NFE (forward passes)", rangemode="tozero")
     fig.update_yaxes(title_text="agreement", range=[0, 1.05], secondary_y=True)
-    fig.update_layout(title=f"speed / agreement trade-off over {colors.KNOB_LABELS.get(knob, knob)}", height=420,
+    fig.update_layout(title=f"speed / agreement trade-off over {colors.knob_label(knob)}", height=420,
                       legend={"orientation": "h", "y": -0.2}, margin={"l": 60, "r": 60, "t": 50, "b": 60})
     return fig

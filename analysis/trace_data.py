@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.decoding.trace import Trace
+from engine.decoding.trace import Trace, rate
 
 # Heatmap metric -> (trace array, the array whose id is the cell's top-1 token)
 METRIC_ARRAYS = {
@@ -48,8 +48,8 @@ def step_columns(trace: Trace) -> np.ndarray:
 
 
 def threshold(trace: Trace) -> float | None:
-    """tau of the threshold-style rules (threshold, credit); None for fixed-steps rules."""
-    if trace.meta["strategy"] in ("threshold", "credit"):
+    """tau of the rules that commit by a threshold (capability "threshold"); None for the others."""
+    if "threshold" in trace.meta["capabilities"]:
         return float(trace.meta["params"]["threshold"])
     return None
 
@@ -59,7 +59,7 @@ def credit_forced(trace: Trace) -> np.ndarray:
     tau = threshold(trace)
     commit = trace.arrays["commit_step"][0]  # (G,)
     forced = np.zeros(commit.shape, dtype=bool)
-    if tau is None or trace.meta["strategy"] != "credit":
+    if tau is None or "credit" not in trace.meta["capabilities"]:
         return forced
     committed = commit >= 0
     positions = np.flatnonzero(committed)
@@ -204,5 +204,4 @@ def sequence_at(trace: Trace, step: int) -> SequenceState:
 
 def tokens_per_second(trace: Trace) -> float:
     """Answer tokens (up to and including EOS, as the pipeline counts them) per second of decoding."""
-    answer = trace.meta.get("answer_tokens", trace.meta["gen_length"])
-    return float(answer) / max(float(trace.meta["seconds"]), 1e-9)
+    return rate(trace.meta.get("answer_tokens", trace.meta["gen_length"]), float(trace.meta["seconds"]))

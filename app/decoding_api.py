@@ -5,32 +5,30 @@ from __future__ import annotations
 import json
 from typing import Iterator
 
-from app.decoding_handlers import check_model, decode_once, in_model_job, make_request, summary
-from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET
+from app.decoding_runs import DEFAULTS, check_model, decode_once, in_model_job, make_request, summary
 from engine.decoding.trace_io import strict_json, trace_json
 from engine.pipeline import DecodeOutcome
 
 MAX_RESPONSE_BYTES = 24 * 2**20  # a /decode response; the knob caps keep it near 13 MB (gen 1024, block 64, 1024 steps)
-PAPER = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]  # the default credit knobs
 STATUS = {"starting": "starting", "waiting": "waiting for the model (one decode at a time)"}  # else "decoding"
 
 
-def api_decode(prompt: str, model: str = "bundled", rule: str = "credit", gen_length: int = 64,
-               block_length: int = 32, steps: int = 0, tau: float = 0.9, preset: str = DEFAULT_CREDIT_PRESET,
-               alpha: float = PAPER["alpha"], beta: float = PAPER["beta"], gamma: float = PAPER["gamma"],
-               seed: int = 0) -> Iterator[dict]:
+def api_decode(prompt: str, model: str = "bundled", rule: str = DEFAULTS["rule"],
+               gen_length: int = DEFAULTS["gen_length"], block_length: int = DEFAULTS["block_length"], steps: int = 0,
+               tau: float = DEFAULTS["threshold"], preset: str = DEFAULTS["preset"], alpha: float = DEFAULTS["alpha"],
+               beta: float = DEFAULTS["beta"], gamma: float = DEFAULTS["gamma"],
+               seed: int = DEFAULTS["seed"]) -> Iterator[dict]:
     """Decode a prompt; return the answer, NFE, tokens/s and the whole trace (the engine's schema, as exported).
-    rule: fixed steps | threshold | credit | credit in fixed steps; steps = 0 means gen_length (fixed-steps rules);
+    rule: a rule id of the registry (low_confidence, threshold, credit, credit_low_confidence) or its label; steps = 0
+    means gen_length (fixed-steps rules);
     tau = threshold τ, alpha = fusion α, beta = decay β, gamma = boost γ (preset custom; paper / dinfer /
-    parameter_free set them). While waiting for the model or decoding it streams {"status": ...}; the last message
-    is the result (what gradio_client's predict returns), strict JSON of at most MAX_RESPONSE_BYTES."""
+    parameter_free set them). While it waits for the model or decodes it streams {"status": ...}; the last message
+    is the result (what gradio_client's predict returns), strict JSON of at most MAX_RESPONSE_BYTES. A cancelled or
+    disconnected call stops the decode within one step."""
     request = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
     check_model(model)
     for kind, payload in in_model_job(lambda token, emit: decode_once(model, request, token)):
-        if kind == "done":
-            yield response(payload)
-        else:
-            yield {"status": STATUS.get(kind, "decoding")}
+        yield response(payload) if kind == "done" else {"status": STATUS.get(kind, "decoding")}
 
 
 def response(outcome: DecodeOutcome) -> dict:

@@ -1,6 +1,6 @@
 """Handlers that decode several times: compare rules on one prompt and seed, and sweep a credit knob. Each runs as one
-model job (app.decoding_handlers.in_model_job): it yields keep-alives while it works, so a Cancel or a closed page
-stops it within one decoding step."""
+model job (app.decoding_runs.in_model_job): it yields keep-alives while it works, so a Cancel or a closed page stops
+it within one decoding step."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,28 +11,31 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.trace_compare import commit_order_figure, compare_table, sweep_figure, token_agreement
-from app.decoding_handlers import MAX_COMPARE, MAX_SWEEP_POINTS, RULES, decode_once, in_model_job, make_request
+from app.decoding_runs import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, in_model_job, make_request
+from engine.decoding.registry import BASELINE
+from engine.pipeline import DecodeOutcome
 
 SWEEP_KNOBS = {"beta": (0.0, 1.0), "alpha": (0.0, 5.0)}  # knob -> allowed range in a sweep
 DEFAULT_GRIDS = {"beta": "0.1, 0.3, 0.5, 0.7, 0.9", "alpha": "0, 0.35, 0.65, 1.0, 2.0"}
 
 
-def compare(model_name: str, prompt: str, rules: Sequence[str], gen_length: int, block_length: int, steps: int,
-            tau: float, preset: str, alpha: float, beta: float, gamma: float,
-            seed: int) -> Iterator[tuple[pd.DataFrame, go.Figure]]:
-    """Decode the prompt with 2-3 rules (same seed and knobs) and compare them against the first; yields
-    (gr.skip(), gr.skip()) while it works, then the table and the figure."""
+def compare_outcomes(model_name: str, prompt: str, rules: Sequence[str], gen_length: int, block_length: int,
+                     steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
+                     seed: int) -> Iterator[tuple[str, list[DecodeOutcome] | None]]:
+    """Decode the prompt with 2-3 rules, same seed and knobs, as one model job: keep-alives (see
+    app.decoding_runs.in_model_job), then ("done", the outcomes)."""
     rules = list(rules or [])
     if not 2 <= len(rules) <= MAX_COMPARE:
         raise gr.Error(f"{len(rules)} rules are ticked; tick 2 or {MAX_COMPARE} rules to compare.")
     requests = [make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
                 for rule in rules]
-    for kind, outcomes in in_model_job(lambda token, emit: [decode_once(model_name, r, token) for r in requests]):
-        if kind != "done":
-            yield gr.skip(), gr.skip()
-            continue
-        traces = [outcome.trace for outcome in outcomes]
-        yield compare_table(traces, [o.answer for o in outcomes]), commit_order_figure(traces)
+    yield from in_model_job(lambda token, emit: [decode_once(model_name, request, token) for request in requests])
+
+
+def compare_views(outcomes: Sequence[DecodeOutcome]) -> tuple[pd.DataFrame, go.Figure]:
+    """The comparison table (each decode against the first) and where their commit orders differ."""
+    traces = [outcome.trace for outcome in outcomes]
+    return compare_table(traces, [o.answer for o in outcomes]), commit_order_figure(traces)
 
 
 def parse_grid(knob: str, text: str) -> list[float]:
@@ -67,7 +70,7 @@ def sweep(model_name: str, prompt: str, knob: str, grid_text: str, gen_length: i
             raise gr.Error(f"{knob} = {value} is refused: {err}; change that value.") from None
 
     def work(token, emit) -> None:
-        reference = decode_once(model_name, replace(base, strategy=RULES["fixed steps"], steps=None), token)
+        reference = decode_once(model_name, replace(base, rule=BASELINE, steps=None), token)
         reference_tokens = reference.trace.arrays["tokens"][0]
         rows = []
         for value, request in zip(values, requests):

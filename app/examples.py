@@ -36,7 +36,7 @@ def main() -> None:
     model = load_model("bundled", device="cpu")
     FOLDER.mkdir(parents=True, exist_ok=True)
     for stem, prompt, rule, gen_length in EXAMPLES:
-        outcome = decode(model, DecodeRequest(prompt=prompt, strategy=rule, gen_length=gen_length, block_length=32))
+        outcome = decode(model, DecodeRequest(prompt=prompt, rule=rule, gen_length=gen_length, block_length=32))
         save_trace(outcome.trace, FOLDER / f"{stem}.json.gz")
         print(f"{stem}: NFE {outcome.result.nfe}, {outcome.answer!r}")
 

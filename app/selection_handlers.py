@@ -17,13 +17,14 @@ import numpy as np
 from analysis import runlog_figures, runlog_views
 from analysis.buffer_map import COLOR_BY, BufferMap, buffer_map_figure, build_buffer_map
 from analysis.projection import ProjectionConfig
-from app import session_files
-from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background, shared_tokenizer
+from app import session, session_files
+from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background
+from engine.models.cache import shared_sft_tokenizer
 from engine.uds.runlog import RunLog
-from engine.uds.runlog_io import RunLogFormatError
-from engine.uds.runlog_zip import read_runlog_zip, write_runlog_zip
+from engine.uds.runlog_zip import ZipCaps, export_runlog_zip, import_runlog_zip
 
 MAX_RUNS = 6  # runs kept per session; the oldest is dropped past this (bounds memory per session)
+RUNLOG_ZIP_CAPS = ZipCaps(max_zip_bytes=50 * 2**20)  # the page's 50 MB upload cap; unpacked size, rows: the defaults
 MAP_METHODS = {"UMAP": "auto", "PCA": "pca"}
 
 
@@ -192,24 +193,21 @@ def export_runlog(state: dict[str, Any], name: str) -> tuple[dict[str, Any], str
     """Zip the run log (the format `load_runlog_zip` reads back) into the session's folder."""
     log = get_run(state, name)
     state, folder = session_folder(state)
-    return state, str(write_runlog_zip(log, folder / f"runlog-{_slug(name)}.zip"))
+    try:
+        return state, str(export_runlog_zip(log, folder, RUNLOG_ZIP_CAPS, name=f"runlog-{_slug(name)}"))
+    except ValueError as err:
+        raise gr.Error(f"The run log cannot be downloaded: {err}.") from None
 
 
 def load_runlog_zip(state: dict[str, Any], upload: str | None) -> tuple[dict[str, Any], str]:
-    """A saved run log (zip of its folder) uploaded by the user; every view works from it without a model. The zip
-    is unpacked into the session's folder with bounds and removed again on every path (engine/uds/runlog_zip.py)."""
+    """A saved run log (zip of its folder) uploaded by the user; every view works from it without a model."""
     if not upload:
         raise gr.Error("No file: upload a run log .zip (as saved by 'Download run log').")
-    path = Path(upload)
-    if path.suffix.lower() != ".zip":
-        raise gr.Error(f"{path.name} is not a .zip; upload the zip that 'Download run log' produced.")
     state, folder = session_folder(state)
     try:
-        log = read_runlog_zip(path, folder)
-    except RunLogFormatError as err:
-        raise gr.Error(f"{path.name}: {err}.") from None
-    if not log.steps:
-        raise gr.Error(f"{path.name} holds a run log with no steps; nothing to show.")
+        log = import_runlog_zip(upload, folder, RUNLOG_ZIP_CAPS)
+    except ValueError as err:
+        raise gr.Error(f"{err}.") from None
     return add_run(state, log, f"upload {run_label(log)}")
 
 
@@ -245,12 +243,11 @@ def run_events(state: dict[str, Any], selector: str, steps: float, batch: float,
 
 
 def session_folder(state: dict[str, Any]) -> tuple[dict[str, Any], Path]:
-    """The session's private temporary folder (created on first use, under app/session_files.py's root, which
-    removes it when the session ends or ages out and keeps all folders under a disk cap); every file this tab
-    writes goes there, after making room."""
+    """The session's private folder (app/session.py, created on first use; removed when the session ends or ages
+    out, app/session_files.py); every file this tab writes goes there, after making room under the disk cap."""
     folder = state.get("folder")
     if not (folder and Path(folder).is_dir()):
-        folder = str(session_files.new_folder("selection-lab-"))
+        folder = str(session.session_folder())
         state = {**state, "folder": folder}
     os.utime(folder)
     session_files.make_room(Path(folder))
@@ -265,7 +262,7 @@ def drop_state(state: dict[str, Any]) -> None:
 def _token_strings(log: RunLog, token_ids: np.ndarray) -> list[str] | None:
     """Token strings for the strip when the run's tokenizer is available here; None shows the ids instead."""
     try:
-        tokenizer = shared_tokenizer(str(log.config.get("model", "")))
+        tokenizer = shared_sft_tokenizer(str(log.config.get("model", "")))
     except (ValueError, OSError):
         return None
     return [tokenizer.decode([int(t)]) for t in token_ids.tolist()]

@@ -1,7 +1,7 @@
 """Selection Lab: turning the tab's controls into a real selection run, with progress and a Cancel that stops it.
 
-Plain functions: values in, a RunLog or a gr.Error out. The model and the bundled mixture are loaded once per
-process and shared read-only (`run_selection` trains a copy of the model).
+Plain functions: values in, a RunLog or a gr.Error out. The model (engine/models/cache.py) and the bundled mixture
+are loaded once per process and shared read-only (`run_selection` trains a copy of the model).
 """
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from engine.jobs import CancelToken, JobSlots, run_job
+from app.session import SELECTION_JOBS, CancelToken, run_in_worker
+from engine.models import MODELS, model_ids
+from engine.models.cache import shared_sft_model
 from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import Dataset
 
@@ -26,35 +28,9 @@ SELECTOR_CHOICES = {
     "Diversity only": ("diversity", "default"),
     "Full (no selection)": ("full", "default"),
 }
-MODEL_CHOICES = {
-    "SmolLM2-135M-Instruct (bundled GGUF)": "smollm2",
-    "tiny random Llama (seconds; for trying the page)": "tiny-random",
-}
+MODEL_CHOICES = {MODELS[model_id].picker: model_id for model_id in model_ids("sft")}  # label -> registry id
 DATASET_CHOICES = ("bundled mixture", "upload", "Hub dataset id")
 POLL_SECONDS = 0.3  # how often the run generator yields while the worker trains, so Cancel can close it promptly
-SELECTION_JOBS = JobSlots(1)  # selection runs at once, process-wide: a run trains a model copy on every core
-
-
-@functools.lru_cache(maxsize=2)
-def shared_model(name: str) -> tuple[Any, Any]:
-    """(model, tokenizer) loaded once per process; callers never modify it (runs train a copy)."""
-    from engine.uds.models import load_sft_model
-
-    return load_sft_model(name)
-
-
-@functools.lru_cache(maxsize=2)
-def shared_tokenizer(name: str) -> Any:
-    """The tokenizer alone (for showing token strings of a loaded run log without loading the model)."""
-    if name == "smollm2":
-        from engine.models.smollm import load_smollm_tokenizer
-
-        return load_smollm_tokenizer()
-    if name == "tiny-random":
-        from engine.models.tiny import byte_tokenizer
-
-        return byte_tokenizer()
-    raise ValueError(f"no tokenizer is known for model {name!r}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,7 +42,8 @@ def bundled(seed: int = 0) -> Dataset:
 
 
 def build_configs(selector: str, steps: float, batch: float, keep: float, alpha: float, lora: bool, seed: float,
-                  cutoff: float = 256, eval_items: float = 24) -> tuple[SelectionConfig, TrainConfig]:
+                  cutoff: float = TrainConfig.cutoff,
+                  eval_items: float = TrainConfig.eval_items) -> tuple[SelectionConfig, TrainConfig]:
     """Check the controls and build the run's configuration; a gr.Error says what to change."""
     if selector not in SELECTOR_CHOICES:
         raise gr.Error(f"Selector {selector!r} is not offered; pick one of: {', '.join(SELECTOR_CHOICES)}.")
@@ -126,17 +103,20 @@ def load_dataset(source: str, upload: str | None, prompt_col: str = "prompt", re
 
 
 def run_in_background(model_name: str, dataset: Dataset, selection: SelectionConfig, train: TrainConfig,
-                      finish: Callable[[Any], Any] | None = None) -> Iterator[tuple[str, Any]]:
-    """Run one selection as a model job (engine.jobs: a worker thread holding one of SELECTION_JOBS' slots); yield
-    ("progress", (done, total, message)) while it runs or waits for a slot, ("tick", None) every POLL_SECONDS
-    otherwise, then ("done", finish(log)) or ("error", message).
+                      finish: Callable[[Any], Any] | None = None,
+                      token: CancelToken | None = None) -> Iterator[tuple[str, Any]]:
+    """Run one selection as a model job in the session's worker thread (app/session.py: one selection run at a
+    time); yield ("progress", (done, total, message)) while it runs or waits for the model, ("tick", None) every
+    POLL_SECONDS otherwise, then ("done", finish(log)) or ("error", message).
 
-    Closing the iterator (Gradio does so when the event is cancelled or the page is closed) cancels the job: it
-    stops after the step in progress, in training or in the held-out evaluation, and only then frees its slot.
+    Closing the iterator (Gradio does so when the event is cancelled or the client goes away) cancels the token: the
+    run stops after the step in progress, in training or in the held-out evaluation, and only then frees its slot.
     `finish` (e.g. fitting the buffer map) runs in the worker too, so a slow finish keeps the page responsive."""
-    def work(token: CancelToken, emit: Callable[[Any], None]) -> Any:
+    token = token or CancelToken()
+
+    def job(emit: Callable[[tuple[int, int, str]], None]) -> Any:
         emit((0, train.steps, "loading the model (once per process)"))
-        model, tokenizer = shared_model(model_name)
+        model, tokenizer = shared_sft_model(model_name)
         from engine.uds.loop import run_selection
 
         def progress(done: int, total: int, text: str) -> None:
@@ -146,13 +126,12 @@ def run_in_background(model_name: str, dataset: Dataset, selection: SelectionCon
         log = run_selection(model, tokenizer, dataset, selection, train, model_name=model_name, progress=progress,
                             should_stop=lambda: token.cancelled)
         token.check()
-        emit((train.steps, train.steps, "projecting the buffer (the first UMAP fit in a process compiles for a "
-                                        "while)"))
+        emit((train.steps, train.steps, "projecting the buffer (the first UMAP fit in a process compiles for a while)"))
         return finish(log) if finish else log
 
     waiting = (0, train.steps, "waiting: another selection run is using the model (one at a time)")
     try:
-        for kind, payload in run_job(work, SELECTION_JOBS, poll_seconds=POLL_SECONDS):
+        for kind, payload in run_in_worker(job, token, SELECTION_JOBS, poll_seconds=POLL_SECONDS):
             if kind == "waiting":
                 yield "progress", waiting
             else:

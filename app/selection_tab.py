@@ -15,8 +15,10 @@ from analysis.runlog_figures import UTILITY_FIELDS
 from analysis.runlog_views import STATUS_FILTERS
 from app import selection_handlers as h
 from app.selection_runs import DATASET_CHOICES, MODEL_CHOICES, SELECTOR_CHOICES
+from engine.uds.config import SelectionConfig, TrainConfig
 
 MAP_ID = "uds-buffer-map"
+SELECTION, TRAIN = SelectionConfig(), TrainConfig()  # the engine's defaults: the controls start here
 # Re-binds after every redraw of the plot (Gradio replaces the Plotly div); one listener per div.
 CLICK_BRIDGE_JS = """
 const onClick = (ev) => {
@@ -70,20 +72,20 @@ def _controls() -> dict[str, Any]:
         c["answer_col"] = gr.Textbox("", label="exact answer column (optional)")
     c["selector"] = gr.Dropdown(list(SELECTOR_CHOICES), value=next(iter(SELECTOR_CHOICES)), label="Selector")
     with gr.Row():
-        c["steps"] = gr.Number(24, label="steps", precision=0, minimum=1, maximum=2000, elem_id="uds-steps")
-        c["seed"] = gr.Number(21, label="seed", precision=0)
+        c["steps"] = gr.Number(TRAIN.steps, label="steps", precision=0, minimum=1, maximum=2000, elem_id="uds-steps")
+        c["seed"] = gr.Number(TRAIN.seed, label="seed", precision=0)
     with gr.Row():
-        c["batch"] = gr.Number(8, label="B (candidates per step)", precision=0, minimum=1, maximum=64)
-        c["keep"] = gr.Number(2, label="K (kept per step)", precision=0, minimum=1, maximum=64)
-    c["alpha"] = gr.Number(2.5e-3, label="α: weight of s_inter in s = s_intra + α·s_inter", minimum=0)
-    c["lora"] = gr.Checkbox(True, label="LoRA (r 8, all 7 projections); off = full fine-tuning")
+        c["batch"] = gr.Number(SELECTION.batch, label="B (candidates per step)", precision=0, minimum=1, maximum=64)
+        c["keep"] = gr.Number(SELECTION.keep, label="K (kept per step)", precision=0, minimum=1, maximum=64)
+    c["alpha"] = gr.Number(SELECTION.alpha, label="α: weight of s_inter in s = s_intra + α·s_inter", minimum=0)
+    c["lora"] = gr.Checkbox(TRAIN.lora, label=f"LoRA (r {TRAIN.lora_r}, all 7 projections); off = full fine-tuning")
     with gr.Accordion("Model and evaluation", open=False):
         c["model"] = gr.Dropdown(list(MODEL_CHOICES), value=next(iter(MODEL_CHOICES)), label="Model",
                                  elem_id="uds-model")
         with gr.Row():
-            c["cutoff"] = gr.Number(256, label="cut-off (tokens)", precision=0, minimum=8, maximum=512,
+            c["cutoff"] = gr.Number(TRAIN.cutoff, label="cut-off (tokens)", precision=0, minimum=8, maximum=512,
                                     elem_id="uds-cutoff")
-            c["eval_items"] = gr.Number(24, label="held-out items", precision=0, minimum=0, maximum=200,
+            c["eval_items"] = gr.Number(TRAIN.eval_items, label="held-out items", precision=0, minimum=0, maximum=200,
                                         elem_id="uds-eval-items")
     with gr.Row():
         c["run"] = gr.Button("Run selection", variant="primary", elem_id="uds-run")

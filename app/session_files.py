@@ -1,20 +1,18 @@
-"""Temporary files of both tabs, and the janitor that makes them go away.
+"""The janitor of temporary files: session folders (app/session.py) and Gradio's cache go away.
 
 Every file the app writes for a session (exported traces, selected JSONL, run-log zips, unpacked uploads) lives in a
-folder under ROOT (the system temp dir / "dllm-sessions"). A folder is removed when its session ends (the page is
-closed: demo.unload for the Decoding Explorer, gr.State's delete_callback for the Selection Lab), when it has not been
-touched for MAX_AGE_SECONDS (a janitor thread sweeps every SWEEP_SECONDS; API clients never "close"), and, oldest
-first, whenever the folders together pass MAX_TEMP_BYTES. Gradio's own cache (uploads, files handed to the page) is
-aged out by its delete_cache with the same period and age (app/main.py), and capped by the janitor at
+folder under app/session.py's SESSION_ROOT. A folder is removed when its session ends (the page is closed:
+demo.unload for the Decoding Explorer, gr.State's delete_callback for the Selection Lab), when it has not been touched
+for MAX_AGE_SECONDS (a janitor thread sweeps every SWEEP_SECONDS; API clients never "close"), and, oldest first,
+whenever the folders together pass MAX_TEMP_BYTES. Gradio's own cache (uploads, files handed to the page) is aged
+out by its delete_cache with the same period and age (app/main.py), and capped by the janitor at
 MAX_GRADIO_CACHE_BYTES.
 """
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,7 +20,8 @@ from typing import Callable, Iterable
 
 import gradio as gr
 
-ROOT_NAME = "dllm-sessions"
+from app.session import SESSION_ROOT
+
 MAX_TEMP_BYTES = 2 * 2**30  # all session folders together; the oldest are removed past this
 MAX_GRADIO_CACHE_BYTES = 2 * 2**30  # Gradio's files of this app (uploads, downloads); the oldest are removed past this
 MAX_AGE_SECONDS = 6 * 3600  # a folder untouched this long is removed (its downloads are gone from the page too)
@@ -31,35 +30,21 @@ LOG = logging.getLogger(__name__)
 
 
 def root() -> Path:
-    folder = Path(tempfile.gettempdir()) / ROOT_NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def session_folder(session_id: str | None) -> Path:
-    """The Decoding Explorer's folder of a browser session (named by its session hash), created and touched."""
-    safe = re.sub(r"[^A-Za-z0-9_-]", "", session_id or "") or "anonymous"
-    folder = root() / f"explorer-{safe}"
-    folder.mkdir(exist_ok=True)
-    os.utime(folder)
-    return folder
-
-
-def new_folder(prefix: str) -> Path:
-    """A fresh folder under ROOT (the Selection Lab makes one per session state)."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=root()))
+    SESSION_ROOT.mkdir(parents=True, exist_ok=True)
+    return SESSION_ROOT
 
 
 def remove_folder(folder: str | Path | None) -> None:
-    """Remove a session folder (only ever one under ROOT)."""
+    """Remove a session folder (only ever one directly under SESSION_ROOT)."""
     if folder and Path(folder).resolve().parent == root().resolve():
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def end_session(request: gr.Request) -> None:
-    """demo.unload: the page was closed; its Decoding Explorer folder goes."""
-    if request is not None and request.session_hash:
-        remove_folder(root() / f"explorer-{re.sub(r'[^A-Za-z0-9_-]', '', request.session_hash)}")
+    """demo.unload: the page was closed; its folder named by the session hash (the Decoding Explorer's) goes."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "", (request.session_hash if request is not None else None) or "")
+    if safe:
+        remove_folder(root() / safe)
 
 
 def size_of(path: Path) -> int:

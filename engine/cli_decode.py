@@ -4,22 +4,28 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.decoding import STRATEGIES, save_trace
-from engine.pipeline import PRESETS, DecodeRequest, decode
+from engine.decoding import RULES, save_trace
+from engine.models.families import FAMILIES
+from engine.models.registry import model_ids
+from engine.pipeline import DecodeRequest, decode
 
 NAME = "decode"
 
 
 def add_parser(subparsers) -> str:
     p = subparsers.add_parser(NAME, help="decode a prompt with a diffusion LLM and a decoding rule")
-    p.add_argument("--model", default="bundled", help="bundled, tiny-random, or an allowlisted Hub id")
+    p.add_argument("--model", default="bundled", help=f"a registered model: {', '.join(model_ids('dllm'))}; with "
+                   f"--source also a family name: {', '.join(FAMILIES)}")
+    p.add_argument("--source", default=None, help="a downloaded checkpoint folder (config.json + safetensors) to "
+                   "load --model from instead of the Hub")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--strategy", default="credit", choices=STRATEGIES)
+    p.add_argument("--rule", default="credit", help=f"a rule id or label: {', '.join(RULES)}")
     p.add_argument("--gen-length", type=int, default=64)
     p.add_argument("--block-length", type=int, default=32)
     p.add_argument("--steps", type=int, default=None, help="fixed-steps rules; default gen_length")
     p.add_argument("--threshold", type=float, default=0.9, help="tau")
-    p.add_argument("--preset", default="paper", choices=PRESETS, help="credit presets; custom uses the knobs")
+    presets = sorted({name for entry in RULES.values() for name in entry.presets})
+    p.add_argument("--preset", default="paper", help=f"the rule's preset ({', '.join(presets)}); custom uses the knobs")
     p.add_argument("--alpha", type=float, default=None, help="credit fusion strength (sets --preset custom)")
     p.add_argument("--beta", type=float, default=None, help="credit decay (sets --preset custom)")
     p.add_argument("--gamma", type=float, default=None, help="credit boost exponent (sets --preset custom)")
@@ -35,16 +41,20 @@ def add_parser(subparsers) -> str:
 def request_from_args(args: argparse.Namespace) -> DecodeRequest:
     knobs = {k: getattr(args, k) for k in ("alpha", "beta", "gamma") if getattr(args, k) is not None}
     preset = "custom" if knobs else args.preset  # knobs not given keep the default preset's values
-    return DecodeRequest(prompt=args.prompt, strategy=args.strategy, gen_length=args.gen_length,
+    return DecodeRequest(prompt=args.prompt, rule=args.rule, gen_length=args.gen_length,
                          block_length=args.block_length, steps=args.steps, threshold=args.threshold, preset=preset,
                          temperature=args.temperature, seed=args.seed, top_k=args.top_k, **knobs)
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.models import check_model_name, load_model
+    from engine.models import load_model, model_entry
+    from engine.models.families import load_native
 
     request = request_from_args(args)  # validate knobs before loading any model
-    model = load_model(check_model_name(args.model), device=args.device)
+    if args.source is not None and args.model in FAMILIES:
+        model = load_native(args.model, source=args.source, device=args.device)
+    else:
+        model = load_model(model_entry(args.model, "dllm").id, source=args.source, device=args.device)
     outcome = decode(model, request)
     if args.trace_out:
         save_trace(outcome.trace, args.trace_out)
@@ -52,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(outcome.answer)
         return 0
     print(json.dumps({
-        "answer": outcome.answer, "model": args.model, "strategy": args.strategy,
+        "answer": outcome.answer, "model": args.model, "rule": outcome.trace.meta["rule"],
         "params": outcome.trace.meta["params"], "nfe": outcome.result.nfe, "gen_length": args.gen_length,
         "block_length": args.block_length, "seconds": round(outcome.result.seconds, 4),
         "tokens_per_second": round(outcome.tokens_per_second, 3), "answer_tokens": outcome.trace.meta["answer_tokens"],

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
-from engine.decoding.loop import DecodeCancelled, StepEvent
+from engine.decoding.contracts import DecodeCancelled, StepEvent, StepObserver
 
 T = TypeVar("T")
 Emit = Callable[[Any], None]  # hands one progress item to the caller
@@ -26,11 +26,12 @@ class JobCancelled(DecodeCancelled):
 
 
 class CancelToken:
-    """One job's cancel flag. Pass it to `generate` / `decode` as an observer: it stops the decode at the end of
-    the step in progress. Work that is not a decode calls `check()` between its own steps."""
+    """One job's cancel flag. Pass `token.observer()` to `generate` / `decode`: it stops the decode at the end of the
+    step in progress. Work that is not a decode calls `check()` between its own steps. Tokens made from one event (a
+    session's holder and its current run, app/session.py) share the flag."""
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    def __init__(self, event: threading.Event | None = None) -> None:
+        self._event = event or threading.Event()
 
     def cancel(self) -> None:
         self._event.set()
@@ -43,8 +44,19 @@ class CancelToken:
         if self._event.is_set():
             raise JobCancelled("cancelled")
 
-    def on_step(self, event: StepEvent) -> None:
-        if self._event.is_set():
+    def observer(self) -> "CancelObserver":
+        return CancelObserver(self)
+
+
+class CancelObserver(StepObserver):
+    """An observer of the decoding loop that stops the decode at the end of the step in progress once its token is
+    cancelled (no copies beyond what any observer gets)."""
+
+    def __init__(self, token: CancelToken) -> None:
+        self.token = token
+
+    def step(self, event: StepEvent) -> None:
+        if self.token.cancelled:
             raise JobCancelled(f"cancelled after step {event.step}")
 
 

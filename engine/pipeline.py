@@ -3,19 +3,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-from engine.decoding import (CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, STRATEGIES, Credit, CreditLowConfidence,
-                             DecodeResult, LowConfidence, Threshold, Trace, generate)
-from engine.decoding.loop import Observer
-from engine.models import LOCAL_MODELS
+from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeResult, Observer, Rule, Trace, generate
+from engine.decoding.registry import make_rule, rule_entry
+from engine.decoding.trace import rate
 from engine.models.base import LoadedModel
 from engine.models.cuda_graph import fast_model_fn
 
-PRESETS = (*CREDIT_PRESETS, "parameter_free", "custom")
+
 # What any caller (the app's page, its API, the CLI) may ask for; one request is bounded by these.
 MAX_PROMPT_CHARS = 2000  # longer prompts are refused before tokenising
 MAX_GEN_LENGTH = 1024  # answer tokens
@@ -27,17 +26,18 @@ KNOB_RANGES: dict[str, tuple[float, float]] = {  # name -> [low, high] of the re
 
 @dataclass(frozen=True)
 class DecodeRequest:
-    prompt: str  # the user's text; the chat template is applied by the model adapter
-    strategy: str = "credit"  # one of STRATEGIES
+    prompt: str  # the user's text (1..MAX_PROMPT_CHARS characters); the chat template is applied by the model adapter
+    rule: str = "credit"  # a rule id or label from the registry (engine/decoding/registry.py); stored as the id
     gen_length: int = 64  # answer length in tokens (a multiple of block_length), 1..MAX_GEN_LENGTH
     block_length: int = 32  # semi-autoregressive block size, 1..MAX_BLOCK_LENGTH
     steps: int | None = None  # fixed-steps rules only; None = gen_length (one token per step)
     threshold: float = 0.9  # tau, threshold and credit rules, in (0, 1]
-    preset: str = DEFAULT_CREDIT_PRESET  # credit knobs: a preset name, or "custom" to use alpha / beta / gamma
+    preset: str | None = DEFAULT_CREDIT_PRESET  # a preset of the rule (credit: paper, dinfer, parameter_free), or
+    #                                             "custom" / None to use the knobs below; ignored by rules without
     alpha: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["alpha"]  # credit fusion strength (custom preset), [0, 5]
     beta: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["beta"]  # credit decay (custom preset), [0, 1]
     gamma: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["gamma"]  # credit boost exponent (custom preset), [0, 1]
-    temperature: float = 0.0  # Gumbel noise for low_confidence; 0 = greedy
+    temperature: float = 0.0  # Gumbel noise of the fixed-steps rule; 0 = greedy; [0, 100]
     seed: int = 0  # seeds the Gumbel noise; the same request gives the same trace; 0..MAX_SEED
     top_k: int = 5  # top-k kept per step and position in the trace, 1..20
 
@@ -45,10 +45,11 @@ class DecodeRequest:
         """Every knob checked (finite, in range, integral where it must be) with a message naming the value and the
         range; whole-valued floats (64.0, as JSON clients send) are stored as ints."""
         _check_prompt(self.prompt)
-        for name, allowed in (("strategy", STRATEGIES), ("preset", PRESETS)):
-            value = getattr(self, name)
-            if not isinstance(value, str) or value not in allowed:
-                raise ValueError(f"{name}={value!r:.60} is unknown; allowed: {', '.join(allowed)}")
+        if not isinstance(self.rule, str):
+            raise ValueError(f"rule={self.rule!r:.60} must be a rule id or label")
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise ValueError(f"preset={self.preset!r:.60} must be a preset name, 'custom' or None")
+        self._set("rule", rule_entry(self.rule).id)  # labels are accepted, ids are kept
         self._set("gen_length", _integer("gen_length", self.gen_length, 1, MAX_GEN_LENGTH))
         self._set("block_length", _integer("block_length", self.block_length, 1, MAX_BLOCK_LENGTH))
         if self.gen_length % self.block_length:
@@ -59,32 +60,22 @@ class DecodeRequest:
             self._set(name, _real(name, getattr(self, name), low, high, low_open=name == "threshold"))
         self._set("seed", _integer("seed", self.seed, 0, MAX_SEED))
         self._set("top_k", _integer("top_k", self.top_k, 1, 20))
-        self.make_strategy()  # raises ValueError naming any knob the rule refuses
+        self.make_rule()  # raises ValueError naming any knob the rule refuses
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)  # frozen: normalising in __post_init__ is the one write
 
-    def make_strategy(self) -> LowConfidence | Threshold | Credit | CreditLowConfidence:
+    def make_rule(self) -> Rule:
+        entry = rule_entry(self.rule)
         steps = self.steps if self.steps is not None else self.gen_length
-        if self.strategy == "low_confidence":
-            rule = LowConfidence(steps=steps, temperature=self.temperature)
-        elif self.strategy == "threshold":
-            rule = Threshold(threshold=self.threshold)
-        elif self.strategy == "credit":
-            rule = (Credit(threshold=self.threshold, alpha=self.alpha, beta=self.beta, gamma=self.gamma)
-                    if self.preset == "custom" else Credit.preset(self.preset, threshold=self.threshold))
-        else:
-            if self.preset == "parameter_free":
-                raise ValueError("preset='parameter_free' is defined for the credit rule only (its alpha_k, beta_k "
-                                 "follow threshold decoding); for credit in fixed steps pick paper, dinfer or custom")
-            knobs = CREDIT_PRESETS.get(self.preset, {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma})
-            rule = CreditLowConfidence(steps=steps, **knobs)
-        if hasattr(rule, "steps"):
+        if entry.has("step_budget"):
             n_blocks = self.gen_length // self.block_length
             if steps % n_blocks or not n_blocks <= steps <= self.gen_length:
                 raise ValueError(f"steps={steps} must be a multiple of the number of blocks ({n_blocks}) between "
                                  f"{n_blocks} and gen_length={self.gen_length}")
-        return rule
+        preset = self.preset if entry.presets else None
+        return make_rule(entry.id, preset, steps=steps, threshold=self.threshold, alpha=self.alpha, beta=self.beta,
+                         gamma=self.gamma, temperature=self.temperature)
 
 
 def _check_prompt(prompt: object) -> None:
@@ -126,7 +117,7 @@ class DecodeOutcome:
     @property
     def tokens_per_second(self) -> float:
         """Answer tokens (up to and including EOS) per second of wall time; EOS padding after it not counted."""
-        return self.trace.meta["answer_tokens"] / max(self.result.seconds, 1e-9)
+        return rate(self.trace.meta["answer_tokens"], self.result.seconds)
 
 
 def prompt_ids(model: LoadedModel, request: DecodeRequest) -> torch.Tensor:
@@ -143,13 +134,13 @@ def decode(model: LoadedModel, request: DecodeRequest, observers: Sequence[Obser
     # On CUDA our own Llama-architecture models replay CUDA graphs of block-only forwards (docs/GPU_NOTES.md: 26.7 ->
     # 5.3 ms a step for the bundled model); compiling as well would save 3 ms more but costs ~40 s on first use.
     # Remote-code Hub models keep their own forward. On the CPU the model is used as it is.
-    model_fn = fast_model_fn(model, compile_model=False) if model.spec.name in LOCAL_MODELS else model
-    result = generate(model_fn, ids, request.make_strategy(), gen_length=request.gen_length,
+    model_fn = fast_model_fn(model, compile_model=False) if model.graph_safe else model
+    result = generate(model_fn, ids, request.make_rule(), gen_length=request.gen_length,
                       block_length=request.block_length, mask_id=model.spec.mask_id, eos_id=model.spec.eos_id,
                       shift=model.spec.shift, observers=observers, top_k=request.top_k, seed=request.seed)
     trace = result.trace
     answer_ids = model.answer_ids(result.tokens[0])
-    trace.meta.update(model=model.spec.name, prompt=request.prompt, request=asdict(request),
+    trace.meta.update(model=model.spec.name, prompt=request.prompt,
                       answer_tokens=min(len(answer_ids) + 1, request.gen_length), device=str(model.device))
     trace.token_text = model.token_text(trace.ids_in_use())
     answer = model.decode_answer(result.tokens[0])

@@ -55,7 +55,7 @@ def smollm2_causal():
 @pytest.fixture(scope="session")
 def tiny_causal_lm():
     """(model, tokenizer): a causal toy-width Llama with the byte tokenizer, for the Selection Lab loop tests."""
-    from engine.uds.models import tiny_causal
+    from engine.models.tiny import tiny_causal
     return tiny_causal("cpu")
 
 
@@ -69,12 +69,12 @@ def bundled_uds_dataset():
 @pytest.fixture(scope="session")
 def tiny_decodes(tiny_model):
     """Decoding Explorer: one tiny-random decode per rule (gen 32, block 16, seed 0), as the app makes them:
-    {strategy: DecodeOutcome} with self-contained traces (token strings included)."""
-    from engine.decoding import STRATEGIES
+    {rule id: DecodeOutcome} with self-contained traces (token strings included)."""
+    from engine.decoding import RULES
     from engine.pipeline import DecodeRequest, decode
-    return {name: decode(tiny_model, DecodeRequest(prompt="What is the capital of France?", strategy=name,
-                                                   gen_length=32, block_length=16, steps=16 if "low" in name else None))
-            for name in STRATEGIES}
+    return {rule: decode(tiny_model, DecodeRequest(prompt="What is the capital of France?", rule=rule, gen_length=32,
+                                                   block_length=16, steps=16 if entry.has("step_budget") else None))
+            for rule, entry in RULES.items()}
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.bench.config import BenchConfig, make_rule, parse_custom_credit
+from engine.bench.config import BenchConfig, make_rule
 from engine.bench.humaneval_check import check_completions
 from engine.bench.runner import row_nfe
 from engine.bench.tasks import load_tasks
@@ -24,7 +24,7 @@ def bench(*args):
 
 
 def test_bench_command_writes_table_and_json(tmp_path):
-    out = bench("--tasks", "math,humaneval,chat", "--n", "2", "--rules", "fixed,credit_paper", "--gen-lengths", "16",
+    out = bench("--tasks", "math,humaneval,chat", "--n", "2", "--rules", "low_confidence,credit:paper", "--gen-lengths", "16",
                 "--blocks", "8", "--batch", "2", "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr
     obj = json.loads((tmp_path / "bench.json").read_text())
@@ -33,11 +33,11 @@ def test_bench_command_writes_table_and_json(tmp_path):
     for cell in obj["cells"]:
         assert cell["n"] == 2 and 0.0 <= cell["accuracy"] <= 100.0 and cell["tokens_per_s"] > 0
         assert 2 <= cell["mean_nfe"] <= 16  # at least one step per block (2 blocks), at most one per token
-    fixed = [s for s in obj["samples"] if s["rule"] == "fixed"]
+    fixed = [s for s in obj["samples"] if s["rule"] == "low_confidence"]
     assert all(s["nfe"] == 8 * (1 + (s["answer_tokens"] > 8)) for s in fixed)  # one token per step, EOS stop
     assert {s["check"] for s in obj["samples"] if s["task_set"] == "humaneval"} != {""}  # the checker ran
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("\n| ") == 7 and "| humaneval | credit_paper | 16 | 8 | 2 |" in table
+    assert table.count("\n| ") == 7 and "| humaneval | credit:paper | 16 | 8 | 2 |" in table
 
 
 @pytest.mark.parametrize("args, words", [
@@ -60,12 +60,15 @@ def test_row_nfe_counts_distinct_commit_steps():
 
 
 def test_rules_and_custom_credit():
-    assert isinstance(make_rule("fixed", 64), LowConfidence) and make_rule("fixed", 64).steps == 64
-    assert make_rule("credit_dinfer", 64).beta == 0.8 and make_rule("credit_pf", 64).parameter_free
+    fixed = make_rule("low_confidence", 64)
+    assert isinstance(fixed, LowConfidence) and fixed.steps == 64
+    assert make_rule("fixed steps (LLaDA)", 64) == fixed  # a label names the same rule
+    assert make_rule("credit:dinfer", 64).beta == 0.8 and make_rule("credit:parameter_free", 64).parameter_free
+    assert make_rule("credit", 64) == make_rule("credit:paper", 64)  # the default preset
     custom = make_rule("credit:alpha=0.3,beta=0.5", 64)
     assert isinstance(custom, Credit) and (custom.alpha, custom.beta, custom.gamma) == (0.3, 0.5, 0.2)
     with pytest.raises(ValueError, match="knob 'delta'"):
-        parse_custom_credit("credit:delta=1")
+        make_rule("credit:delta=1", 64)
     with pytest.raises(ValueError, match="gen_length=64 must be a positive multiple of block_length=48"):
         BenchConfig(gen_lengths=(64,), block_lengths=(48,))
 

@@ -181,7 +181,7 @@ def test_bundled_model_is_bidirectional(bundled_model) -> None:
     assert not torch.allclose(bundled_model(ids)[0, early], bundled_model(changed)[0, early])
 
 
-@pytest.mark.parametrize("rule", ["fixed_steps", "credit_paper"])
+@pytest.mark.parametrize("rule", ["low_confidence", "credit:paper"])
 def test_bundled_model_adds_single_digits(bundled_model, rule) -> None:
     from engine.decoding import generate
     from lab.bundled.evaluate import make_rule

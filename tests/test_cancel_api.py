@@ -7,9 +7,9 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from app.streaming import DECODE_JOBS
+from app.session import DECODE_JOBS
 
-LONG = dict(model="tiny-random", rule="fixed steps", gen_length=1024, block_length=64)  # ~1024 steps: minutes
+LONG = dict(model="tiny-random", rule="low_confidence", gen_length=1024, block_length=64)  # ~1024 steps: minutes
 KNOBS = [1024, 64, 0, 0.9, "paper", 0.65, 0.7, 0.2, 0]  # gen, block, steps, tau, preset, alpha, beta, gamma, seed
 
 
@@ -59,7 +59,7 @@ def test_a_disconnected_client_stops_its_decode(app_url, counts):
 
 
 @pytest.mark.parametrize("api_name, args", [
-    ("/compare", ["tiny-random", "hi", ["fixed steps", "threshold"], *KNOBS]),
+    ("/compare", ["tiny-random", "hi", ["low_confidence", "threshold"], *KNOBS]),
     ("/sweep", ["tiny-random", "hi", "beta", "0.1, 0.9", 1024, 64, 0.9, 0.65, 0.7, 0.2, 0]),
 ])
 def test_cancelled_compare_and_sweep_stop(app_url, counts, api_name, args):

@@ -19,11 +19,11 @@ def cli(*args):
 
 
 def test_json_output_and_trace_file(tmp_path):
-    out = cli("--model", "tiny-random", "--prompt", "hi", "--strategy", "credit", "--json", "--gen-length", "32",
+    out = cli("--model", "tiny-random", "--prompt", "hi", "--rule", "credit", "--json", "--gen-length", "32",
               "--block-length", "16", "--trace-out", str(tmp_path / "t.json"))
     assert out.returncode == 0, out.stderr
     obj = json.loads(out.stdout)
-    for key in ("answer", "nfe", "tokens_per_second", "gen_length", "strategy", "commit_step"):
+    for key in ("answer", "nfe", "tokens_per_second", "gen_length", "rule", "commit_step"):
         assert key in obj
     assert obj["gen_length"] == 32 and len(obj["commit_step"]) == 32 and 2 <= obj["nfe"] <= 32
     assert load_trace(tmp_path / "t.json").meta["nfe"] == obj["nfe"]
@@ -31,7 +31,7 @@ def test_json_output_and_trace_file(tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["--gen-length", "30"], "gen_length=30"),
-    (["--strategy", "low_confidence", "--steps", "7", "--gen-length", "64", "--block-length", "32"], "steps=7"),
+    (["--rule", "low_confidence", "--steps", "7", "--gen-length", "64", "--block-length", "32"], "steps=7"),
     (["--threshold", "1.5"], "threshold=1.5"),
     (["--alpha", "-0.1"], "alpha=-0.1"),
     (["--beta", "2"], "beta=2"),
@@ -48,6 +48,6 @@ def test_bad_arguments_give_one_line_and_exit_2(args, words):
     assert words in out.stderr and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
-def test_unknown_strategy_is_refused_by_argparse():
-    out = cli("--model", "tiny-random", "--prompt", "hi", "--strategy", "magic")
-    assert out.returncode == 2 and "invalid choice" in out.stderr
+def test_unknown_rule_is_refused():
+    out = cli("--model", "tiny-random", "--prompt", "hi", "--rule", "magic")
+    assert out.returncode == 2 and "rule 'magic' is unknown" in out.stderr

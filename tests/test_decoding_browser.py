@@ -1,8 +1,12 @@
 """End to end in Debian Chromium: decode a prompt in the page, scrub to a step, check the heatmap and the token
-inspector render. Screenshots go to tests/artifacts/ (ignored by git)."""
+inspector render, then import a trace file and check every panel follows it. Screenshots go to tests/artifacts/
+(ignored by git)."""
+
+import re
 
 import pytest
 
+from app import examples
 from tests.conftest import ARTIFACTS
 
 TIMEOUT_MS = 120_000
@@ -27,7 +31,7 @@ def set_number(page, elem_id: str, value: int) -> None:
 
 def test_decode_scrub_and_inspect_in_the_page(page):
     page.locator("#dllm-model input").click()
-    page.get_by_role("option", name="tiny-random", exact=True).click()
+    page.get_by_role("option", name=re.compile(r"^tiny-random ·")).click()
     page.locator("#dllm-decode").click()
     page.wait_for_function("document.querySelector('#dllm-status').innerText.startsWith('done')")
     status = page.locator("#dllm-status").inner_text()
@@ -48,3 +52,22 @@ def test_decode_scrub_and_inspect_in_the_page(page):
                            "'position 5')")
     assert page.locator("#dllm-inspector .scatterlayer .trace").count() >= 2  # raw p and fused ŝ lines
     page.screenshot(path=str(ARTIFACTS / "decoding_explorer_inspector.png"), full_page=True)
+
+
+def test_importing_a_trace_updates_every_panel(page):
+    """Issue 17: the top panel (status, token strip, answer, summary) and the views below all show the import."""
+    trace = examples.example_trace("capital_threshold")
+    nfe = trace.meta["nfe"]
+    before = page.locator("#dllm-live").inner_html()
+    page.get_by_role("tab", name="Export / import").click()
+    page.locator("#dllm-upload input[type=file]").set_input_files(str(examples.FOLDER / "capital_threshold.json.gz"))
+    page.wait_for_function("document.querySelector('#dllm-status').innerText.startsWith('imported trace')")
+    assert f"NFE {nfe}" in page.locator("#dllm-status").inner_text()
+    page.wait_for_function(f"document.querySelector('#dllm-trace-info').innerText.includes('NFE {nfe},')")
+    assert trace.meta["prompt"] in page.locator("#dllm-trace-info").inner_text()
+    assert page.locator("#dllm-answer textarea").input_value() == trace.meta["answer"]
+    stats = page.locator("#dllm-stats").inner_text()
+    assert "bundled" in stats and "threshold" in stats and "tiny-random" not in stats
+    live = page.locator("#dllm-live").inner_html()
+    assert live != before and "masked" not in live
+    page.screenshot(path=str(ARTIFACTS / "decoding_explorer_imported.png"), full_page=True)

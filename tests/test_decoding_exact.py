@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.decoding import Credit, LowConfidence, Threshold, generate
+from engine.decoding import Block, Credit, LowConfidence, Threshold, generate, make_rule
 from engine.decoding.rules import CreditState, fixed_schedule
 
 V, MASK = 6, 5
@@ -30,14 +30,15 @@ def peaked(batch, length, token, prob_logit=5.0):
 
 def test_credit_decay_skipped_on_first_step_and_boost_only_at_masked():
     rule = Credit(threshold=0.99, alpha=1.0, beta=0.5, gamma=0.5)
-    rule.start_block(1, 2, V, torch.device("cpu"), 1, None)
+    state = rule.start_block(Block(batch=1, block_length=2, vocab=V, n_blocks=1, device=torch.device("cpu"),
+                                   generator=None))
     logits = torch.log(torch.tensor([[[0.6, 0.1, 0.1, 0.1, 0.1, 1e-9]] * 2]))  # (1, 2, V), top-1 id 0 with p=0.6
     masked = torch.tensor([[True, False]])
-    rule.propose(logits, masked, 0)
-    credit = rule._state.credit
+    rule.propose(logits, masked, 0, state)
+    credit = state.credit
     assert credit[0, 0, 0].item() == pytest.approx(0.6 ** 0.5)  # no decay on the first step
     assert credit[0, 1].abs().sum().item() == 0.0  # committed position gets no credit
-    rule.propose(logits, masked, 1)
+    rule.propose(logits, masked, 1, state)
     assert credit[0, 0, 0].item() == pytest.approx(0.5 * 0.6 ** 0.5 + 0.6 ** 0.5)
 
 
@@ -58,7 +59,8 @@ def test_credit_commits_a_token_that_keeps_winning_before_threshold():
                       gen_length=4, block_length=4, mask_id=MASK)
     assert threshold.nfe == 4  # fallback: one per step
     assert credit.nfe < threshold.nfe
-    forced = (credit.trace.raw_top1_prob < 0.9) & (credit.trace.fused_top1_prob >= 0.9) & credit.trace.committed
+    arrays = credit.trace.arrays
+    forced = (arrays["raw_top1_prob"] < 0.9) & (arrays["fused_top1_prob"] >= 0.9) & arrays["committed"]
     assert forced.any()
 
 
@@ -104,7 +106,7 @@ def test_llada_schedule():
     model = Scripted(lambda k, ids: torch.randn(1, ids.shape[1], V, generator=torch.Generator().manual_seed(k)))
     result = generate(model, torch.zeros(1, 2, dtype=torch.long), LowConfidence(steps=6), gen_length=16,
                       block_length=8, mask_id=MASK)
-    per_step = result.trace.committed.sum(axis=(1, 2)).tolist()
+    per_step = result.trace.arrays["committed"].sum(axis=(1, 2)).tolist()
     assert per_step == [3, 3, 2, 3, 3, 2] and result.nfe == 6
 
 
@@ -150,7 +152,8 @@ def test_bad_lengths(kwargs, message, toy_model):
     (lambda: Threshold(0.0), "threshold=0.0"), (lambda: Threshold(1.5), "threshold=1.5"),
     (lambda: Credit(alpha=-1), "alpha=-1"), (lambda: Credit(beta=1.2), "beta=1.2"),
     (lambda: Credit(gamma=-0.1), "gamma=-0.1"), (lambda: LowConfidence(0), "steps=0"),
-    (lambda: Credit.preset("fast"), "preset='fast'"),
+    (lambda: make_rule("credit", "fast"), "preset='fast'"), (lambda: Credit(alpha=float("nan")), "alpha=nan"),
+    (lambda: Threshold(float("nan")), "threshold=nan"),
 ])
 def test_bad_knobs_name_the_argument(make, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):

@@ -1,8 +1,10 @@
 """Decoding Explorer handlers, called directly (no server): live decoding with Cancel, views from the trace alone,
-export / import, compare, sweep, the /decode payload, and a clear gr.Error for every bad input."""
+export / import (every panel follows the new trace), compare, sweep, the /decode payload, and a clear gr.Error for
+every bad input."""
 import copy
 import gzip
 import json
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -11,11 +13,13 @@ import pytest
 
 from app import decoding_api
 from app import decoding_experiments as experiments
-from app import decoding_handlers as handlers
-from app import decoding_views as views
-from app.streaming import CancelToken, LiveStep, stream_decode
+from app import decoding_panels as views
+from app import decoding_runs as handlers
+from app import session
+from app.session import CancelToken
+from app.streaming import LiveStep, stream_decode
 from engine.decoding import Trace
-from engine.models import HUB_MODELS
+from engine.models import MODELS, model_ids, unavailable
 from engine.pipeline import DecodeOutcome
 
 KNOBS = dict(gen_length=32, block_length=16, steps=0, tau=0.9, preset="paper", alpha=0.65, beta=0.7, gamma=0.2, seed=0)
@@ -28,12 +32,13 @@ def request(prompt="What is the capital of France?", rule="credit", **changes):
 def test_model_picker_lists_hub_models_with_the_reason():
     choices, default = handlers.model_choices()
     values = [value for _, value in choices]
-    assert values[:2] == ["bundled", "tiny-random"] and set(HUB_MODELS) <= set(values)
-    assert default == ("bundled" if handlers.bundled_available() else "tiny-random")
-    hub_label = dict((v, label) for label, v in choices)[next(iter(HUB_MODELS))]
-    assert "unavailable" in hub_label and "GPU" in hub_label  # this machine has no GPU
+    gpu_models = [m.id for m in MODELS.values() if "gpu" in m.needs and m.dllm is not None]
+    assert values == model_ids("dllm") and values[:2] == ["bundled", "tiny-random"] and gpu_models
+    assert default == ("bundled" if unavailable(MODELS["bundled"]) is None else "tiny-random")
+    gpu_label = dict((v, label) for label, v in choices)[gpu_models[0]]
+    assert "unavailable" in gpu_label and "GPU" in gpu_label and MODELS[gpu_models[0]].size in gpu_label  # no GPU here
     with pytest.raises(gr.Error, match="cannot run here.*needs a GPU"):
-        handlers.get_model(next(iter(HUB_MODELS)))
+        handlers.get_model(gpu_models[0])
     with pytest.raises(gr.Error, match="not allowed"):
         handlers.get_model("someone/evil-remote-code")
 
@@ -42,12 +47,12 @@ def test_model_picker_lists_hub_models_with_the_reason():
     ("", {}, "prompt is empty"),
     ("   ", {}, "prompt is empty"),
     ("x" * (handlers.MAX_PROMPT_CHARS + 1), {}, "shorten it"),
-    ("hi", {"rule": "fixed steps", "steps": 3}, "steps=3 must be a multiple"),
+    ("hi", {"rule": "low_confidence", "steps": 3}, "steps=3 must be a multiple"),
     ("hi", {"tau": 0.0}, r"threshold=0.0 must be a finite number in \(0, 1\]"),
     ("hi", {"preset": "custom", "beta": 1.5}, r"beta=1.5 must be a finite number in \[0, 1\]"),
     ("hi", {"gen_length": 40, "block_length": 16}, "multiple of block_length"),
-    ("hi", {"rule": "greedy"}, "Rule 'greedy' is unknown"),
-    ("hi", {"rule": "credit in fixed steps", "preset": "parameter_free"}, "credit rule only"),
+    ("hi", {"rule": "greedy"}, "rule 'greedy' is unknown"),
+    ("hi", {"rule": "credit in fixed steps", "preset": "parameter_free"}, "not defined for rule credit_low_confidence"),
 ])
 def test_bad_knobs_give_a_sentence_saying_what_to_change(prompt, changes, message):
     with pytest.raises(gr.Error, match=message):
@@ -55,7 +60,7 @@ def test_bad_knobs_give_a_sentence_saying_what_to_change(prompt, changes, messag
 
 
 def test_presets_only_matter_to_credit_rules():
-    assert request("hi", rule="threshold", preset="parameter_free").strategy == "threshold"
+    assert request("hi", rule="threshold", preset="parameter_free").rule == "threshold"
 
 
 def frames_of(stream):
@@ -92,20 +97,27 @@ def test_cancel_stops_the_decode_and_keeps_no_trace(tiny_model):
 
 def test_closing_the_stream_cancels_the_worker(tiny_model):
     token = CancelToken()
-    job = token.start()
-    stream = stream_decode(tiny_model, request(), job)
+    run = token.start()
+    stream = stream_decode(tiny_model, request(), run)
     assert isinstance(next(item for item in stream if not isinstance(item, str)), LiveStep)
     stream.close()
-    assert job.cancelled
+    assert run.cancelled
+    deadline = time.monotonic() + 60
+    while session.DECODE_JOBS.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert session.DECODE_JOBS.running == 0  # the worker stopped within a step and freed its slot
 
 
 def test_cancel_tokens_are_per_session():
     token = CancelToken()
-    job = token.start()
     fresh = copy.deepcopy(token)  # what gr.State does for each new session
+    run = token.start()
     token.cancel()
-    assert job.cancelled and not fresh.start().cancelled
-    assert not token.start().cancelled  # a new run is not stopped by an earlier Cancel
+    assert run.cancelled and token.cancelled and not fresh.cancelled
+    later = token.start()
+    assert not later.cancelled and run.cancelled  # a new run is not stopped by an earlier Cancel
+    token.cancel()
+    assert later.cancelled
 
 
 def test_views_render_from_the_trace_alone(tiny_decodes):
@@ -125,6 +137,11 @@ def test_views_render_from_the_trace_alone(tiny_decodes):
         views.render_views(None, "raw", 0)
 
 
+def colors_rule_label(rule):
+    from analysis.colors import rule_label
+    return rule_label(rule)
+
+
 def colors_label(metric):
     from analysis.colors import HEATMAP_METRICS
     return HEATMAP_METRICS[metric]
@@ -133,7 +150,7 @@ def colors_label(metric):
 def test_export_then_import_gives_every_view_back(tiny_decodes):
     trace = tiny_decodes["threshold"].trace
     path = Path(views.export_trace(trace, "session-A"))
-    assert path.parent == views.session_folder("session-A") and path.name.endswith(".json.gz")
+    assert path.parent == session.session_folder("session-A") and path.name.endswith(".json.gz")
     loaded = handlers.import_trace(str(path))
     assert loaded.meta == json.loads(json.dumps(trace.meta)) and loaded.token_text == trace.token_text
     for name, array in trace.arrays.items():
@@ -141,10 +158,34 @@ def test_export_then_import_gives_every_view_back(tiny_decodes):
     assert views.render_views(loaded, "raw", 0)["order"] == views.render_views(trace, "raw", 0)["order"]
 
 
+def test_importing_a_trace_updates_every_panel_that_shows_it(tiny_decodes, tmp_path):
+    """Issue 17: after a cached example is on screen, an import replaces the prompt's answer, token strip, summary
+    and status above as well as the views below; nothing keeps showing the example."""
+    from app import examples
+
+    example = views.show_example("capital_credit")
+    imported = tiny_decodes["threshold"].trace
+    path = views.export_trace(imported, "session-import")
+    top = views.import_file(path)
+    assert set(top) == set(views.TOP_PANEL_NAMES)
+    assert top["trace"].meta["prompt"] == imported.meta["prompt"] and top["trace"].meta["model"] == "tiny-random"
+    assert top["status"].startswith("imported trace of tiny-random") and f"NFE {imported.meta['nfe']}" in top["status"]
+    assert top["answer"] == imported.meta["answer"] and top["stats"] == handlers.trace_summary(imported)
+    assert top["live"] == handlers.trace_frame(imported).html and top["live"] != example["live"]
+    assert example["trace"].meta["model"] == examples.example_trace("capital_credit").meta["model"] == "bundled"
+    shown = views.view_panels(top["trace"], "raw", 0)
+    assert set(shown) == set(views.VIEW_PANEL_NAMES)
+    assert "tiny-random" in shown["info"] and colors_rule_label("threshold") in shown["info"]
+    assert shown["order"] == views.render_views(imported, "raw", 0)["order"]
+    assert shown["step"]["value"] == imported.n_steps - 1 and shown["position"]["maximum"] == 31
+    assert views.view_panels(None, "raw", 0) == {}
+
+
 def test_session_folders_stay_under_the_temp_root():
-    root = views.session_folder("x").parent
-    assert views.session_folder("../../etc").parent == root
-    assert views.session_folder(None).name == "explorer-anonymous"
+    root = session.session_folder("x").parent
+    assert root == session.SESSION_ROOT and session.session_folder("../../etc").parent == root
+    fresh = session.session_folder(None)  # no id: a private folder of its own, never a shared "anonymous" one
+    assert fresh.parent == root and fresh != session.session_folder(None)
 
 
 def test_import_refuses_files_that_are_not_our_traces(tmp_path, tiny_decodes):
@@ -166,13 +207,20 @@ def test_import_refuses_files_that_are_not_our_traces(tmp_path, tiny_decodes):
             handlers.import_trace(str(path) if path else None)
 
 
-def test_compare_three_rules_on_one_prompt(tiny_model):
-    table, figure = list(experiments.compare("tiny-random", "hi", ["fixed steps", "threshold", "credit"], **KNOBS))[-1]
+def test_compare_three_rules_on_one_prompt_then_pick_one(tiny_model):
+    knobs = list(KNOBS.values())
+    shown = list(views.compare("tiny-random", "hi", ["low_confidence", "threshold", "credit"], *knobs))[-1]
+    table, figure = shown["compare_table"], shown["compare_plot"]
     assert len(table) == 3 and table["same tokens as first"][0] == 1.0
     assert table["NFE"][0] == 32  # fixed steps with steps = gen_length: one token per step
     assert len(figure.data) == 5  # three commit-step lines, two discordance bars
+    picked = views.pick_compared(shown["compared"], 1)
+    assert picked["trace"].meta["rule"] == "threshold" and picked["stats"]["rule"] == "threshold"
+    assert picked["status"].startswith("compared decode") and picked["answer"] == table["answer"][1]
     with pytest.raises(gr.Error, match="tick 2 or 3"):
-        next(experiments.compare("tiny-random", "hi", ["credit"], **KNOBS))
+        next(views.compare("tiny-random", "hi", ["credit"], *knobs))
+    with pytest.raises(gr.Error, match="Row 3 is not in the comparison"):
+        views.pick_compared(shown["compared"], 3)
 
 
 def test_sweep_fills_in_point_by_point(tiny_model):
@@ -217,7 +265,7 @@ def test_replayed_decode_shows_the_same_steps_as_the_live_one(tiny_model):
 
 def test_cached_examples_render_without_a_model():
     from app import examples
-    from app.decoding_views import render_views
+    from app.decoding_panels import render_views
 
     names = examples.example_names()
     assert {"capital_credit", "capital_threshold", "capital_fixed_steps"} <= set(names)

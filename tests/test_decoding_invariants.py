@@ -3,26 +3,26 @@ import numpy as np
 import pytest
 import torch
 
-from engine.decoding import Credit, CreditLowConfidence, LowConfidence, Threshold, generate
-from engine.decoding.loop import StepEvent
+from engine.decoding import (CreditLowConfidence, LowConfidence, StepEvent, StepObserver, Threshold, generate,
+                             make_rule)
 
 MASK, EOS = 39, 7
 RULES = {
     "low_confidence": lambda: LowConfidence(steps=32),
     "low_confidence_t": lambda: LowConfidence(steps=16, temperature=0.7),
     "threshold": lambda: Threshold(0.5),
-    "credit_paper": lambda: Credit.preset("paper", threshold=0.5),
-    "credit_dinfer": lambda: Credit.preset("dinfer", threshold=0.5),
-    "credit_free": lambda: Credit.preset("parameter_free", threshold=0.5),
+    "credit_paper": lambda: make_rule("credit", "paper", threshold=0.5),
+    "credit_dinfer": lambda: make_rule("credit", "dinfer", threshold=0.5),
+    "credit_free": lambda: make_rule("credit", "parameter_free", threshold=0.5),
     "credit_fixed": lambda: CreditLowConfidence(steps=16),
 }
 
 
-class Collect:
+class Collect(StepObserver):
     def __init__(self):
         self.events: list[StepEvent] = []
 
-    def on_step(self, event):
+    def step(self, event):
         self.events.append(event)
 
 

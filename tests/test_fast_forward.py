@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.decoding import Credit, CreditLowConfidence, LowConfidence, Threshold, generate
+from engine.decoding import Credit, CreditLowConfidence, LowConfidence, Threshold, generate, make_rule
 from engine.decoding.loop import cpu, cpu_many
 from engine.models.cuda_graph import StaticForward
 
 RULES = [lambda: LowConfidence(steps=32), lambda: Threshold(0.9), lambda: Credit(),
-         lambda: Credit.preset("parameter_free"), lambda: CreditLowConfidence(steps=16)]
+         lambda: make_rule("credit", "parameter_free"), lambda: CreditLowConfidence(steps=16)]
 
 
 def _decode(model_fn, spec, ids, rule, **kw):

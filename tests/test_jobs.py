@@ -27,7 +27,7 @@ class GatedModel(ToyModel):
 def decode_work(model):
     def work(token, emit):
         return generate(model, torch.zeros(1, 3, dtype=torch.long), LowConfidence(steps=64), gen_length=64,
-                        block_length=16, mask_id=39, observers=[token])
+                        block_length=16, mask_id=39, observers=[token.observer()])
     return work
 
 

@@ -8,14 +8,14 @@ import zipfile
 import pytest
 
 from engine.uds.runlog_io import RunLogFormatError
-from engine.uds.runlog_zip import RUNLOG_FILES, RunLogZipCaps, read_runlog_zip, write_runlog_zip
+from engine.uds.runlog_zip import RUNLOG_FILES, ZipCaps, export_runlog_zip, import_runlog_zip
 
 MiB = 2**20
 
 
 @pytest.fixture(scope="module")
 def good_zip(uds_runlogs, tmp_path_factory):
-    return write_runlog_zip(uds_runlogs["random"], tmp_path_factory.mktemp("zips") / "runlog.zip")
+    return export_runlog_zip(uds_runlogs["random"], tmp_path_factory.mktemp("zips"))
 
 
 def rezip(source, target, replace=None, compression=zipfile.ZIP_DEFLATED):
@@ -45,7 +45,7 @@ def lie_about_sizes(path, member: str, declared: int):
 
 
 def read(path, work_dir, **caps):
-    return read_runlog_zip(path, work_dir, RunLogZipCaps(**caps))
+    return import_runlog_zip(path, work_dir, ZipCaps(**caps))
 
 
 def test_a_run_log_round_trips_and_leaves_nothing_behind(good_zip, uds_runlogs, tmp_path):
@@ -59,7 +59,7 @@ def test_unpacking_stops_at_the_cap_with_bounded_memory(good_zip, tmp_path):
     work.mkdir()
     tracemalloc.start()
     with pytest.raises(RunLogFormatError, match="unpacks to more than 4 MB"):
-        read(big, work, unzipped_bytes=4 * MiB)
+        read(big, work, max_unzipped_bytes=4 * MiB)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 8 * MiB, f"unpacking held {peak / MiB:.1f} MB"
@@ -85,9 +85,9 @@ def test_bzip2_members_are_refused_before_reading(good_zip, tmp_path):
 def test_table_sizes_are_checked_before_reading(good_zip, uds_runlogs, tmp_path):
     candidates = len(uds_runlogs["random"].candidates)
     with pytest.raises(RunLogFormatError, match=f"candidates.parquet has {candidates} rows, over the 10"):
-        read(good_zip, tmp_path, rows=10)
+        read(good_zip, tmp_path, max_rows=10)
     with pytest.raises(RunLogFormatError, match="strips.parquet holds .* values, over the 100"):
-        read(good_zip, tmp_path, strip_values=100)
+        read(good_zip, tmp_path, max_strip_values=100)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -103,5 +103,5 @@ def test_other_archives_are_refused_with_the_reason(good_zip, tmp_path):
     with pytest.raises(RunLogFormatError, match="meta.json is not valid UTF-8 JSON"):
         read(broken, tmp_path)
     with pytest.raises(RunLogFormatError, match="over the 0.25 MB limit"):
-        read(good_zip, tmp_path, zip_bytes=2**18)
+        read(good_zip, tmp_path, max_zip_bytes=2**18)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.zip", "extra.zip"]

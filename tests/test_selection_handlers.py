@@ -9,8 +9,8 @@ import gradio as gr
 import pytest
 
 from app import selection_handlers as h
-from app.selection_runs import (MODEL_CHOICES, SELECTION_JOBS, SELECTOR_CHOICES, build_configs, load_dataset,
-                                run_in_background)
+from app.selection_runs import MODEL_CHOICES, SELECTOR_CHOICES, build_configs, load_dataset, run_in_background
+from app.session import SELECTION_JOBS
 
 TINY = next(label for label, name in MODEL_CHOICES.items() if name == "tiny-random")
 UDS = next(iter(SELECTOR_CHOICES))

@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from app import decoding_views as views
+from app import decoding_panels as views
 from app import selection_handlers as h
 from app import session_files
 from app.main import build_demo

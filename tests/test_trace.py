@@ -21,8 +21,8 @@ def trace():
 
 def test_shapes_never_grow_with_vocab(trace):
     S = trace.meta["nfe"]
-    assert trace.topk_ids.shape == (S, 2, 8, 3)
-    assert trace.raw_top1_prob.shape == (S, 2, 8)
+    assert trace.arrays["topk_ids"].shape == (S, 2, 8, 3)
+    assert trace.arrays["raw_top1_prob"].shape == (S, 2, 8)
     assert set(trace.arrays) == set(ARRAYS)
 
 
@@ -47,8 +47,8 @@ def test_stable_step_by_hand():
 
 
 def test_credit_forced_commits_are_identifiable(trace):
-    forced = (trace.raw_top1_prob < 0.6) & (trace.fused_top1_prob >= 0.6) & trace.committed
-    assert (trace.credit_top1[forced] > 0).all()
+    forced = (trace.arrays["raw_top1_prob"] < 0.6) & (trace.arrays["fused_top1_prob"] >= 0.6) & trace.arrays["committed"]
+    assert (trace.arrays["credit_top1"][forced] > 0).all()
 
 
 def corrupt(tmp_path, trace, edit):
@@ -88,5 +88,5 @@ def test_threshold_trace_fused_equals_raw():
     from tests.conftest import ToyModel
     result = generate(ToyModel(), torch.zeros(1, 3, dtype=torch.long), Threshold(0.7), gen_length=8, block_length=8,
                       mask_id=39)
-    np.testing.assert_array_equal(result.trace.fused_top1_id, result.trace.raw_top1_id)
-    assert (result.trace.credit_top1 == 0).all()
+    np.testing.assert_array_equal(result.trace.arrays["fused_top1_id"], result.trace.arrays["raw_top1_id"])
+    assert (result.trace.arrays["credit_top1"] == 0).all()

@@ -62,7 +62,7 @@ def test_one_top_level_field_replaced(tmp_path, good, key, value):
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(["strategy", "params", "gen_length", "block_length", "nfe", "seconds", "eos_id", "top_k"]),
+@given(key=st.sampled_from(["rule", "capabilities", "params", "gen_length", "block_length", "nfe", "seconds", "eos_id", "top_k"]),
        value=json_values)
 def test_one_meta_field_replaced(tmp_path, good, key, value):
     obj = json.loads(json.dumps(good))

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analysis.trace_data import MAX_PAGE_STEPS, MAX_VIEW_POSITIONS, MAX_VIEW_STEPS
-from app import decoding_views as views
-from app.decoding_handlers import trace_summary
+from app import decoding_panels as views
+from app.decoding_runs import trace_summary
 from engine.decoding import Credit, TraceFormatError, generate, load_trace
 from engine.decoding.trace import ARRAYS, Trace
 from engine.decoding.trace_checks import TraceCaps
@@ -83,8 +83,9 @@ def zero_batch(o):
 
 @pytest.mark.parametrize("edit, reason", [
     (zero_batch, "batch size 0"),
-    (lambda o: o["meta"]["params"].pop("threshold"), "do not describe a 'credit' rule"),
-    (lambda o: o["meta"].update(strategy="beam"), "strategy='beam' is unknown"),
+    (lambda o: o["meta"]["params"].pop("threshold"), "usable 'credit' rule: params lack threshold"),
+    (lambda o: o["meta"].update(rule="beam"), "rule 'beam' is unknown"),
+    (lambda o: o["meta"].update(capabilities=["credit", "step_budget"]), "capabilities .* are not the rule's"),
     (lambda o: o["meta"]["params"].update(alpha=-1.0), "alpha=-1.0 must be >= 0"),
     (lambda o: o["meta"]["params"].update(gamma=1e999), "Infinity, which strict JSON does not allow"),
     (lambda o: o["meta"].update(seconds=-2.0), "seconds=-2.0 must be a finite number >= 0"),
@@ -120,8 +121,10 @@ mutations = st.one_of(
                                "answer_tokens"]), st.integers(-2, 20)),
     st.tuples(st.sampled_from(["seconds", "threshold", "alpha", "beta", "gamma"]),
               st.floats(-1, 10, allow_nan=False)),
-    st.tuples(st.sampled_from(["strategy"]), st.sampled_from(["credit", "threshold", "low_confidence",
-                                                              "credit_low_confidence", "x"])),
+    st.tuples(st.sampled_from(["rule"]), st.sampled_from(["credit", "threshold", "low_confidence",
+                                                          "credit_low_confidence", "x"])),
+    st.tuples(st.sampled_from(["capabilities"]), st.lists(st.sampled_from(["threshold", "credit", "step_budget",
+                                                                           "sampling"]), max_size=3)),
     st.tuples(st.sampled_from(sorted(ARRAYS)), st.lists(st.integers(-3, 12), min_size=1, max_size=3)))
 
 
@@ -164,7 +167,8 @@ def synthetic_trace(gen: int, block: int, top_k: int = 2) -> Trace:
               "committed": committed, "raw_top1_id": ids, "raw_top1_prob": probs, "fused_top1_id": ids,
               "fused_top1_prob": probs, "credit_top1": np.zeros(cells, np.float32), "entropy": probs,
               "topk_ids": np.repeat(ids[..., None], top_k, -1), "topk_probs": np.repeat(probs[..., None], top_k, -1)}
-    meta = {"strategy": "low_confidence", "params": {"steps": gen, "temperature": 0.0}, "gen_length": gen,
+    meta = {"rule": "low_confidence", "capabilities": ["sampling", "step_budget"],
+            "params": {"steps": gen, "temperature": 0.0}, "gen_length": gen,
             "block_length": block, "mask_id": 99, "eos_id": None, "shift": False, "seed": 0, "top_k": top_k,
             "nfe": gen, "seconds": 0.01 * gen}
     return Trace(meta=meta, arrays=arrays, token_text={i: f"w{i}" for i in range(7)})

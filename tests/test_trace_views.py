@@ -41,8 +41,8 @@ def hand_trace() -> Trace:
                                 [[0.93, 0.02], [0.91, 0.05]]], dtype=np.float32)[:, None],
     }
     arrays["stable_step"] = stable_steps(arrays, 2)
-    meta = {"strategy": "credit", "params": {"threshold": 0.9, "alpha": 0.65, "beta": 0.7, "gamma": 0.2,
-                                             "parameter_free": False},
+    meta = {"rule": "credit", "capabilities": ["credit", "threshold"],
+            "params": {"threshold": 0.9, "alpha": 0.65, "beta": 0.7, "gamma": 0.2, "parameter_free": False},
             "gen_length": 4, "block_length": 2, "mask_id": MASK, "eos_id": None, "shift": False, "seed": 0,
             "top_k": 2, "nfe": 3, "seconds": 0.4, "answer_tokens": 4, "prompt": "hi", "model": "hand"}
     trace = Trace(meta=meta, arrays=arrays, token_text={10: "a", 11: " b", 12: "\n", 13: "<b>", 14: "x"})
@@ -76,7 +76,7 @@ def toy_traces(tiny_model):
     result = generate(ToyModel(), ids, Credit(threshold=0.6), gen_length=256, block_length=16, mask_id=39, top_k=3)
     result.trace.token_text = {i: f"t{i}" for i in result.trace.ids_in_use().tolist()}
     result.trace.meta["answer_tokens"] = 256
-    forced = decode(tiny_model, DecodeRequest(prompt="hi", strategy="credit", gen_length=32, block_length=16,
+    forced = decode(tiny_model, DecodeRequest(prompt="hi", rule="credit", gen_length=32, block_length=16,
                                               threshold=0.3, preset="custom", alpha=5.0))
     return {"long": result.trace, "credit": forced.trace}
 
@@ -96,7 +96,7 @@ def test_credit_forced_and_commit_confidence():
     trace = hand_trace()
     assert credit_forced(trace).tolist() == [True, False, False, False]
     np.testing.assert_allclose(commit_confidence(trace), [0.92, 0.96, 0.95, 0.93], rtol=1e-6)
-    trace.meta["strategy"] = "threshold"  # raw == fused for threshold: nothing is credit-forced
+    trace.meta.update(rule="threshold", capabilities=["threshold"])  # raw == fused: nothing is credit-forced
     assert not credit_forced(trace).any()
 
 

@@ -6,6 +6,7 @@ import sys
 
 from engine.bench.config import DEFAULT_RULES, BenchConfig
 from engine.bench.tasks import TASK_SETS
+from engine.models.registry import model_ids
 
 NAME = "bench"
 
@@ -18,10 +19,10 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _names(text: str) -> tuple[str, ...]:
-    """Comma-separated names; a "key=value" part belongs to the custom credit rule before it."""
+    """Comma-separated names; a "key=value" part belongs to the rule spec before it (credit:alpha=A,beta=B)."""
     names: list[str] = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
-        if "=" in part and names and names[-1].startswith("credit:") and not part.startswith("credit:"):
+        if "=" in part and ":" not in part and names and ":" in names[-1]:
             names[-1] += "," + part
         else:
             names.append(part)
@@ -30,13 +31,13 @@ def _names(text: str) -> tuple[str, ...]:
 
 def add_parser(subparsers) -> str:
     p = subparsers.add_parser(NAME, help="benchmark decoding rules on held-out task sets")
-    p.add_argument("--model", default="bundled", help="bundled or tiny-random (or an allowlisted Hub id)")
+    p.add_argument("--model", default="bundled", help=f"a registered model: {', '.join(model_ids('dllm'))}")
     p.add_argument("--tasks", type=_names, default=("math", "humaneval", "chat"),
                    help=f"comma-separated task sets from {', '.join(TASK_SETS)}")
     p.add_argument("--n", type=int, default=20, help="questions per task set")
     p.add_argument("--rules", type=_names, default=DEFAULT_RULES,
-                   help="comma-separated rules: fixed, threshold, credit_paper, credit_dinfer, credit_pf, "
-                        "credit:alpha=A,beta=B[,gamma=G]")
+                   help="comma-separated rule specs of the registry: low_confidence, threshold, credit:paper, "
+                        "credit:dinfer, credit:parameter_free, credit:alpha=A,beta=B[,gamma=G]")
     p.add_argument("--gen-lengths", type=_ints, default=(64,), help="e.g. 64,128,256")
     p.add_argument("--blocks", type=_ints, default=(32,), help="e.g. 32,64")
     p.add_argument("--threshold", type=float, default=0.9, help="tau of threshold and credit rules")
@@ -53,9 +54,9 @@ def add_parser(subparsers) -> str:
 def run(args: argparse.Namespace) -> int:
     from engine.bench.report import write_results
     from engine.bench.runner import run_grid
-    from engine.models import check_model_name, load_model
+    from engine.models import load_model, model_entry
 
-    config = BenchConfig(model=check_model_name(args.model), task_sets=args.tasks, n=args.n, rules=args.rules,
+    config = BenchConfig(model=model_entry(args.model, "dllm").id, task_sets=args.tasks, n=args.n, rules=args.rules,
                          gen_lengths=args.gen_lengths, block_lengths=args.blocks, threshold=args.threshold,
                          batch=args.batch, bucket=args.bucket, cuda_graph=args.cuda_graph, device=args.device,
                          seed=args.seed)

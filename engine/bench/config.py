@@ -1,57 +1,19 @@
-"""What a benchmark run covers (task sets x rules x lengths) and the rule names it understands."""
+"""What a benchmark run covers: task sets x rules (registry rule specs) x lengths."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from engine.bench.tasks import TASK_SETS
-from engine.decoding import CREDIT_PRESETS, Credit, LowConfidence, Threshold
+from engine.decoding import Rule, parse_rule_spec
 
-# Rule name -> what it is. "fixed" commits one token per step (steps = gen_length), as LLaDA's baseline.
-RULES = {
-    "fixed": "LLaDA fixed steps, steps = gen_length (one token per step)",
-    "threshold": "Fast-dLLM confidence threshold tau",
-    "credit_paper": "CreditDecoding, paper preset (alpha 0.65, beta 0.7, gamma 0.2)",
-    "credit_dinfer": "CreditDecoding, dInfer preset (alpha 0.7, beta 0.8, gamma 0.2)",
-    "credit_pf": "CreditDecoding, parameter-free (gamma 1, alpha_k = beta_k = 1 - mask ratio)",
-}
-DEFAULT_RULES = tuple(RULES)
-CUSTOM_CREDIT = "credit:"  # "credit:alpha=0.5,beta=0.9" (gamma defaults to the paper's) for sensitivity sweeps
+# Rule specs of the registry (engine/decoding/registry.py): an id or label, then a preset or knobs after a colon,
+# e.g. "credit:alpha=0.5,beta=0.9" for sensitivity sweeps. Fixed steps run steps = gen_length (one token per step).
+DEFAULT_RULES = ("low_confidence", "threshold", "credit:paper", "credit:dinfer", "credit:parameter_free")
 
 
-def parse_custom_credit(name: str) -> dict[str, float]:
-    """'credit:alpha=0.5,beta=0.9' -> {'alpha': 0.5, 'beta': 0.9, 'gamma': 0.2}; ValueError naming the bad part."""
-    knobs = dict(CREDIT_PRESETS["paper"])
-    for part in filter(None, name[len(CUSTOM_CREDIT):].split(",")):
-        key, _, value = part.partition("=")
-        if key not in knobs:
-            raise ValueError(f"rule {name!r}: knob {key!r} is unknown; allowed: alpha, beta, gamma")
-        try:
-            knobs[key] = float(value)
-        except ValueError:
-            raise ValueError(f"rule {name!r}: {key}={value!r} is not a number") from None
-    return knobs
-
-
-def check_rule(name: str) -> str:
-    if name in RULES:
-        return name
-    if name.startswith(CUSTOM_CREDIT):
-        Credit(**parse_custom_credit(name))  # raises on an out-of-range knob
-        return name
-    raise ValueError(f"rule {name!r} is unknown; allowed: {', '.join(RULES)}, or credit:alpha=A,beta=B[,gamma=G]")
-
-
-def make_rule(name: str, gen_length: int, threshold: float = 0.9) -> LowConfidence | Threshold | Credit:
-    """A fresh rule object (rules hold per-decode state) for one decode."""
-    if name == "fixed":
-        return LowConfidence(steps=gen_length)
-    if name == "threshold":
-        return Threshold(threshold=threshold)
-    if name == "credit_pf":
-        return Credit.preset("parameter_free", threshold=threshold)
-    if name.startswith("credit_"):
-        return Credit.preset(name[len("credit_"):], threshold=threshold)
-    return Credit(threshold=threshold, **parse_custom_credit(check_rule(name)))
+def make_rule(spec: str, gen_length: int, threshold: float = 0.9) -> Rule:
+    """A rule for one benchmark cell; ValueError naming the spec when it is not a registry rule spec."""
+    return parse_rule_spec(spec, steps=gen_length, threshold=threshold)
 
 
 @dataclass(frozen=True)
@@ -59,7 +21,7 @@ class BenchConfig:
     model: str = "bundled"  # a name load_model knows
     task_sets: tuple[str, ...] = ("math", "humaneval", "chat")  # from TASK_SETS
     n: int = 20  # questions per task set (the same questions for every rule and length)
-    rules: tuple[str, ...] = DEFAULT_RULES  # rule names (RULES or credit:alpha=..,beta=..)
+    rules: tuple[str, ...] = DEFAULT_RULES  # registry rule specs (see DEFAULT_RULES)
     gen_lengths: tuple[int, ...] = (64,)  # answer canvases
     block_lengths: tuple[int, ...] = (32,)  # semi-autoregressive block sizes (each must divide every gen_length)
     threshold: float = 0.9  # tau of the threshold and credit rules
@@ -77,7 +39,7 @@ class BenchConfig:
         if not self.task_sets or not self.rules or not self.gen_lengths or not self.block_lengths:
             raise ValueError("task_sets, rules, gen_lengths and block_lengths must each name at least one value")
         for rule in self.rules:
-            check_rule(rule)
+            make_rule(rule, min(self.gen_lengths))  # raises on an unknown rule or an out-of-range knob
         for gen_length in self.gen_lengths:
             for block_length in self.block_lengths:
                 if gen_length < 1 or block_length < 1 or gen_length % block_length:

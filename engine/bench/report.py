@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from engine.decoding.registry import is_baseline
+
 COMMIT_ENV = "BENCH_COMMIT"  # set by whoever runs the benchmark from a copy without .git
 
 
@@ -58,11 +60,11 @@ def _version(package: str) -> str:
 
 def credit_vs_fixed(cells: list[dict]) -> list[dict]:
     """Per task set, length and block: each rule's NFE reduction over fixed steps and its accuracy difference."""
-    fixed = {(c["task_set"], c["gen_length"], c["block_length"]): c for c in cells if c["rule"] == "fixed"}
+    fixed = {(c["task_set"], c["gen_length"], c["block_length"]): c for c in cells if is_baseline(c["rule"])}
     out = []
     for c in cells:
         base = fixed.get((c["task_set"], c["gen_length"], c["block_length"]))
-        if base is None or c["rule"] == "fixed":
+        if base is None or is_baseline(c["rule"]):
             continue
         out.append({"task_set": c["task_set"], "gen_length": c["gen_length"], "block_length": c["block_length"],
                     "rule": c["rule"], "nfe_reduction": base["mean_nfe"] / max(c["mean_nfe"], 1e-9),
@@ -79,14 +81,14 @@ def markdown(meta: dict, cells: list[dict]) -> str:
     lines = [f"Model `{meta['config']['model']}`, {env['device_name']}, commit `{env['commit']}`, {env['date']}; "
              f"n = {meta['config']['n']} per task set, batch {meta['config']['batch']}, "
              f"CUDA graphs {'on' if meta['config']['cuda_graph'] else 'off'}.", "",
-             "| task set | rule | gen | block | n | accuracy % | mean NFE | NFE vs fixed | tokens/s | wall s "
+             "| task set | rule | gen | block | n | accuracy % | mean NFE | NFE vs fixed steps | tokens/s | wall s "
              "| EOS % | degenerate % |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ratios = {(r["task_set"], r["gen_length"], r["block_length"], r["rule"]): r["nfe_reduction"]
               for r in credit_vs_fixed(cells)}
     for c in cells:
         ratio = ratios.get((c["task_set"], c["gen_length"], c["block_length"], c["rule"]))
-        versus = "1.00x" if c["rule"] == "fixed" else "" if ratio is None else f"{ratio:.2f}x"
+        versus = "1.00x" if is_baseline(c["rule"]) else "" if ratio is None else f"{ratio:.2f}x"
         lines.append(f"| {c['task_set']} | {c['rule']} | {c['gen_length']} | {c['block_length']} | {c['n']} | "
                      f"{c['accuracy']:.1f} | {c['mean_nfe']:.1f} | {versus} | {_rate(c['tokens_per_s'])} | "
                      f"{c['wall_s']:.1f} | {c['eos_rate']:.0f} | {c['degenerate_rate']:.0f} |")

@@ -19,6 +19,7 @@ from engine.bench.humaneval_check import check_completions
 from engine.bench.metrics import answer_correct, is_degenerate, repeated_ngram_ratio
 from engine.bench.tasks import Task, load_tasks
 from engine.decoding import generate
+from engine.decoding.trace import rate
 from engine.models.base import LoadedModel
 from engine.models.cuda_graph import GraphCache, StaticForward
 
@@ -102,7 +103,7 @@ def summarise(samples: list[SampleResult]) -> dict:
     seconds = sum(s.seconds for s in samples)
     return {"n": len(samples), "accuracy": 100.0 * float(np.mean([s.correct for s in samples])),
             "mean_nfe": float(np.mean([s.nfe for s in samples])),
-            "tokens_per_s": sum(s.answer_tokens for s in samples) / max(seconds, 1e-9),
+            "tokens_per_s": rate(sum(s.answer_tokens for s in samples), seconds),
             "wall_s": seconds, "eos_rate": 100.0 * float(np.mean([s.ended_eos for s in samples])),
             "degenerate_rate": 100.0 * float(np.mean([s.degenerate for s in samples])),
             "mean_answer_tokens": float(np.mean([s.answer_tokens for s in samples]))}

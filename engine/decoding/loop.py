@@ -1,61 +1,20 @@
 """The decoding loop: semi-autoregressive block diffusion decoding with a pluggable rule.
 
 The loop alone writes tokens, counts forward passes (NFE), enforces at least one commit per active row and step,
-handles blocks, Dream-style shift and early stop at EOS. Observers (the trace recorder, a streamer) receive CPU
-copies of each step; with no observer nothing is copied.
+handles blocks, Dream-style shift and early stop at EOS. Observers (the trace recorder, a streamer; contracts.py)
+see the start, CPU copies of each step and the result; with no observer nothing is copied.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from engine.decoding.rules import Proposal
-
-ModelFn = Callable[[torch.Tensor], torch.Tensor]  # ids (B, L) long -> logits (B, L, V) float
-
-
-class DecodeCancelled(Exception):
-    """Raised by an observer to stop a decode (the app's Cancel button)."""
-
-
-@dataclass(frozen=True)
-class StepEvent:
-    """One forward pass, as observers see it (all numpy, on the CPU). Lb = block_length, k = top_k."""
-
-    step: int  # 0-based forward-pass index (= NFE - 1)
-    block: int  # block index
-    step_in_block: int  # 0-based step inside the block
-    seconds: float  # wall time of this step (forward + rule + copies)
-    active: np.ndarray  # (B,) bool: rows still decoding (not stopped at EOS)
-    masked_before: np.ndarray  # (B, Lb) bool: positions masked when the step began
-    committed: np.ndarray  # (B, Lb) bool: positions committed by this step
-    tokens: np.ndarray  # (B, G) int64: the answer after this step (mask id where still masked)
-    raw_top1_id: np.ndarray  # (B, Lb) int64
-    raw_top1_prob: np.ndarray  # (B, Lb) float32
-    fused_top1_id: np.ndarray  # (B, Lb) int64: equals raw for rules without credit
-    fused_top1_prob: np.ndarray  # (B, Lb) float32
-    credit_top1: np.ndarray  # (B, Lb) float32: credit of the fused top-1 (0 without credit)
-    topk_ids: np.ndarray  # (B, Lb, k) int64: raw top-k
-    topk_probs: np.ndarray  # (B, Lb, k) float32
-    entropy: np.ndarray  # (B, Lb) float32: entropy (nats) of the raw distribution
-
-
-class Observer(Protocol):
-    def on_step(self, event: StepEvent) -> None: ...
-
-
-@dataclass
-class DecodeResult:
-    tokens: torch.Tensor  # (B, G) long: the answers
-    nfe: int  # forward passes of the batch
-    commit_step: np.ndarray  # (B, G) int: forward pass that committed each position; -1 = filled by early stop
-    seconds: float  # wall time of the whole decode
-    trace: "object | None" = None  # engine.decoding.trace.Trace when recorded
-
+from engine.decoding.contracts import (Block, DecodeResult, DecodeStart, ModelFn, Observer, Proposal, Rule,
+                                       StepEvent)
+from engine.decoding.trace import TraceRecorder
 
 def validate_lengths(prompt_ids: torch.Tensor, gen_length: int, block_length: int) -> int:
     """Check the shape arguments and return the number of blocks."""
@@ -107,13 +66,11 @@ def _ensure_one_commit(commit: torch.Tensor, confidence: torch.Tensor, masked: t
 
 
 @torch.no_grad()
-def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy, gen_length: int = 64, block_length: int = 16,
+def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy: Rule, gen_length: int = 64, block_length: int = 16,
              mask_id: int | None = None, eos_id: int | None = None, shift: bool = False,
              observers: Sequence[Observer] = (), record_trace: bool = True, top_k: int = 5,
              seed: int = 0) -> DecodeResult:
     """Decode `gen_length` tokens after `prompt_ids` (B, P) with `strategy`; see docs/CREDITDECODING.md."""
-    from engine.decoding.trace import TraceRecorder
-
     if mask_id is None:
         raise ValueError("mask_id is required: take it from the model's spec (e.g. LoadedModel.spec.mask_id)")
     n_blocks = validate_lengths(prompt_ids, gen_length, block_length)
@@ -124,8 +81,13 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy, gen_length: 
     generator = torch.Generator(device=device).manual_seed(seed)
     recorder = TraceRecorder() if record_trace else None
     observers = [*observers, *([recorder] if recorder else [])]
+    for observer in observers:
+        observer.start(DecodeStart(prompt_ids=prompt_ids, rule=strategy, gen_length=gen_length,
+                                   block_length=block_length, mask_id=mask_id, eos_id=eos_id, shift=shift, seed=seed,
+                                   top_k=top_k))
 
     block_fn = getattr(model_fn, "block_logits", None)  # optional: (ids, start, stop) -> logits of those rows only
+    state = None  # the rule's per-block state (contracts.Rule.start_block)
     mask_index = torch.tensor([mask_id], device=device)
     x = torch.cat([prompt_ids, torch.full((batch, gen_length), mask_id, dtype=torch.long, device=device)], 1)
     commit_step = torch.full((batch, gen_length), -1, dtype=torch.long, device=device)  # (B, G)
@@ -144,9 +106,10 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy, gen_length: 
                             else model_fn(x)[:, rows[0]:rows[1]])  # (B, Lb, V)
             nfe += 1
             if step_in_block == 0:
-                strategy.start_block(batch, block_length, block_logits.shape[-1], device, n_blocks, generator)
+                state = strategy.start_block(Block(batch=batch, block_length=block_length, vocab=block_logits.shape[-1],
+                                                   n_blocks=n_blocks, device=device, generator=generator))
             block_logits = block_logits.float().index_fill(-1, mask_index, float("-inf"))  # never propose the mask
-            proposal = strategy.propose(block_logits, masked, step_in_block)
+            proposal = strategy.propose(block_logits, masked, step_in_block, state)
             commit = _ensure_one_commit(proposal.commit & masked, proposal.confidence, masked)  # (B, Lb)
             x[:, lo:hi] = torch.where(commit, proposal.tokens, x[:, lo:hi])
             commit_step[:, lo - prompt_length:hi - prompt_length].masked_fill_(commit, nfe - 1)
@@ -157,7 +120,7 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy, gen_length: 
                 event = StepEvent(step=nfe - 1, block=block, step_in_block=step_in_block,
                                   seconds=time.perf_counter() - step_start, **stats)
                 for observer in observers:
-                    observer.on_step(event)
+                    observer.step(event)
             step_in_block += 1
         if eos_id is not None:
             stops = active & (x[:, lo:hi] == eos_id).any(dim=-1)  # (B,): rows whose finished block holds EOS
@@ -168,8 +131,8 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy, gen_length: 
     answer = x[:, prompt_length:]
     result = DecodeResult(tokens=answer, nfe=nfe, commit_step=cpu(commit_step),
                           seconds=time.perf_counter() - start)
+    for observer in observers:
+        observer.end(result)
     if recorder is not None:
-        result.trace = recorder.finish(result, prompt_ids=prompt_ids, strategy=strategy, gen_length=gen_length,
-                                       block_length=block_length, mask_id=mask_id, eos_id=eos_id, shift=shift,
-                                       seed=seed, top_k=top_k)
+        result.trace = recorder.trace
     return result

@@ -1,14 +1,18 @@
 """Decoding rules: given one step's block logits, propose tokens and say which positions to commit.
 
-A rule never writes the token buffer and never counts forward passes: the loop in `loop.py` does both, and it also
-enforces "at least one commit per step". A rule's only state is the credit matrix of the credit rules, created in
-`start_block` and reset there (see docs/CREDITDECODING.md for the maths; symbols follow the paper).
+A rule is a frozen config (contracts.Rule): `start_block` returns the block's state as its own object (the fixed-steps
+schedule, the credit matrix), and `propose` reads and updates that state. A rule never writes the token buffer and
+never counts forward passes: the loop in `loop.py` does both, and it also enforces "at least one commit per step"
+(see docs/CREDITDECODING.md for the maths; symbols follow the paper). Labels, presets and capabilities live in the
+registry (registry.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+
+from engine.decoding.contracts import Block, Proposal
 
 # CreditDecoding presets (alpha = fusion strength, beta = decay, gamma = boost exponent).
 # "paper" is the default: the final paper version (arXiv 2510.06133, ACL 2026) reports its headline numbers with it;
@@ -20,20 +24,8 @@ CREDIT_PRESETS: dict[str, dict[str, float]] = {
 DEFAULT_CREDIT_PRESET = "paper"
 
 
-@dataclass(frozen=True)
-class Proposal:
-    """What a rule proposes for one step over the current block (B rows, Lb positions)."""
-
-    tokens: torch.Tensor  # (B, Lb) long: the token each position would get if committed
-    confidence: torch.Tensor  # (B, Lb) float: the score used to rank positions (fused for credit rules)
-    commit: torch.Tensor  # (B, Lb) bool: positions the rule wants committed (the loop keeps only masked ones)
-    raw_top1: torch.Tensor  # (B, Lb) long: argmax of the raw (or noisy, with temperature) logits
-    raw_prob: torch.Tensor  # (B, Lb) float: softmax probability of raw_top1 under the raw logits
-    credit_top1: torch.Tensor | None = None  # (B, Lb) float: credit of the proposed token (credit rules only)
-
-
 def _check(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
-    bad = value < low or value > high or (low_open and value == low)
+    bad = not low <= value <= high or (low_open and value == low)  # NaN fails the chained comparison
     if bad:
         bracket = "(" if low_open else "["
         raise ValueError(f"{name}={value!r} is out of range; allowed {bracket}{low}, {high}]")
@@ -77,54 +69,72 @@ class CreditState:
         return logits + alpha * torch.log1p(self.credit)  # (B, Lb, V): l_hat = l + alpha * log(1 + C)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Schedule:
+    """A fixed-steps block's state: how many positions each step commits, and the decode's noise generator."""
+
+    counts: list[int]  # commits per step of this block (LLaDA's schedule)
+    generator: torch.Generator | None  # Gumbel noise
+
+    def count(self, step_in_block: int) -> int:
+        return self.counts[min(step_in_block, len(self.counts) - 1)]
+
+
+def _schedule(steps: int, block: Block) -> Schedule:
+    if steps % block.n_blocks:
+        raise ValueError(f"steps={steps} must be a multiple of the number of blocks ({block.n_blocks} = "
+                         f"gen_length / block_length)")
+    if steps // block.n_blocks > block.block_length:
+        raise ValueError(f"steps={steps} gives {steps // block.n_blocks} steps per block, more than "
+                         f"block_length={block.block_length}; use steps <= gen_length")
+    return Schedule(fixed_schedule(block.block_length, steps // block.n_blocks), block.generator)
+
+
+def _check_steps(steps: object) -> None:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive integer")
+
+
+def _check_credit(alpha: float, beta: float, gamma: float) -> None:
+    if not alpha >= 0:  # also refuses NaN
+        raise ValueError(f"alpha={alpha!r} must be >= 0")
+    _check("beta", beta, 0.0, 1.0)
+    _check("gamma", gamma, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
 class LowConfidence:
     """LLaDA fixed steps: commit a precomputed number of the most confident masked positions per step."""
 
     steps: int  # total forward passes over the answer; split evenly over the blocks
     temperature: float = 0.0  # Gumbel noise on the logits (float64, as LLaDA); 0 = greedy
-    name: str = field(default="low_confidence", init=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps={self.steps!r} must be a positive integer")
+        _check_steps(self.steps)
         _check("temperature", self.temperature, 0.0, 100.0)
 
     def params(self) -> dict:
         return {"steps": self.steps, "temperature": self.temperature}
 
-    def start_block(self, batch: int, block_length: int, vocab: int, device: torch.device,
-                    n_blocks: int, generator: torch.Generator | None) -> None:
-        if self.steps % n_blocks:
-            raise ValueError(f"steps={self.steps} must be a multiple of the number of blocks ({n_blocks} = "
-                             f"gen_length / block_length)")
-        if self.steps // n_blocks > block_length:
-            raise ValueError(f"steps={self.steps} gives {self.steps // n_blocks} steps per block, more than "
-                             f"block_length={block_length}; use steps <= gen_length")
-        self._schedule = fixed_schedule(block_length, self.steps // n_blocks)
-        self._generator = generator
+    def start_block(self, block: Block) -> Schedule:
+        return _schedule(self.steps, block)
 
-    def count(self, step_in_block: int) -> int:
-        """How many positions this block's step commits (the schedule fixed at the block's start)."""
-        return self._schedule[min(step_in_block, len(self._schedule) - 1)]
-
-    def propose(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int) -> Proposal:
+    def propose(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int, state: Schedule) -> Proposal:
         probs, top1, prob = _top1(logits)
         if self.temperature > 0:
             noisy = logits.double()  # (B, Lb, V) float64, as LLaDA
-            uniform = torch.rand(noisy.shape, dtype=torch.float64, device=noisy.device, generator=self._generator)
+            uniform = torch.rand(noisy.shape, dtype=torch.float64, device=noisy.device, generator=state.generator)
             top1 = (noisy.exp() / (-torch.log(uniform)) ** self.temperature).argmax(dim=-1)  # (B, Lb)
             prob = probs.gather(-1, top1.unsqueeze(-1)).squeeze(-1)  # (B, Lb): clean p of the noisy choice
-        commit = scheduled_commits(prob, masked, self.count(step_in_block))
+        commit = scheduled_commits(prob, masked, state.count(step_in_block))
         return Proposal(tokens=top1, confidence=prob, commit=commit, raw_top1=top1, raw_prob=prob)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Threshold:
     """Fast-dLLM: commit every masked position whose top-1 probability reaches tau."""
 
     threshold: float = 0.9  # tau
-    name: str = field(default="threshold", init=False)
 
     def __post_init__(self) -> None:
         _check("threshold", self.threshold, 0.0, 1.0, low_open=True)
@@ -132,17 +142,26 @@ class Threshold:
     def params(self) -> dict:
         return {"threshold": self.threshold}
 
-    def start_block(self, batch: int, block_length: int, vocab: int, device: torch.device,
-                    n_blocks: int, generator: torch.Generator | None) -> None:
-        pass  # stateless
+    def start_block(self, block: Block) -> None:
+        return None  # stateless
 
-    def propose(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int) -> Proposal:
+    def propose(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int, state: None) -> Proposal:
         _, top1, prob = _top1(logits)
         return Proposal(tokens=top1, confidence=prob, commit=(prob >= self.threshold) & masked,
                         raw_top1=top1, raw_prob=prob)
 
 
-@dataclass
+def _fused(logits: torch.Tensor, masked: torch.Tensor, step_in_block: int, credit: CreditState, alpha, beta,
+           gamma: float) -> tuple[torch.Tensor, ...]:
+    """Update credit and return (fused top-1, fused prob, credit of fused top-1, raw top-1, raw prob)."""
+    _, top1, prob = _top1(logits)
+    credit.update(top1, prob, masked, step_in_block, beta, gamma)
+    _, fused_top1, fused_prob = _top1(credit.fuse(logits, alpha))
+    credit_top1 = credit.credit.gather(-1, fused_top1.unsqueeze(-1)).squeeze(-1)  # (B, Lb)
+    return fused_top1, fused_prob, credit_top1, top1, prob
+
+
+@dataclass(frozen=True)
 class Credit:
     """CreditDecoding: the threshold rule on logits fused with trace credit (paper symbols tau, alpha, beta, gamma).
 
@@ -154,31 +173,17 @@ class Credit:
     beta: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["beta"]  # per-step decay of the credit
     gamma: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["gamma"]  # boost exponent: credit += p ** gamma
     parameter_free: bool = False  # the paper's variant with step-dependent alpha_k = beta_k, gamma = 1
-    name: str = field(default="credit", init=False)
 
     def __post_init__(self) -> None:
         _check("threshold", self.threshold, 0.0, 1.0, low_open=True)
-        if self.alpha < 0:
-            raise ValueError(f"alpha={self.alpha!r} must be >= 0")
-        _check("beta", self.beta, 0.0, 1.0)
-        _check("gamma", self.gamma, 0.0, 1.0)
-
-    @classmethod
-    def preset(cls, name: str, threshold: float = 0.9) -> "Credit":
-        if name == "parameter_free":
-            return cls(threshold=threshold, gamma=1.0, parameter_free=True)
-        if name not in CREDIT_PRESETS:
-            allowed = ", ".join([*CREDIT_PRESETS, "parameter_free"])
-            raise ValueError(f"preset={name!r} is unknown; allowed: {allowed}")
-        return cls(threshold=threshold, **CREDIT_PRESETS[name])
+        _check_credit(self.alpha, self.beta, self.gamma)
 
     def params(self) -> dict:
         return {"threshold": self.threshold, "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma,
                 "parameter_free": self.parameter_free}
 
-    def start_block(self, batch: int, block_length: int, vocab: int, device: torch.device,
-                    n_blocks: int, generator: torch.Generator | None) -> None:
-        self._state = CreditState(batch, block_length, vocab, device)
+    def start_block(self, block: Block) -> CreditState:
+        return CreditState(block.batch, block.block_length, block.vocab, block.device)
 
     def _alpha_beta(self, masked: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | float, float]:
         if not self.parameter_free:
@@ -186,22 +191,23 @@ class Credit:
         unmasked_ratio = 1.0 - masked.float().mean(dim=-1)[:, None, None]  # (B, 1, 1): 1 - mask ratio
         return unmasked_ratio, unmasked_ratio, 1.0
 
-    def fused(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int) -> tuple[torch.Tensor, ...]:
-        """Update credit and return (fused top-1, fused prob, credit of fused top-1, raw top-1, raw prob)."""
-        _, top1, prob = _top1(logits)
-        alpha, beta, gamma = self._alpha_beta(masked)
-        self._state.update(top1, prob, masked, step_in_block, beta, gamma)
-        _, fused_top1, fused_prob = _top1(self._state.fuse(logits, alpha))
-        credit_top1 = self._state.credit.gather(-1, fused_top1.unsqueeze(-1)).squeeze(-1)  # (B, Lb)
-        return fused_top1, fused_prob, credit_top1, top1, prob
-
-    def propose(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int) -> Proposal:
-        fused_top1, fused_prob, credit_top1, top1, prob = self.fused(logits, masked, step_in_block)
+    def propose(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int, state: CreditState
+                ) -> Proposal:
+        fused_top1, fused_prob, credit_top1, top1, prob = _fused(logits, masked, step_in_block, state,
+                                                                 *self._alpha_beta(masked))
         return Proposal(tokens=fused_top1, confidence=fused_prob, commit=(fused_prob >= self.threshold) & masked,
                         raw_top1=top1, raw_prob=prob, credit_top1=credit_top1)
 
 
-@dataclass
+@dataclass(frozen=True)
+class CreditSchedule:
+    """A credit-in-fixed-steps block's state: the schedule and the credit matrix."""
+
+    schedule: Schedule
+    credit: CreditState
+
+
+@dataclass(frozen=True)
 class CreditLowConfidence:
     """Credit fused into LLaDA's fixed-steps rule (the paper's Table 3): the fused confidence ranks positions."""
 
@@ -209,34 +215,22 @@ class CreditLowConfidence:
     alpha: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["alpha"]  # fusion strength
     beta: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["beta"]  # credit decay
     gamma: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["gamma"]  # boost exponent
-    name: str = field(default="credit_low_confidence", init=False)
 
     def __post_init__(self) -> None:
-        self._schedule_rule = LowConfidence(self.steps)
-        self._credit_rule = Credit(threshold=1.0, alpha=self.alpha, beta=self.beta, gamma=self.gamma)
+        _check_steps(self.steps)
+        _check_credit(self.alpha, self.beta, self.gamma)
 
     def params(self) -> dict:
         return {"steps": self.steps, "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma}
 
-    def start_block(self, batch: int, block_length: int, vocab: int, device: torch.device,
-                    n_blocks: int, generator: torch.Generator | None) -> None:
-        self._schedule_rule.start_block(batch, block_length, vocab, device, n_blocks, generator)
-        self._credit_rule.start_block(batch, block_length, vocab, device, n_blocks, generator)
+    def start_block(self, block: Block) -> CreditSchedule:
+        return CreditSchedule(_schedule(self.steps, block),
+                              CreditState(block.batch, block.block_length, block.vocab, block.device))
 
-    def propose(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int) -> Proposal:
-        fused_top1, fused_prob, credit_top1, top1, prob = self._credit_rule.fused(logits, masked, step_in_block)
+    def propose(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int, state: CreditSchedule
+                ) -> Proposal:
+        fused_top1, fused_prob, credit_top1, top1, prob = _fused(logits, masked, step_in_block, state.credit,
+                                                                 self.alpha, self.beta, self.gamma)
         return Proposal(tokens=fused_top1, confidence=fused_prob,
-                        commit=scheduled_commits(fused_prob, masked, self._schedule_rule.count(step_in_block)),
+                        commit=scheduled_commits(fused_prob, masked, state.schedule.count(step_in_block)),
                         raw_top1=top1, raw_prob=prob, credit_top1=credit_top1)
-
-
-STRATEGIES = ("low_confidence", "threshold", "credit", "credit_low_confidence")
-
-
-def make_strategy(name: str, **params) -> LowConfidence | Threshold | Credit | CreditLowConfidence:
-    """Build a rule from its name and parameters (as recorded in a trace's meta or given on the CLI)."""
-    classes = {"low_confidence": LowConfidence, "threshold": Threshold, "credit": Credit,
-               "credit_low_confidence": CreditLowConfidence}
-    if name not in classes:
-        raise ValueError(f"strategy={name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
-    return classes[name](**params)

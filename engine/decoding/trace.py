@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.decoding.loop import DecodeResult, StepEvent
+from engine.decoding.contracts import DecodeResult, DecodeStart, StepEvent
+from engine.decoding.registry import describe, rule_entry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: meta "rule" + "capabilities" (from the rule registry) replace 1's "strategy"
 SCHEMA_NAME = "dllm-decoding-trace"
 
 # name -> (dtype, dims). Dims name the axes so a loaded file can be checked for consistent sizes.
@@ -36,8 +37,8 @@ ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "topk_ids": ("int64", ("S", "B", "Lb", "k")),
     "topk_probs": ("float32", ("S", "B", "Lb", "k")),
 }
-META_KEYS = ("strategy", "params", "gen_length", "block_length", "mask_id", "eos_id", "shift", "seed", "top_k",
-             "nfe", "seconds")
+META_KEYS = ("rule", "capabilities", "params", "gen_length", "block_length", "mask_id", "eos_id", "shift", "seed",
+             "top_k", "nfe", "seconds")
 
 
 class TraceFormatError(ValueError):
@@ -46,16 +47,15 @@ class TraceFormatError(ValueError):
 
 @dataclass
 class Trace:
-    meta: dict  # strategy, params, lengths, ids, seed, nfe, seconds; plus model / prompt text when known
+    meta: dict  # rule, capabilities, params, lengths, ids, seed, nfe, seconds; plus model / prompt text when known
     arrays: dict[str, np.ndarray]  # see ARRAYS
     token_text: dict[int, str] = field(default_factory=dict)  # id -> display string for every id in the arrays
     version: int = SCHEMA_VERSION
 
-    def __getattr__(self, name: str) -> np.ndarray:
-        arrays = self.__dict__.get("arrays", {})
-        if name in arrays:
-            return arrays[name]
-        raise AttributeError(name)
+    @property
+    def commit_step(self) -> np.ndarray:
+        """(B, G) int64: the forward pass that committed each position; -1 = filled by early stop."""
+        return self.arrays["commit_step"]
 
     @property
     def n_steps(self) -> int:
@@ -76,12 +76,14 @@ class Trace:
     def from_dict(cls, obj: object) -> "Trace":
         if not isinstance(obj, dict) or obj.get("schema") != SCHEMA_NAME:
             raise TraceFormatError(f"not a decoding trace: the file has no \"schema\": \"{SCHEMA_NAME}\" field")
-        if obj.get("version") != SCHEMA_VERSION:
+        if type(obj.get("version")) is not int or obj["version"] not in (1, SCHEMA_VERSION):
             raise TraceFormatError(f"trace schema version {obj.get('version')!r} is not supported; this app reads "
-                                   f"version {SCHEMA_VERSION}")
+                                   f"versions 1 and {SCHEMA_VERSION}")
         meta, raw_arrays, text = obj.get("meta"), obj.get("arrays"), obj.get("token_text", {})
         if not isinstance(meta, dict) or not isinstance(raw_arrays, dict) or not isinstance(text, dict):
             raise TraceFormatError("trace fields \"meta\", \"arrays\" and \"token_text\" must be JSON objects")
+        if obj["version"] == 1:
+            meta = _upgrade_v1(meta)
         missing = [k for k in META_KEYS if k not in meta]
         if missing:
             raise TraceFormatError(f"trace meta lacks {', '.join(missing)}")
@@ -120,7 +122,8 @@ class Trace:
 def _check_meta_types(meta: dict) -> None:
     ints = ("gen_length", "block_length", "nfe", "seed", "top_k", "mask_id")
     bad = [k for k in ints if not isinstance(meta[k], int) or isinstance(meta[k], bool) or meta[k] < 0]
-    bad += [] if isinstance(meta["strategy"], str) else ["strategy"]
+    bad += [] if isinstance(meta["rule"], str) else ["rule"]
+    bad += [] if isinstance(meta["capabilities"], list) else ["capabilities"]
     bad += [] if isinstance(meta["params"], dict) else ["params"]
     bad += [] if isinstance(meta["seconds"], (int, float)) and not isinstance(meta["seconds"], bool) else ["seconds"]
     bad += [] if meta["eos_id"] is None or type(meta["eos_id"]) is int else ["eos_id"]
@@ -128,6 +131,18 @@ def _check_meta_types(meta: dict) -> None:
         raise TraceFormatError(f"trace meta has values of the wrong type: {', '.join(bad)}")
     if meta["block_length"] == 0:
         raise TraceFormatError("trace meta block_length is 0")
+
+
+def _upgrade_v1(meta: dict) -> dict:
+    """Version 1 named the rule "strategy" and recorded no capabilities; both come from the registry now."""
+    if not isinstance(meta.get("strategy"), str):
+        raise TraceFormatError("trace meta lacks strategy (a version-1 trace names its rule there)")
+    try:
+        entry = rule_entry(meta["strategy"])
+    except ValueError as err:
+        raise TraceFormatError(str(err)) from None
+    upgraded = {k: v for k, v in meta.items() if k != "strategy"}
+    return {**upgraded, "rule": entry.id, "capabilities": sorted(entry.capabilities)}
 
 
 def _array_from_json(name: str, raw: object) -> np.ndarray:
@@ -146,6 +161,12 @@ def _array_from_json(name: str, raw: object) -> np.ndarray:
         raise TraceFormatError(f"array {name} cannot be read: {err}") from None
 
 
+def rate(answer_tokens: int, seconds: float) -> float:
+    """Tokens per second, counted one way everywhere: answer tokens up to and including EOS (never the EOS padding
+    after it) over the decode's wall time."""
+    return float(answer_tokens) / max(float(seconds), 1e-9)
+
+
 def stable_steps(arrays: dict[str, np.ndarray], block_length: int) -> np.ndarray:
     """Per position, the first step from which the raw top-1 equals the final token and stays so until commit."""
     tokens, commit = arrays["tokens"], arrays["commit_step"]  # (B, G) each
@@ -162,23 +183,29 @@ def stable_steps(arrays: dict[str, np.ndarray], block_length: int) -> np.ndarray
 
 
 class TraceRecorder:
-    """Observer that keeps per-step copies and assembles a Trace at the end."""
+    """Observer that keeps per-step copies and assembles a Trace when the decode ends (`trace`)."""
 
     def __init__(self) -> None:
         self._events: list[StepEvent] = []
+        self._begin: DecodeStart | None = None
+        self.trace: Trace | None = None
 
-    def on_step(self, event: StepEvent) -> None:
+    def start(self, begin: DecodeStart) -> None:
+        self._begin, self._events, self.trace = begin, [], None
+
+    def step(self, event: StepEvent) -> None:
         self._events.append(event)
 
-    def finish(self, result: DecodeResult, prompt_ids, strategy, gen_length: int, block_length: int, mask_id: int,
-               eos_id: int | None, shift: bool, seed: int, top_k: int) -> Trace:
-        batch = int(prompt_ids.shape[0])
+    def end(self, result: DecodeResult) -> None:
+        begin = self._begin
+        batch, block_length = int(begin.prompt_ids.shape[0]), begin.block_length
         per_step = {name: np.stack([getattr(e, name) for e in self._events]) if self._events
-                    else np.zeros((0, batch, block_length, top_k)[:len(ARRAYS[name][1])], dtype=ARRAYS[name][0])
+                    else np.zeros((0, batch, block_length, begin.top_k)[:len(ARRAYS[name][1])],
+                                  dtype=ARRAYS[name][0])
                     for name in ("masked_before", "committed", "raw_top1_id", "raw_top1_prob", "fused_top1_id",
                                  "fused_top1_prob", "credit_top1", "entropy", "topk_ids", "topk_probs")}
         arrays = {
-            "prompt_ids": prompt_ids.cpu().numpy().astype(np.int64),
+            "prompt_ids": begin.prompt_ids.cpu().numpy().astype(np.int64),
             "tokens": result.tokens.cpu().numpy().astype(np.int64),
             "commit_step": result.commit_step.astype(np.int64),
             "step_block": np.array([e.block for e in self._events], dtype=np.int64),
@@ -190,9 +217,9 @@ class TraceRecorder:
         arrays = {name: arrays[name].astype(ARRAYS[name][0]) for name in ARRAYS if name != "stable_step"}
         arrays["stable_step"] = stable_steps(arrays, block_length)
         arrays = {name: arrays[name] for name in ARRAYS}
-        meta = {"strategy": strategy.name, "params": strategy.params(), "gen_length": gen_length,
-                "block_length": block_length, "mask_id": mask_id, "eos_id": eos_id, "shift": shift, "seed": seed,
-                "top_k": top_k, "nfe": result.nfe, "seconds": result.seconds}
-        return Trace(meta=meta, arrays=arrays)
-
-
+        described = describe(begin.rule)
+        meta = {"rule": described["rule"], "capabilities": described["capabilities"], "params": begin.rule.params(),
+                "gen_length": begin.gen_length, "block_length": block_length, "mask_id": begin.mask_id,
+                "eos_id": begin.eos_id, "shift": begin.shift, "seed": begin.seed, "top_k": begin.top_k,
+                "nfe": result.nfe, "seconds": result.seconds}
+        self.trace = Trace(meta=meta, arrays=arrays)

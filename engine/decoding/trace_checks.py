@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from engine.decoding.rules import make_strategy
+from engine.decoding.registry import rule_entry
 from engine.decoding.trace import ARRAYS, Trace, TraceFormatError
 
 
@@ -102,25 +102,26 @@ def check_drawable(trace: Trace) -> None:
         raise TraceFormatError(f"trace meta answer_tokens={answer_tokens!r} must be an integer in [0, {gen}]")
 
 
-def rule_params_error(strategy: str, params: dict) -> str | None:
-    """Why `params` do not describe a `strategy` rule (unknown rule, unknown or out-of-range parameter, or one the
-    rule records missing), or None. A local helper until the rule registry (engine/decoding/registry.py) can say
-    which parameters a rule needs."""
+def rule_error(meta: dict) -> str | None:
+    """Why meta's rule, capabilities and params do not describe a registered rule (unknown rule, capabilities other
+    than the registry's, unknown or out-of-range parameter, or one the rule records missing), or None."""
     try:
-        rule = make_strategy(strategy, **params)
+        entry = rule_entry(meta["rule"])
+        rule = entry.cls(**meta["params"])
     except (TypeError, ValueError) as err:
         return str(err)
-    missing = [name for name in rule.params() if name not in params]
-    return f"missing {', '.join(missing)}" if missing else None
+    capabilities = meta["capabilities"]
+    if not all(isinstance(c, str) for c in capabilities) or sorted(capabilities) != sorted(entry.capabilities):
+        return f"capabilities {meta['capabilities']!r:.80} are not the rule's {sorted(entry.capabilities)}"
+    missing = [name for name in rule.params() if name not in meta["params"]]
+    return f"params lack {', '.join(missing)}" if missing else None
 
 
 def _check_rule(meta: dict) -> None:
     params = meta["params"]
-    numbers = {k: v for k, v in params.items() if isinstance(v, float)}
-    bad = [k for k, v in numbers.items() if not math.isfinite(v)]
+    bad = [k for k, v in params.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise TraceFormatError(f"trace meta params {', '.join(bad)} must be finite numbers")
-    reason = rule_params_error(meta["strategy"], params)
+    reason = rule_error(meta)
     if reason:
-        raise TraceFormatError(f"trace meta params {params!r:.200} do not describe a {meta['strategy']!r:.40} rule: "
-                               f"{reason}")
+        raise TraceFormatError(f"trace meta does not describe a usable {meta['rule']!r:.40} rule: {reason}")

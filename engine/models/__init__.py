@@ -1,34 +1,22 @@
-"""Model adapters: `load_model(name)` for the bundled dLLM, the tiny test model and allowlisted Hub dLLMs."""
+"""Model adapters and the model registry (registry.py): `load_model(id)` for every registered model."""
 from __future__ import annotations
 
-from functools import lru_cache
+from pathlib import Path
 
 from engine.models.base import LoadedModel, ModelSpec, pick_device_dtype
-from engine.models.hub import HUB_MODELS
-
-LOCAL_MODELS = ("bundled", "tiny-random")
-MODEL_NAMES = (*LOCAL_MODELS, *HUB_MODELS)
+from engine.models.registry import MODELS, ModelEntry, model_entry, model_ids, unavailable
 
 
-def check_model_name(name: str) -> str:
-    if name not in MODEL_NAMES:
-        raise ValueError(f"model={name!r} is unknown; allowed: {', '.join(MODEL_NAMES)}")
-    return name
+def load_model(model_id: str, source: str | Path | None = None, device: str | None = None) -> LoadedModel:
+    """A registered diffusion LLM, loaded now (long-lived callers share one copy through engine/models/cache.py).
+    `source`: a local folder in the model's official layout instead of the default location."""
+    return model_entry(model_id, "dllm").dllm(source, device)
 
 
-@lru_cache(maxsize=2)
-def load_model(name: str, device: str | None = None) -> LoadedModel:
-    """Load once per process and share read-only (callers must not modify the model)."""
-    check_model_name(name)
-    if name == "tiny-random":
-        from engine.models.tiny import load_tiny
-        return load_tiny(device)
-    if name == "bundled":
-        from engine.models.bundled import load_bundled
-        return load_bundled(device)
-    from engine.models.hub import load_hub
-    return load_hub(name, device=device)
+def load_sft_model(model_id: str, device: str | None = None) -> tuple:
+    """(causal model, tokenizer) for the Selection Lab, loaded now: runs train a copy."""
+    return model_entry(model_id, "sft").sft(device)
 
 
-__all__ = ["LoadedModel", "ModelSpec", "load_model", "check_model_name", "MODEL_NAMES", "LOCAL_MODELS",
-           "HUB_MODELS", "pick_device_dtype"]
+__all__ = ["LoadedModel", "ModelSpec", "ModelEntry", "MODELS", "load_model", "load_sft_model", "model_entry",
+           "model_ids", "unavailable", "pick_device_dtype"]

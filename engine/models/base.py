@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,11 @@ class ModelSpec:
         return self.eos_ids[0]
 
 
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE forbids downloads (tests and CI set it)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+
+
 def pick_device_dtype(device: str | torch.device | None = None) -> tuple[torch.device, torch.dtype]:
     """CUDA in bfloat16 when present, else CPU in float32."""
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
@@ -38,8 +44,9 @@ class LoadedModel:
     """A model wrapped once: call it on ids (B, L) to get float32 logits (B, L, V)."""
 
     def __init__(self, spec: ModelSpec, model: torch.nn.Module, tokenizer, device: torch.device,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, graph_safe: bool = True) -> None:
         self.spec, self.model, self.tokenizer, self.device, self.dtype = spec, model, tokenizer, device, dtype
+        self.graph_safe = graph_safe  # its forward can be captured as a CUDA graph (our own and native models)
         self.model.eval()
         # transformers' own models can run the LM head on chosen rows only; remote-code models may not.
         self._keeps_rows = "logits_to_keep" in inspect.signature(self.model.forward).parameters
@@ -57,8 +64,15 @@ class LoadedModel:
         rows = torch.arange(start, stop, device=self.device)
         return self.model(input_ids=ids.to(self.device), logits_to_keep=rows).logits.float()  # (B, Lb, V)
 
+    def need_tokenizer(self) -> None:
+        if self.tokenizer is None:
+            raise ValueError(f"model {self.spec.name!r} was loaded from a folder without tokenizer files "
+                             "(tokenizer.json, tokenizer_config.json); it gives logits for token ids only: add the "
+                             "tokenizer files to the folder to chat with it")
+
     def encode_prompt(self, text: str) -> torch.Tensor:
         """Chat-template the user's text (with the generation prompt) into ids (1, P) on the model's device."""
+        self.need_tokenizer()
         if not text or not text.strip():
             raise ValueError("prompt is empty; type a question or pick an example")
         messages = [{"role": "user", "content": text}]
@@ -75,8 +89,10 @@ class LoadedModel:
         return ids[:stops[0]] if stops else ids
 
     def decode_answer(self, tokens: torch.Tensor | list[int]) -> str:
+        self.need_tokenizer()
         return self.tokenizer.decode(self.answer_ids(tokens), skip_special_tokens=True)
 
     def token_text(self, ids) -> dict[int, str]:
         """Display strings for ids (for traces that must render without the model)."""
+        self.need_tokenizer()
         return {int(i): self.tokenizer.decode([int(i)]) for i in ids}

@@ -38,9 +38,20 @@ def tiny_config(vocab_size: int, layers: int = 2) -> LlamaConfig:
 def load_tiny(device: str | None = None, seed: int = 0) -> LoadedModel:
     tokenizer = byte_tokenizer()
     device_, dtype = pick_device_dtype(device)
-    torch.manual_seed(seed)
-    model = make_bidirectional(LlamaForCausalLM(tiny_config(len(tokenizer)))).to(device_, dtype)
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's global RNG
+        torch.manual_seed(seed)
+        model = make_bidirectional(LlamaForCausalLM(tiny_config(len(tokenizer)))).to(device_, dtype)
     spec = ModelSpec(name="tiny-random", mask_id=tokenizer.mask_token_id,
                      eos_ids=(tokenizer.eos_token_id, tokenizer.pad_token_id), shift=True, max_length=2048,
                      description="randomly initialised, bundled architecture: for tests; answers are noise")
     return LoadedModel(spec, model, tokenizer, device_, dtype)
+
+
+def tiny_causal(device: str | None = None, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
+    """A causal Llama of SmolLM2's shape at toy width with the in-memory byte tokenizer: seconds, no files."""
+    tokenizer = byte_tokenizer()
+    device_, dtype = pick_device_dtype(device)
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's global RNG
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(tiny_config(len(tokenizer))).to(device_, dtype).eval()
+    return model, tokenizer

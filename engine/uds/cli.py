@@ -7,7 +7,7 @@ import math
 import sys
 
 from engine.uds.config import MODES, SelectionConfig, TrainConfig
-from engine.uds.models import SFT_MODELS
+from engine.models import model_ids
 from engine.uds.runlog_io import save_runlog
 from engine.uds.selectors import SELECTORS
 
@@ -34,7 +34,7 @@ def add_parser(subparsers) -> str:
     p.add_argument("--full-finetune", action="store_true", help="train all weights instead of LoRA")
     p.add_argument("--eval-items", type=int, default=TrainConfig.eval_items)
     p.add_argument("--seed", type=int, default=21)
-    p.add_argument("--model", default="smollm2", choices=SFT_MODELS)
+    p.add_argument("--model", default="smollm2", choices=model_ids("sft"))
     p.add_argument("--device", default=None, help="cpu or cuda; default cuda when present")
     p.add_argument("--out", default=None, help="folder to write the run log to")
     p.add_argument("--json", action="store_true", help="print one JSON summary (else a short text summary)")
@@ -60,7 +60,7 @@ def _finite(x: float) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.uds.loop import run_selection
-    from engine.uds.models import load_sft_model
+    from engine.models import load_sft_model
 
     selection = SelectionConfig(selector=args.selector, mode=args.mode, batch=args.batch, keep=args.keep,
                                 alpha=args.alpha, seed=args.seed)

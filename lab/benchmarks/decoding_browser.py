@@ -23,7 +23,7 @@ RECORDED = f"{STATUS}.startsWith('recorded trace')"
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    from app.decoding_handlers import get_model
+    from app.decoding_runs import get_model
     from app.main import build_demo, launch
     from lab.browser import CHROMIUM, CHROMIUM_ARGS
 

@@ -21,10 +21,10 @@ import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from app import decoding_handlers as handlers  # noqa: E402
-from app import decoding_views as views  # noqa: E402
-from app.streaming import CancelToken  # noqa: E402
-from engine.models import load_model  # noqa: E402
+from app import decoding_panels as views  # noqa: E402
+from app import decoding_runs as handlers  # noqa: E402
+from app.session import CancelToken  # noqa: E402
+from engine.models.cache import shared_dllm  # noqa: E402
 
 PROMPT = "Explain what a diffusion language model is in one sentence."
 
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     start = time.perf_counter()
-    load_model(args.model)
+    shared_dllm(args.model)  # the cache the handlers read
     load_seconds = time.perf_counter() - start
     masked, stepped = first_frames(args.model, args.repeats)
     decode_seconds, frames, outcome = streamed_decode(args.model, 128)

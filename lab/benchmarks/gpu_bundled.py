@@ -23,7 +23,7 @@ from gpu_common import header, median_ms, write_json
 
 from engine.bench.runner import _padded_prompts, row_nfe
 from engine.bench.tasks import chat_tasks
-from engine.decoding import Credit, generate
+from engine.decoding import generate, make_rule
 from engine.models import load_model
 from engine.models.base import LoadedModel
 from engine.models.cuda_graph import GraphCache, StaticForward
@@ -51,7 +51,7 @@ def time_version(model: LoadedModel, forward, prompt: torch.Tensor, device: torc
     for trace in (True, False):
         runs = []
         for _ in range(2):  # the first also warms up (graph capture of the decode's shapes)
-            result = generate(forward, prompt, Credit.preset("paper"), gen_length=GEN, block_length=BLOCK,
+            result = generate(forward, prompt, make_rule("credit", "paper"), gen_length=GEN, block_length=BLOCK,
                               mask_id=model.spec.mask_id, shift=model.spec.shift, record_trace=trace)
             runs.append(1e3 * result.seconds / result.nfe)
         decode["trace" if trace else "no_trace"] = {"nfe": result.nfe, "step_ms": runs[-1]}
@@ -71,7 +71,7 @@ def batched(model: LoadedModel, device: torch.device, sizes: tuple[int, ...], gr
         forward = StaticForward(model, key_mask=key_mask if key_mask is not None else
                                 torch.ones_like(ids, dtype=torch.bool), graphs=graphs)
         for _ in range(2):  # the first warms up
-            result = generate(forward, ids, Credit.preset("paper"), gen_length=GEN, block_length=BLOCK,
+            result = generate(forward, ids, make_rule("credit", "paper"), gen_length=GEN, block_length=BLOCK,
                               mask_id=model.spec.mask_id, eos_id=model.spec.eos_id, shift=model.spec.shift,
                               record_trace=False)
         tokens = sum(min(len(model.answer_ids(row)) + 1, GEN) for row in result.tokens.tolist())

@@ -73,7 +73,7 @@ def main() -> None:
     sweep = [f"credit:alpha={a},beta={b}" for a in ALPHAS for b in BETAS][:2 if args.smoke else None]
     if left() > 40 and not args.no_sweep:
         gen, block = (SWEEP_GEN, SWEEP_BLOCK) if not args.smoke else pairs[0]
-        config = replace(base, task_sets=(SWEEP_SET,), n=sizes[SWEEP_SET], rules=("fixed", "threshold", *sweep),
+        config = replace(base, task_sets=(SWEEP_SET,), n=sizes[SWEEP_SET], rules=("low_confidence", "threshold", *sweep),
                          gen_lengths=(gen,), block_lengths=(block,))
         sweep_cells, _ = run_grid(model, config, lambda m: print(f"[sweep] {m}", flush=True))
         write_json(out_dir / "sensitivity.json", {"environment": header(model.device), "task_set": SWEEP_SET,

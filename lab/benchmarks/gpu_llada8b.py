@@ -1,7 +1,8 @@
 """An LLaDA-8B-shaped model (random bf16 weights, made on the GPU, no download): engine overhead and floor.
 
-Shape: LLaDA-8B's own (d 4096, 32 layers, 32 heads with 32 KV heads, MLP 12288, vocabulary 126,464, untied head),
-bidirectional attention. Prompt 32 tokens + gen 256 = 288 positions, block 32, batch 1.
+Model: the native LLaDA class (engine/models/llada.py) built from LLaDA-8B's published config (d 4096, 32 layers,
+32 heads with 32 KV heads, MLP 12288, vocabulary 126,464, untied head), bidirectional attention. Prompt 32 tokens +
+gen 256 = 288 positions, block 32, batch 1.
 
 Measured: the bare forward (CUDA graph, LM head on the block's 32 rows only), the same eager and with the full
 LM head; decoding steps (forward + rule + trace) with credit and fixed steps, trace on and off; the card's two
@@ -20,50 +21,34 @@ from gpu_common import ceilings, header, matmul_rate_at, median_ms, sync, write_
 
 from engine.decoding import Credit, LowConfidence, generate
 from engine.models.base import LoadedModel, ModelSpec
-from engine.models.bidirectional import make_bidirectional
 from engine.models.cuda_graph import GraphCache, StaticForward
+from engine.models.families import build_module
+from engine.models.llada import LLADA, PUBLISHED_CONFIG
+from engine.models.native import init_random
 
-LLADA_MASK_ID, LLADA_EOS_ID = 126336, 126081  # docs/CREDITDECODING.md, "Real models"
-
-
-def llada_config(smoke: bool):
-    from transformers import LlamaConfig
-
-    if smoke:
-        return LlamaConfig(vocab_size=130000, hidden_size=64, intermediate_size=192, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False,
-                           attn_implementation="sdpa")
-    return LlamaConfig(vocab_size=126464, hidden_size=4096, intermediate_size=12288, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
-                       rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                       attn_implementation="sdpa")
+LLADA_MASK_ID, LLADA_EOS_ID = PUBLISHED_CONFIG["mask_token_id"], PUBLISHED_CONFIG["eos_token_id"]
+SMOKE = {"d_model": 64, "n_heads": 4, "n_kv_heads": 4, "n_layers": 2, "mlp_hidden_size": 192,
+         "vocab_size": 130000, "embedding_size": 130000}  # toy width, a full-size vocabulary (the head's cost)
 
 
 def build(device: torch.device, smoke: bool) -> LoadedModel:
-    from transformers import LlamaForCausalLM
-
+    """The native LLaDA class (engine/models/llada.py) at the published size, random weights made on the device."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    torch.manual_seed(0)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = LlamaForCausalLM(llada_config(smoke))
-    finally:
-        torch.set_default_dtype(previous)
+    config = LLADA.read_config({**PUBLISHED_CONFIG, **SMOKE} if smoke else PUBLISHED_CONFIG)
+    model = init_random(build_module(LLADA, config, device, dtype), seed=0)
     spec = ModelSpec("llada-8b-shaped-random", mask_id=LLADA_MASK_ID, eos_ids=(LLADA_EOS_ID,), shift=False,
                      max_length=4096)
-    return LoadedModel(spec, make_bidirectional(model), None, device, dtype)
+    return LoadedModel(spec, model, None, device, dtype)
 
 
 def floor(model: torch.nn.Module, length: int, block: int, bandwidth_gbs: float, tflops: float) -> dict:
     """The least time one step can take: every weight read once vs every FLOP at the measured matrix rate."""
-    config = model.config
-    head = model.get_output_embeddings().weight.numel()
-    embed = model.get_input_embeddings().weight.numel()
+    config, transformer = model.config, model.model.transformer
+    head = transformer.ff_out.weight.numel()
+    embed = transformer.wte.weight.numel()
     body = sum(p.numel() for p in model.parameters()) - head - embed  # layers + final norm
     weight_bytes = 2 * (body + head)  # bf16; the embedding table is only gathered (L rows)
-    attention = 4 * length * length * config.hidden_size * config.num_hidden_layers  # QK^T and AV
+    attention = 4 * length * length * config.d_model * config.n_layers  # QK^T and AV
     flops = 2 * body * length + 2 * head * block + attention
     memory_ms, compute_ms = weight_bytes / bandwidth_gbs / 1e6, flops / tflops / 1e9
     return {"weight_bytes": weight_bytes, "flops": flops, "memory_ms": memory_ms, "compute_ms": compute_ms,
@@ -167,7 +152,7 @@ def main() -> None:
     bare = out["forward_ms"]["graph_block_rows"]
     out["overhead"] = {name: d["step_ms"] / bare - 1.0 for name, d in out["decode"].items()}
     write_json(Path(args.out), out)
-    hidden, inter = loaded.model.config.hidden_size, loaded.model.config.intermediate_size
+    hidden, inter = loaded.model.config.d_model, loaded.model.config.mlp_hidden_size
     out["gemm_rate_at_decode_shape_tflops"] = {
         f"{length}x{hidden}x{inter}": matmul_rate_at(length, hidden, inter, device),
         f"{length}x{inter}x{hidden}": matmul_rate_at(length, inter, hidden, device),

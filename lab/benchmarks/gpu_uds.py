@@ -26,7 +26,7 @@ from engine.uds.batching import collate, encode
 from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import bundled_dataset
 from engine.uds.loop import _candidates, prepare_trainable, run_selection, train_step
-from engine.uds.models import load_sft_model
+from engine.models import load_sft_model
 from engine.uds.scorer import FFTSketch, singular_values
 from engine.uds.scoring import score_batch
 

@@ -34,7 +34,7 @@ from engine.uds.batching import collate, encode, response_loss
 from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import bundled_dataset
 from engine.uds.loop import _candidates, prepare_trainable, run_selection, train_step
-from engine.uds.models import load_sft_model
+from engine.models import load_sft_model
 from engine.uds.scoring import score_batch
 from engine.uds.selectors import CandidateScores, make_selector, top_k
 from engine.uds.static_forward import StaticScoringForward

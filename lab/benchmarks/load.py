@@ -28,8 +28,8 @@ import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 from app.main import build_demo, launch  # noqa: E402
-from app.streaming import DECODE_JOBS  # noqa: E402
-from engine.decoding import DecodeCancelled  # noqa: E402
+from app.session import DECODE_JOBS  # noqa: E402
+from engine.decoding import DecodeCancelled, StepObserver  # noqa: E402
 from engine.jobs import CancelToken  # noqa: E402
 from engine.models import load_model  # noqa: E402
 from engine.pipeline import DecodeRequest, decode  # noqa: E402
@@ -93,7 +93,7 @@ def crowd(url: str, model_name: str, clients: int) -> dict:
     model = load_model(model_name)
     matched = 0
     for prompt, payload in zip(prompts, payloads):
-        expected = decode(model, DecodeRequest(prompt=prompt, strategy=SHORT["rule"], gen_length=32, block_length=16))
+        expected = decode(model, DecodeRequest(prompt=prompt, rule=SHORT["rule"], gen_length=32, block_length=16))
         matched += (payload["trace"]["meta"]["prompt"] == prompt and payload["answer"] == expected.answer
                     and payload["nfe"] == expected.result.nfe)
     return {"phase": f"{clients} clients decode at once", "wall_s": wall, "peak_rss_mb_above_start":
@@ -141,18 +141,18 @@ def disconnect(url: str, model_name: str, long: dict) -> dict:
 
 def step_seconds(model_name: str, long: dict) -> float:
     """Median seconds of one step of the long decode, decoded directly (a cancel stops within one step)."""
-    request = DecodeRequest(prompt="Tell a long story.", strategy="low_confidence", gen_length=long["gen_length"],
+    request = DecodeRequest(prompt="Tell a long story.", rule="low_confidence", gen_length=long["gen_length"],
                             block_length=long["block_length"], steps=long["gen_length"])
     token, times = CancelToken(), []
 
-    class Timer:
-        def on_step(self, event) -> None:
+    class Timer(StepObserver):
+        def step(self, event) -> None:
             times.append(event.seconds)
             if len(times) == 8:
                 token.cancel()
 
     try:
-        decode(load_model(model_name), request, observers=[Timer(), token])
+        decode(load_model(model_name), request, observers=[Timer(), token.observer()])
     except DecodeCancelled:  # the cancel is how this measurement ends
         pass
     return sorted(times)[len(times) // 2]
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     model_name = "tiny-random" if args.smoke else args.model
     clients = [2, 4] if args.smoke else [int(n) for n in args.clients.split(",")]
-    long = dict(rule="fixed steps", gen_length=1024 if args.smoke else 256, block_length=64 if args.smoke else 32)
+    long = dict(rule="low_confidence", gen_length=1024 if args.smoke else 256, block_length=64 if args.smoke else 32)
     threads = configure_threads()  # as app.py does at start-up
     load_model(model_name)
     with socket.socket() as probe:

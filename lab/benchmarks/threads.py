@@ -24,7 +24,7 @@ PROMPT = "What is 3 + 4?"
 
 def child(model_name: str, repeats: int) -> dict:
     """In this process (threads already set by DLLM_TORCH_THREADS): decode seconds alone and under view drawing."""
-    from app import decoding_views as views
+    from app import decoding_panels as views
     from app.examples import example_names, example_trace
     from engine.models import load_model
     from engine.pipeline import DecodeRequest, decode
@@ -32,7 +32,7 @@ def child(model_name: str, repeats: int) -> dict:
 
     settings = configure_threads()
     model = load_model(model_name, device="cpu")
-    request = DecodeRequest(prompt=PROMPT, strategy="low_confidence", gen_length=32, block_length=32)
+    request = DecodeRequest(prompt=PROMPT, rule="low_confidence", gen_length=32, block_length=32)
     trace = example_trace(example_names()[0])
 
     def draw() -> None:

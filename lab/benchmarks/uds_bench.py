@@ -50,7 +50,7 @@ def bench_overhead(batch: int = 8, keep: int = 2, cutoff: int = 256, repeats: in
     from engine.uds.data import bundled_dataset
     from engine.uds.factored import factored_head
     from engine.uds.loop import prepare_trainable, train_step
-    from engine.uds.models import load_sft_model
+    from engine.models import load_sft_model
     from engine.uds.scorer import FFTSketch, mean_distance, singular_values, token_stats
     from engine.uds.scoring import _forward, _grouped, score_batch
 
@@ -124,7 +124,7 @@ def bench_demo() -> dict[str, Any]:
     from engine.uds.config import SelectionConfig, TrainConfig
     from engine.uds.data import bundled_dataset
     from engine.uds.loop import run_selection
-    from engine.uds.models import load_sft_model
+    from engine.models import load_sft_model
 
     start, cpu_start = time.perf_counter(), time.process_time()
     model, tokenizer = load_sft_model("smollm2")

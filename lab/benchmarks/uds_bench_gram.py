@@ -61,7 +61,7 @@ def real_inputs(n: int = 512) -> dict[str, Any]:
     """SmolLM2 with its factored head, a real n-token document and eight padded candidates (hidden states + logits)."""
     from engine.uds.data import bundled_dataset
     from engine.uds.factored import factored_head
-    from engine.uds.models import load_sft_model
+    from engine.models import load_sft_model
     from engine.uds.scorer import FFTSketch
 
     model, tokenizer = load_sft_model("smollm2")

@@ -10,23 +10,17 @@ import numpy as np
 import torch
 
 from engine.bench.metrics import answer_correct, is_degenerate
-from engine.decoding import DEFAULT_CREDIT_PRESET, Credit, LowConfidence, Threshold, generate
+from engine.decoding import Rule, generate, parse_rule_spec
 from lab.bundled.data import Example
 from lab.bundled.teacher import teacher_answers
 from lab.bundled.tokens import left_pad, prompt_ids
 
-RULES = ("fixed_steps", "threshold_0.9", f"credit_{DEFAULT_CREDIT_PRESET}")
+RULES = ("low_confidence", "threshold", "credit")  # registry rule specs: fixed steps (steps = gen_length), tau 0.9,
+#                                                   credit with its default preset
 
 
-def make_rule(name: str, gen_length: int):
-    """The three evaluated rules: LLaDA fixed steps with steps = gen_length, Fast-dLLM tau 0.9, default credit."""
-    if name == "fixed_steps":
-        return LowConfidence(steps=gen_length)
-    if name == "threshold_0.9":
-        return Threshold(threshold=0.9)
-    if name == RULES[2]:
-        return Credit.preset(DEFAULT_CREDIT_PRESET)
-    raise ValueError(f"rule={name!r} is unknown; allowed: {', '.join(RULES)}")
+def make_rule(spec: str, gen_length: int) -> Rule:
+    return parse_rule_spec(spec, steps=gen_length, threshold=0.9)
 
 
 @torch.no_grad()

@@ -1,79 +1,63 @@
-"""Plain handlers of the Decoding Explorer: plain values in, plain values out, testable without a server.
+"""Decoding Explorer: turning the tab's knobs into a real decode (streamed frame by frame, or whole), the model
+picker, and reading a trace file. Plain values in, plain values out, testable without a server.
 
 Bad input raises gr.Error with a sentence saying what to change; the model is loaded once per process and shared
-read-only; per-session data (the trace, the cancel token) lives in the caller's gr.State.
+read-only (engine/models/cache.py); per-session data (the trace, the cancel token) lives in the caller's gr.State.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
-import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 import numpy as np
-import torch
 
 from analysis import colors
-from analysis.trace_data import commit_confidence, display_text
+from analysis.trace_data import display_text, tokens_per_second
 from analysis.trace_tokens import live_html
+from app.session import DECODE_JOBS, CancelToken, run_in_worker
 from app.space import zero_gpu
-from app.streaming import CancelToken, LiveStep, model_job, replay_decode, stream_decode
-from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeCancelled, Trace, TraceFormatError, load_trace
-from engine.jobs import CancelToken as JobToken
-from engine.jobs import Work
-from engine.models import HUB_MODELS, LoadedModel, load_model
-from engine.models.hub import hub_offline
+from app.streaming import LiveStep, replay_decode, stream_decode, trace_step
+from engine.decoding import RULES, DecodeCancelled, Trace, TraceFormatError, load_trace
+from engine.models import MODELS, LoadedModel, model_entry, model_ids, unavailable
+from engine.models.cache import shared_dllm
 from engine.pipeline import MAX_PROMPT_CHARS, DecodeOutcome, DecodeRequest, decode
 
-RULES = {"fixed steps": "low_confidence", "threshold": "threshold", "credit": "credit",
-         "credit in fixed steps": "credit_low_confidence"}  # UI label -> engine strategy
+RULE_CHOICES = [(entry.label, entry.id) for entry in RULES.values()]  # the rule picker: labels shown, ids sent
 MAX_TRACE_BYTES = 50 * 2**20  # upload cap for trace files
 GEN_LENGTHS = (32, 64, 128, 256, 512, 1024)
 BLOCK_LENGTHS = (8, 16, 32, 64)
 MIN_FRAME_SECONDS = 0.1  # at most ~10 live frames a second reach the page; the last frame always does
 MAX_COMPARE = 3
 MAX_SWEEP_POINTS = 8
+DEFAULTS = {f.name: f.default for f in fields(DecodeRequest)}  # the engine's knob defaults: the tab and API start here
 LOG = logging.getLogger(__name__)
-_MODEL_LOCK = threading.Lock()  # two sessions asking for a model at once load it once
-
-
-def bundled_available() -> bool:
-    """True when engine/models/bundled.py exists and its weights file is on disk (checked without loading)."""
-    if importlib.util.find_spec("engine.models.bundled") is None:
-        return False
-    bundled = importlib.import_module("engine.models.bundled")
-    weights = getattr(bundled, "WEIGHTS_PATH", None)
-    return weights is None or Path(weights).is_file()
 
 
 def model_refusal(name: str) -> str | None:
-    """Why a model cannot run here, or None. Hub models need a GPU and Hub access."""
-    if name == "bundled" and not bundled_available():
-        return "the bundled model's weights are not installed in this copy of the app; pick tiny-random"
-    if name in HUB_MODELS:
-        if not torch.cuda.is_available():
-            return f"{name} needs a GPU (about 16 GB) and this machine has none; pick bundled"
-        if hub_offline():
-            return f"{name} must be downloaded from the Hugging Face Hub, but HF_HUB_OFFLINE=1; pick bundled"
-    return None
+    """Why a registered model cannot run here (GPU, Hub access, weights), or None."""
+    reason = unavailable(model_entry(name, "dllm"))
+    return f"{reason}; pick bundled or tiny-random" if reason else None
 
 
 def model_choices() -> tuple[list[tuple[str, str]], str]:
-    """(label, value) pairs for the picker, with the reason beside any model that cannot run, and the default."""
-    choices = []
-    for name in ("bundled", "tiny-random", *HUB_MODELS):
-        reason = model_refusal(name)
-        choices.append((f"{name} (unavailable: {reason})" if reason else name, name))
-    return choices, "bundled" if model_refusal("bundled") is None else "tiny-random"
+    """(label, value) pairs for the picker (size, what it is, and the reason beside any model that cannot run here),
+    and the default: the first model that can run."""
+    choices, runnable = [], []
+    for name in model_ids("dllm"):
+        entry, reason = MODELS[name], model_refusal(name)
+        label = f"{name} · {entry.size} · {entry.picker}"
+        choices.append((f"{label} (unavailable: {reason})" if reason else label, name))
+        runnable += [] if reason else [name]
+    return choices, runnable[0]
 
 
 def check_model(name: str) -> str:
-    """Refuse, with the reason, a model that is not on the list or cannot run here (before anything is loaded)."""
-    if name not in ("bundled", "tiny-random", *HUB_MODELS):
+    """Refuse, with the reason, a model that is not registered or cannot run here (before anything is loaded)."""
+    if name not in model_ids("dllm"):
         raise gr.Error(f"Model {name!r} is not allowed; pick one from the list.")
     reason = model_refusal(name)
     if reason:
@@ -84,12 +68,11 @@ def check_model(name: str) -> str:
 def get_model(name: str) -> LoadedModel:
     """The shared, read-only model (loaded on first use, once per process)."""
     check_model(name)
-    with _MODEL_LOCK:
-        try:
-            return load_model(name)
-        except (ValueError, OSError, ImportError) as err:
-            LOG.warning("model %s could not be loaded: %s", name, err)  # the details (paths) stay in the server log
-            raise gr.Error(f"Model {name!r} could not be loaded on this server; pick another model.") from None
+    try:
+        return shared_dllm(name)
+    except (ValueError, OSError, ImportError) as err:
+        LOG.warning("model %s could not be loaded: %s", name, err)  # the details (paths) stay in the server log
+        raise gr.Error(f"Model {name!r} could not be loaded on this server; pick another model.") from None
 
 
 def warm_default_model() -> None:
@@ -103,11 +86,9 @@ def warm_default_model() -> None:
 def make_request(prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float, preset: str,
                  alpha: float, beta: float, gamma: float, seed: int) -> DecodeRequest:
     """The engine request for the knobs (the page and the API both come through here; DecodeRequest checks every
-    value); steps = 0 means one token per step (steps = gen_length)."""
-    if not isinstance(rule, str) or rule not in RULES:
-        raise gr.Error(f"Rule {rule!r:.60} is unknown; pick one of: {', '.join(RULES)}.")
+    value: finite, in range, integral where it must be); steps = 0 means one token per step (steps = gen_length)."""
     try:
-        return DecodeRequest(prompt=prompt, strategy=RULES[rule], gen_length=gen_length, block_length=block_length,
+        return DecodeRequest(prompt=prompt, rule=rule, gen_length=gen_length, block_length=block_length,
                              steps=None if steps in (0, None) else steps, threshold=tau, preset=preset, alpha=alpha,
                              beta=beta, gamma=gamma, seed=seed)
     except ValueError as err:
@@ -148,36 +129,33 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
     replay (default: on a ZeroGPU Space) computes the whole trace in one GPU call and animates it afterwards."""
     replay = zero_gpu() if replay is None else replay
     check_model(model_name)
-    job = token.start()  # before the model loads: a Cancel during the load stops the decode at its first step
+    run = token.start()  # before the model loads: a Cancel during the load stops the decode at its first step
     gen = request.gen_length
     masked = np.zeros(gen, dtype=bool)
-    yield Frame(live_html(np.zeros(gen, dtype=np.int64), masked, np.full(gen, np.nan), str),
-                f"{colors.rule_label(request.strategy)}: {gen} positions masked; loading {model_name} (first use "
-                "only) and reading the prompt")
+    blank = live_html(np.zeros(gen, dtype=np.int64), masked, np.full(gen, np.nan), str)
+    yield Frame(blank, f"{colors.rule_label(request.rule)}: {gen} positions masked; loading {model_name} (first use "
+                       "only) and reading the prompt")
     model = get_model(model_name)
     label = _labeller(model)
     last: LiveStep | None = None
     shown_at = 0.0
-    steps = replay_decode(model_name, request, job) if replay else stream_decode(model, request, job)
+    steps = replay_decode(model_name, request, run) if replay else stream_decode(model, request, run)
     try:
         for item in _refusing(steps):
             if item == "waiting" and last is None:
-                yield Frame(live_html(np.zeros(gen, dtype=np.int64), masked, np.full(gen, np.nan), str),
-                            "waiting: another decode is using the model (one at a time); Cancel leaves the line")
+                yield Frame(blank, "waiting: another decode is using the model (one at a time); Cancel leaves the line")
             elif isinstance(item, str):
                 yield None
             elif isinstance(item, LiveStep):
                 last = item
-                if time.perf_counter() - shown_at >= MIN_FRAME_SECONDS:
-                    shown_at = time.perf_counter()
-                    yield Frame(live_html(item.ids, item.committed, item.confidence, label), _status(item, gen))
-                else:
+                if time.perf_counter() - shown_at < MIN_FRAME_SECONDS:
                     yield None
+                    continue
+                shown_at = time.perf_counter()
+                yield Frame(live_html(item.ids, item.committed, item.confidence, label), _status(item, gen))
             else:
                 meta = item.trace.meta
-                done = LiveStep(step=meta["nfe"] - 1, ids=item.trace.arrays["tokens"][0],
-                                committed=np.ones(gen, dtype=bool), confidence=_final_confidence(item),
-                                seconds=item.result.seconds)
+                done = trace_step(item.trace, meta["nfe"] - 1, item.result.seconds)
                 yield Frame(live_html(done.ids, done.committed, done.confidence, label),
                             f"done: NFE {meta['nfe']}, {meta['answer_tokens']} answer tokens in "
                             f"{item.result.seconds:.2f} s = {item.tokens_per_second:.1f} tokens/s", outcome=item)
@@ -198,11 +176,6 @@ def _refusing(stream: Iterator) -> Iterator:
         raise gr.Error(f"The decode was refused: {err}.") from None
 
 
-def _final_confidence(outcome: DecodeOutcome) -> np.ndarray:
-    """Commit confidences from the trace (the live frames may have skipped steps); early-stop fills are NaN."""
-    return commit_confidence(outcome.trace)
-
-
 def summary(outcome: DecodeOutcome) -> dict:
     """The numbers a user (or an API caller) wants from a decode."""
     return {**trace_summary(outcome.trace), "answer": outcome.answer}
@@ -211,39 +184,39 @@ def summary(outcome: DecodeOutcome) -> dict:
 def trace_summary(trace: Trace) -> dict:
     """The same numbers from a trace alone (a cached example or an imported file)."""
     meta = trace.meta
-    seconds = float(meta["seconds"])
-    answer_tokens = meta.get("answer_tokens", meta["gen_length"])
-    return {"answer": meta.get("answer", ""), "model": meta.get("model", "?"), "rule": meta["strategy"],
+    return {"answer": meta.get("answer", ""), "model": meta.get("model", "?"), "rule": meta["rule"],
             "params": meta["params"], "nfe": meta["nfe"], "gen_length": meta["gen_length"],
-            "block_length": meta["block_length"], "answer_tokens": answer_tokens, "seconds": round(seconds, 4),
-            "tokens_per_second": round(answer_tokens / max(seconds, 1e-9), 3), "seed": meta["seed"]}
+            "block_length": meta["block_length"], "answer_tokens": meta.get("answer_tokens", meta["gen_length"]),
+            "seconds": round(float(meta["seconds"]), 4), "tokens_per_second": round(tokens_per_second(trace), 3),
+            "seed": meta["seed"]}
 
 
-def trace_frame(trace: Trace) -> Frame:
+def trace_frame(trace: Trace, source: str = "recorded trace") -> Frame:
     """The finished answer of a trace as the live view draws it, with a status line naming where it came from."""
     label = lambda token: display_text(trace.token_text.get(token, f"#{token}"))  # noqa: E731
-    gen = trace.meta["gen_length"]
-    html = live_html(trace.arrays["tokens"][0], np.ones(gen, dtype=bool), commit_confidence(trace), label)
-    return Frame(html, f"recorded trace of {trace.meta.get('model', '?')} ({trace.meta['strategy']}): "
+    done = trace_step(trace, trace.n_steps - 1, float(trace.meta["seconds"]))
+    html = live_html(done.ids, done.committed, done.confidence, label)
+    return Frame(html, f"{source} of {trace.meta.get('model', '?')} ({colors.rule_label(trace.meta['rule'])}): "
                        f"NFE {trace.meta['nfe']}, {trace.meta['seconds']:.2f} s when it was recorded")
 
 
-def decode_once(model_name: str, request: DecodeRequest, token: JobToken | None = None) -> DecodeOutcome:
-    """A whole decode without streaming, in the caller's thread (compare and sweep run it inside a model job); the
-    token stops it within one step."""
+def decode_once(model_name: str, request: DecodeRequest, token: CancelToken | None = None) -> DecodeOutcome:
+    """A whole decode without streaming, in the caller's thread (compare, sweep and /decode run it inside a model
+    job, `in_model_job`); the token stops it within one step."""
     model = get_model(model_name)
     try:
-        return decode(model, request, observers=[token] if token else ())
+        return decode(model, request, observers=[token.observer()] if token else ())
     except ValueError as err:
         raise gr.Error(f"The decode was refused: {err}.") from None
 
 
-def in_model_job(work: Work) -> Iterator[tuple[str, object]]:
-    """Run work(token, emit) as a model job (one at a time, stopped within a step when the caller is closed);
+def in_model_job(work: Callable[[CancelToken, Callable[[Any], None]], Any]) -> Iterator[tuple[str, Any]]:
+    """Run work(token, emit) as a model job (one decode at a time, stopped within a step when the caller is closed);
     yields ("starting" | "waiting" | "running", None) keep-alives and ("progress", item), then ("done", result). A
     cancelled job raises gr.Error."""
+    token = CancelToken()
     try:
-        yield from model_job(work)
+        yield from run_in_worker(lambda emit: work(token, emit), token, DECODE_JOBS)
     except DecodeCancelled:
         raise gr.Error("Cancelled: the run stopped at its next step.") from None
 

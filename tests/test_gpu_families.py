@@ -1,0 +1,21 @@
+"""lab/benchmarks/gpu_families.py --smoke: every family decodes on the CPU through the same code a GPU run uses."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.models.families import FAMILIES
+
+
+def test_gpu_families_smoke_writes_every_family(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "families.json"
+    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_families.py"), "--smoke", "--out",
+                    str(out)], check=True, cwd=root, timeout=300, capture_output=True)
+    families = json.loads(out.read_text())["families"]
+    assert set(families) == set(FAMILIES)
+    for name in ("llada", "dream"):
+        result = families[name]
+        assert result["decode_credit_trace"]["nfe"] >= 32 // 16  # at least one step per block
+        assert result["floor"]["floor_ms"] > 0 and result["step_over_floor"] > 1
+        assert result["shape"] == {"batch": 1, "prompt": 8, "gen_length": 32, "block_length": 16}
