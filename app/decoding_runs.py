@@ -216,7 +216,7 @@ def in_model_job(work: Callable[[CancelToken, Callable[[Any], None]], Any]) -> I
     cancelled job raises gr.Error."""
     token = CancelToken()
     try:
-        yield from run_in_worker(lambda emit: work(token, emit), token, DECODE_JOBS)
+        yield from run_in_worker(lambda emit: work(token, emit), token, DECODE_JOBS, name="dllm-model-job")
     except DecodeCancelled:
         raise gr.Error("Cancelled: the run stopped at its next step.") from None
 

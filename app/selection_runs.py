@@ -131,7 +131,8 @@ def run_in_background(model_name: str, dataset: Dataset, selection: SelectionCon
 
     waiting = (0, train.steps, "waiting: another selection run is using the model (one at a time)")
     try:
-        for kind, payload in run_in_worker(job, token, SELECTION_JOBS, poll_seconds=POLL_SECONDS):
+        for kind, payload in run_in_worker(job, token, SELECTION_JOBS, name="selection-run",
+                                          poll_seconds=POLL_SECONDS):
             if kind == "waiting":
                 yield "progress", waiting
             else:

@@ -51,7 +51,7 @@ def session_folder(session_id: str | None = None) -> Path:
     return folder
 
 
-def run_in_worker(job: Callable[[Callable[[Any], None]], Any], token: CancelToken, slots: JobSlots, *,
+def run_in_worker(job: Callable[[Callable[[Any], None]], Any], token: CancelToken, slots: JobSlots, *, name: str,
                   poll_seconds: float = 0.25) -> Iterator[tuple[str, Any]]:
     """Run `job(emit)` as a model job (engine.jobs.run_job: a worker thread holding one of `slots` until the job has
     really returned); yield ("starting" | "waiting" | "running", None) keep-alives (waiting: another job holds the
@@ -59,4 +59,4 @@ def run_in_worker(job: Callable[[Callable[[Any], None]], Any], token: CancelToke
     raised here, in the reading thread. The job checks the token between its steps (a decode: through
     token.observer()); closing this iterator cancels the token, so the job stops within one step and only then frees
     its slot."""
-    return run_job(lambda run, emit: job(emit), slots, token, poll_seconds)
+    return run_job(lambda run, emit: job(emit), slots, token, poll_seconds, name)

@@ -70,7 +70,7 @@ def stream_decode(model: LoadedModel, request: DecodeRequest,
         live = _LiveObserver(request.gen_length, request.block_length, emit)
         return decode(model, request, observers=[live, token.observer()])
 
-    for kind, item in run_in_worker(job, token, DECODE_JOBS):
+    for kind, item in run_in_worker(job, token, DECODE_JOBS, name="dllm-decode"):
         yield item if kind in ("progress", "done") else kind
 
 

@@ -95,15 +95,15 @@ class JobSlots:
             self.outcomes[outcome] += 1
 
 
-def run_job(work: Work, slots: JobSlots, token: CancelToken | None = None,
-            poll_seconds: float = 0.25) -> Iterator[tuple[str, Any]]:
+def run_job(work: Work, slots: JobSlots, token: CancelToken | None = None, poll_seconds: float = 0.25,
+            name: str = "model-job") -> Iterator[tuple[str, Any]]:
     """Run `work(token, emit)` in a worker thread once `slots` has room. Yields (kind, payload): ("starting", None)
     first, before the worker starts (a server that can close an iterator only after its first step, as Gradio, never
     loses a running job); then ("waiting", None) / ("running", None) every poll_seconds in which nothing else
     happened (keep-alive ticks: a caller can be closed only while it is suspended); ("progress", item) with the newest
     item emitted since the last yield (older ones are skipped); then ("done", the work's return value). The work's
     exception (JobCancelled included) is raised here. Closing the iterator early cancels the token; the slot is freed
-    when the work stops."""
+    when the work stops. `name` names the worker thread."""
     token = token or CancelToken()
     messages: queue.Queue = queue.Queue()
 
@@ -125,7 +125,7 @@ def run_job(work: Work, slots: JobSlots, token: CancelToken | None = None,
     state = "waiting"
     try:
         yield "starting", None
-        threading.Thread(target=worker, name="model-job", daemon=True).start()
+        threading.Thread(target=worker, name=name, daemon=True).start()
         while True:
             try:
                 pending = [messages.get(timeout=poll_seconds)]
