@@ -24,9 +24,9 @@ SELECTION_JOBS = JobSlots(1)  # selection runs at once, process-wide (a run trai
 
 class CancelToken(JobToken):
     """Cancel for one session (kept in gr.State) or one run: an engine.jobs.CancelToken, which the decoding loop
-    checks every step through its observer(). `start()` gives a new run its own token, which the session's `cancel()` reaches
-    until the next `start()`; an earlier Cancel never stops a later run. A deep copy (gr.State copies its initial
-    value per session) is a fresh token, never a shared one."""
+    checks every step through its observer(). `start()` gives a new run its own token, which the session's
+    `cancel()` reaches until the next `start()`; an earlier Cancel never stops a later run. A deep copy (gr.State
+    copies its initial value per session) is a fresh token, never a shared one."""
 
     def __deepcopy__(self, memo: dict) -> "CancelToken":
         return CancelToken()

@@ -1,6 +1,6 @@
 """Live decoding: the decode runs as a model job in the session's worker thread (app/session.py: one decode at a
-time); an observer hands each step to the reader, and the run's cancel token, itself an observer of the loop, stops
-the decode at the end of the step in progress. A finished trace is shown the same way: `trace_step` turns step k of
+time); an observer hands each step to the reader, and the run's cancel token (through its observer) stops the
+decode at the end of the step in progress. A finished trace is shown the same way: `trace_step` turns step k of
 a trace into the frame the live view draws."""
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ def stream_decode(model: LoadedModel, request: DecodeRequest,
                   token: CancelToken) -> Iterator[LiveStep | DecodeOutcome | str]:
     """Yield the newest LiveStep whenever one is ready (older ones are skipped when the reader is slower than the
     model), "starting" / "waiting" (another decode holds the model) / "running" as keep-alives while there is nothing
-    new, then the DecodeOutcome. Errors of the decode (ValueError, DecodeCancelled) are raised here. Closing the iterator early
-    cancels the decode within one step, so an abandoned run frees its slot."""
+    new, then the DecodeOutcome. Errors of the decode (ValueError, DecodeCancelled) are raised here. Closing the
+    iterator early cancels the decode within one step, so an abandoned run frees its slot."""
 
     def job(emit: Callable[[LiveStep], None]) -> DecodeOutcome:
         live = _LiveObserver(request.gen_length, request.block_length, emit)

@@ -128,7 +128,8 @@ mutations = st.one_of(
     st.tuples(st.sampled_from(sorted(ARRAYS)), st.lists(st.integers(-3, 12), min_size=1, max_size=3)))
 
 
-@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=st.lists(mutations, min_size=1, max_size=3))
 def test_whatever_loads_every_view_can_draw(tmp_path, good, changes):
     obj = json.loads(json.dumps(good))

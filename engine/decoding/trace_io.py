@@ -1,9 +1,10 @@
 """Trace files: JSON, gzip-compressed when the name ends in .gz; reading refuses anything that fails the schema.
 
 Reading is bounded: the file's size is checked before it is opened, gzip is decompressed in a streaming way and cut at
-TraceCaps.json_bytes, values are counted before parsing and declared shapes checked before any array is built. A hostile file costs at
-most about 9 x TraceCaps.json_bytes of memory while it is read (measured worst case: one long string holding a 4-byte
-character, which Python stores at 4 bytes a character; 4 M empty lists cost 270 MB, 4 M floats 155 MB)."""
+TraceCaps.json_bytes, values are counted before parsing and declared shapes checked before any array is built. A
+hostile file costs at most about 9 x TraceCaps.json_bytes of memory while it is read (measured worst case: one long
+string holding a 4-byte character, which Python stores at 4 bytes a character; 4 M empty lists cost 270 MB, 4 M
+floats 155 MB)."""
 from __future__ import annotations
 
 import gzip
