@@ -18,7 +18,7 @@ from engine.decoding.contracts import DecodeCancelled, StepEvent, StepObserver
 
 T = TypeVar("T")
 Emit = Callable[[Any], None]  # hands one progress item to the caller
-Work = Callable[["CancelToken", Emit], T]  # the job: checks the token (or passes it to the loop as an observer)
+Work = Callable[["CancelToken", Emit], T]  # the job: checks the token (a decode: passes token.observer() to the loop)
 
 
 class JobCancelled(DecodeCancelled):
