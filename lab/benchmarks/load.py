@@ -164,7 +164,8 @@ def markdown(result: dict) -> str:
              f"{result['long_step_s']:.2f} s.", "",
              "| phase | wall s | peak MB above start | checks |", "|---|---|---|---|"]
     for row in result["phases"]:
-        checks = {k: v for k, v in row.items() if k not in ("phase", "wall_s", "peak_rss_mb_above_start")}
+        checks = {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()
+                  if k not in ("phase", "wall_s", "peak_rss_mb_above_start")}
         peak = row.get("peak_rss_mb_above_start")
         lines.append(f"| {row['phase']} | {row['wall_s']:.1f} | {'-' if peak is None else f'{peak:.0f}'} | "
                      f"{json.dumps(checks)} |")
