@@ -79,6 +79,7 @@ COMMITTED = "#000000"  # outline of a cell committed at that step (committed cel
 CREDIT_FORCED = "#D55E00"  # a commit that happened because of credit (raw p < tau <= fused p)
 STABLE = "#0072B2"  # "stable since": the step from which the top-1 stopped changing
 COMMIT = "#E69F00"  # "committed at"
+REFRESH = "#009E73"  # a step whose forward recomputed every key of a cached decode (a cache refresh)
 
 HEATMAP_METRICS = {
     "raw": "raw confidence p (top-1)",

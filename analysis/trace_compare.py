@@ -38,7 +38,9 @@ def _label(trace: Trace) -> str:
                       and not isinstance(v, bool))
     if params.get("parameter_free"):
         knobs = "parameter-free, " + knobs.split(", gamma")[0]
-    return f"{colors.rule_label(trace.meta['rule'])} ({knobs})"
+    cache = trace.meta["cache"]
+    cached = "" if cache["mode"] == "none" else f" · {cache['mode']} cache"
+    return f"{colors.rule_label(trace.meta['rule'])} ({knobs}){cached}"
 
 
 def compare_table(traces: Sequence[Trace], answers: Sequence[str]) -> pd.DataFrame:

@@ -13,8 +13,9 @@ from engine.decoding.trace import Trace
 
 
 def timeline_figure(trace: Trace) -> go.Figure:
-    """Top: tokens committed per step (bars, one colour per block) and cumulative (line). Bottom: cumulative
-    tokens against wall time, whose slope is tokens/s. Draws the first MAX_VIEW_STEPS steps and says so."""
+    """Top: tokens committed per step (bars, one colour per block) and cumulative (line); with a key/value cache,
+    the refresh steps (every key recomputed) as markers above their bars. Bottom: cumulative tokens against wall
+    time, whose slope is tokens/s. Draws the first MAX_VIEW_STEPS steps and says so."""
     shown = min(trace.n_steps, MAX_VIEW_STEPS)
     committed = trace.arrays["committed"][:shown, 0].sum(axis=-1)  # (s,)
     cumulative = np.cumsum(committed)
@@ -31,6 +32,12 @@ def timeline_figure(trace: Trace) -> go.Figure:
     fig.add_trace(go.Scatter(x=elapsed, y=cumulative, mode="lines+markers", marker={"size": 4},
                              name="committed vs seconds", line={"color": colors.STABLE},
                              hovertemplate="%{x:.2f} s: %{y} committed<extra></extra>"), row=2, col=1)
+    cache = trace.meta["cache"]
+    if cache["mode"] != "none":
+        refreshed = np.flatnonzero(trace.arrays["step_recomputed"][:shown])
+        fig.add_trace(go.Scatter(x=refreshed, y=committed[refreshed] + 0.3, mode="markers", name="cache refresh",
+                                 marker={"symbol": "triangle-down", "size": 9, "color": colors.REFRESH},
+                                 hovertemplate="step %{x}: cache refresh<extra></extra>"), row=1, col=1)
     fig.update_xaxes(title_text="step (NFE - 1)", row=1, col=1)
     fig.update_yaxes(title_text="tokens", row=1, col=1)
     fig.update_yaxes(title_text="cumulative", row=1, col=1, secondary_y=True)
@@ -39,11 +46,19 @@ def timeline_figure(trace: Trace) -> go.Figure:
     fig.update_layout(
         title=(f"NFE {trace.meta['nfe']} for {trace.meta['gen_length']} positions · "
                f"{trace.meta.get('answer_tokens', trace.meta['gen_length'])} answer tokens in "
-               f"{trace.meta['seconds']:.2f} s = {tokens_per_second(trace):.1f} tokens/s"
+               f"{trace.meta['seconds']:.2f} s = {tokens_per_second(trace):.1f} tokens/s" + cache_note(cache)
                + (f"<br>steps 0-{shown - 1} of {trace.n_steps} shown (a view draws at most {MAX_VIEW_STEPS} steps; "
                   "the heatmap pages through all)" if shown < trace.n_steps else "")),
         height=560, showlegend=False, margin={"l": 60, "r": 60, "t": 70, "b": 50})
     return fig
+
+
+def cache_note(cache: dict) -> str:
+    """' · cache dual, refresh every 4 steps' (nothing without a cache)."""
+    if cache["mode"] == "none":
+        return ""
+    every = "each block" if cache["refresh"] is None else f"every {cache['refresh']} steps"
+    return f" · cache {cache['mode']}, refreshed {every}"
 
 
 def stability_figure(trace: Trace) -> go.Figure:

@@ -1,6 +1,6 @@
-"""Handlers that decode several times: compare rules on one prompt and seed, and sweep a credit knob. Each runs as one
-model job (app.decoding_runs.in_model_job): it yields keep-alives while it works, so a Cancel or a closed page stops
-it within one decoding step."""
+"""Handlers that decode several times: compare rules (or cache modes) on one prompt and seed, and sweep a credit
+knob. Each runs as one model job (app.decoding_runs.in_model_job): it yields keep-alives while it works, so a Cancel
+or a closed page stops it within one decoding step."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,8 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.trace_compare import commit_order_figure, compare_table, sweep_figure, token_agreement
-from app.decoding_runs import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, in_model_job, make_request
+from app.decoding_runs import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, get_model, in_model_job, make_request
 from engine.decoding.registry import BASELINE
+from engine.models.kv_forward import cache_modes
 from engine.pipeline import DecodeOutcome
 
 SWEEP_KNOBS = {"beta": (0.0, 1.0), "alpha": (0.0, 5.0)}  # knob -> allowed range in a sweep
@@ -21,15 +22,26 @@ DEFAULT_GRIDS = {"beta": "0.1, 0.3, 0.5, 0.7, 0.9", "alpha": "0, 0.35, 0.65, 1.0
 
 def compare_outcomes(model_name: str, prompt: str, rules: Sequence[str], gen_length: int, block_length: int,
                      steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
-                     seed: int) -> Iterator[tuple[str, list[DecodeOutcome] | None]]:
-    """Decode the prompt with 2-3 rules, same seed and knobs, as one model job: keep-alives (see
+                     seed: int, cache: str = "none") -> Iterator[tuple[str, list[DecodeOutcome] | None]]:
+    """Decode the prompt with 2-3 rules, same seed, knobs and cache, as one model job: keep-alives (see
     app.decoding_runs.in_model_job), then ("done", the outcomes)."""
     rules = list(rules or [])
     if not 2 <= len(rules) <= MAX_COMPARE:
         raise gr.Error(f"{len(rules)} rules are ticked; tick 2 or {MAX_COMPARE} rules to compare.")
-    requests = [make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
-                for rule in rules]
+    requests = [make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed,
+                             cache) for rule in rules]
     yield from in_model_job(lambda token, emit: [decode_once(model_name, request, token) for request in requests])
+
+
+def cache_outcomes(model_name: str, prompt: str, rule: str, gen_length: int, block_length: int, steps: int,
+                   tau: float, preset: str, alpha: float, beta: float, gamma: float,
+                   seed: int) -> Iterator[tuple[str, list[DecodeOutcome] | None]]:
+    """Decode the prompt with one rule and every cache mode the model can use (no cache first), same seed and
+    knobs, as one model job: what a cache changes in the answer, the NFE and the time."""
+    base = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
+    modes = cache_modes(get_model(model_name), base.block_length)
+    yield from in_model_job(lambda token, emit: [decode_once(model_name, replace(base, cache=mode), token)
+                                                 for mode in modes])
 
 
 def compare_views(outcomes: Sequence[DecodeOutcome]) -> tuple[pd.DataFrame, go.Figure]:

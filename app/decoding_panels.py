@@ -26,7 +26,7 @@ from app.session_files import make_room
 from engine.decoding import CREDIT_PRESETS, Trace, rule_entry, save_trace
 
 PAGE_POSITIONS = 128  # heatmap page width: whole blocks up to this many positions
-KNOBS = ("rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta", "gamma", "seed")  # the
+KNOBS = ("rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta", "gamma", "seed", "cache")  # the
 #       knob components, in make_request's order: every event that decodes takes them in this order
 TOP_PANEL_NAMES = ("live", "status", "answer", "stats", "trace")  # what shows the trace on screen, above the views
 VIEW_PANEL_NAMES = ("info", "heatmap", "timeline", "stability", "order", "scrub", "inspector", "topk", "page", "step",
@@ -115,9 +115,10 @@ def trace_panels(trace: Trace, source: str) -> dict[str, Any]:
 
 def live_decode(model: str, prompt: str, token: CancelToken, rule: str, gen_length: int, block_length: int,
                 steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
-                seed: int) -> Iterator[dict[str, Any]]:
+                seed: int, cache: str = "none") -> Iterator[dict[str, Any]]:
     """Decode with the knobs, one dict per frame; the last one carries the new trace."""
-    request = runs.make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
+    request = runs.make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed,
+                                cache)
     for frame in runs.decode_frames(model, request, token):
         if frame is None:  # keep-alive: nothing new, but the server may close the stream here
             yield {}
@@ -130,14 +131,14 @@ def live_decode(model: str, prompt: str, token: CancelToken, rule: str, gen_leng
 
 def retune(enabled: bool, model: str, prompt: str, token: CancelToken, rule: str, gen_length: int, block_length: int,
            steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
-           seed: int) -> Iterator[dict[str, Any]]:
+           seed: int, cache: str = "none") -> Iterator[dict[str, Any]]:
     """A released α / β knob re-decodes (when enabled, for credit rules) with the preset switched to custom (a
     moved knob leaves the preset)."""
     if not enabled or not rule_entry(rule).has("credit"):
         yield {}
         return
     for panels in live_decode(model, prompt, token, rule, gen_length, block_length, steps, tau, "custom", alpha, beta,
-                              gamma, seed):
+                              gamma, seed, cache):
         yield {"preset": "custom", **panels}
 
 
@@ -170,11 +171,24 @@ def import_file(path: str | None) -> dict[str, Any]:
 
 
 def compare(model: str, prompt: str, rules: list[str], gen_length: int, block_length: int, steps: int, tau: float,
-            preset: str, alpha: float, beta: float, gamma: float, seed: int) -> Iterator[dict[str, Any]]:
-    """Decode with 2-3 rules (nothing to show while the job runs); the table, the figure and the decodes (kept in
-    the session to pick one)."""
-    for kind, outcomes in experiments.compare_outcomes(model, prompt, rules, gen_length, block_length, steps, tau,
-                                                       preset, alpha, beta, gamma, seed):
+            preset: str, alpha: float, beta: float, gamma: float, seed: int,
+            cache: str = "none") -> Iterator[dict[str, Any]]:
+    """Decode with 2-3 rules as one model job (nothing to show while it runs); the table, the figure and the decodes
+    (kept in the session to pick one)."""
+    yield from _compared(experiments.compare_outcomes(model, prompt, rules, gen_length, block_length, steps, tau,
+                                                      preset, alpha, beta, gamma, seed, cache))
+
+
+def compare_caches(model: str, prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float,
+                   preset: str, alpha: float, beta: float, gamma: float, seed: int) -> Iterator[dict[str, Any]]:
+    """Decode with the rule and every cache mode the model can use, no cache first; as `compare`."""
+    yield from _compared(experiments.cache_outcomes(model, prompt, rule, gen_length, block_length, steps, tau, preset,
+                                                    alpha, beta, gamma, seed))
+
+
+def _compared(job: Iterator[tuple[str, Any]]) -> Iterator[dict[str, Any]]:
+    """{} while the model job runs (a keep-alive the server may close), then the comparison panels."""
+    for kind, outcomes in job:
         if kind != "done":
             yield {}
             continue

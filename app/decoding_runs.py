@@ -84,13 +84,13 @@ def warm_default_model() -> None:
 
 
 def make_request(prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float, preset: str,
-                 alpha: float, beta: float, gamma: float, seed: int) -> DecodeRequest:
+                 alpha: float, beta: float, gamma: float, seed: int, cache: str = "none") -> DecodeRequest:
     """The engine request for the knobs (the page and the API both come through here; DecodeRequest checks every
     value: finite, in range, integral where it must be); steps = 0 means one token per step (steps = gen_length)."""
     try:
         return DecodeRequest(prompt=prompt, rule=rule, gen_length=gen_length, block_length=block_length,
                              steps=None if steps in (0, None) else steps, threshold=tau, preset=preset, alpha=alpha,
-                             beta=beta, gamma=gamma, seed=seed)
+                             beta=beta, gamma=gamma, seed=seed, cache=cache)
     except ValueError as err:
         raise gr.Error(f"These settings are refused: {err}. Change that setting and decode again.") from None
 
@@ -188,7 +188,7 @@ def trace_summary(trace: Trace) -> dict:
             "params": meta["params"], "nfe": meta["nfe"], "gen_length": meta["gen_length"],
             "block_length": meta["block_length"], "answer_tokens": meta.get("answer_tokens", meta["gen_length"]),
             "seconds": round(float(meta["seconds"]), 4), "tokens_per_second": round(tokens_per_second(trace), 3),
-            "seed": meta["seed"]}
+            "seed": meta["seed"], "cache": meta["cache"]}
 
 
 def trace_frame(trace: Trace, source: str = "recorded trace") -> Frame:

@@ -17,6 +17,7 @@ from app import decoding_runs as runs
 from app import examples as cached
 from app.session import DECODE_JOBS, CancelToken
 from engine.decoding import DEFAULT_CREDIT_PRESET, RULES
+from engine.decoding.cache import CACHE_MODES
 from engine.decoding.registry import BASELINE
 
 EXAMPLES = ["What is the capital of France?", "Write a short poem about the sea.",
@@ -69,6 +70,9 @@ def _controls() -> dict[str, Any]:
     c["alpha"] = gr.Slider(0.0, 5.0, value=knobs["alpha"], step=0.05, label=colors.knob_label("alpha"))
     c["beta"] = gr.Slider(0.0, 1.0, value=knobs["beta"], step=0.05, label=colors.knob_label("beta"))
     c["gamma"] = gr.Slider(0.0, 1.0, value=knobs["gamma"], step=0.05, label=colors.knob_label("gamma"))
+    c["cache"] = gr.Radio(list(CACHE_MODES), value=defaults["cache"], label="key/value cache",
+                          info="Fast-dLLM: prefix reuses the prompt's and finished blocks' keys, dual also the masked "
+                               "suffix's; refreshed on each block's first step (LLaDA2: exact, prefix only)")
     with gr.Row():
         c["seed"] = gr.Number(value=defaults["seed"], precision=0, label="seed", minimum=0)
         c["auto"] = gr.Checkbox(value=True, label="re-decode when α or β is released")
@@ -116,7 +120,9 @@ def _views() -> dict[str, Any]:
         with gr.Tab("Compare rules"):
             c["compare_rules"] = gr.CheckboxGroup(runs.RULE_CHOICES, value=[BASELINE, "threshold", "credit"],
                                                   label=f"rules (2 to {runs.MAX_COMPARE}; same prompt, seed, knobs)")
-            c["compare"] = gr.Button("Compare")
+            with gr.Row():
+                c["compare"] = gr.Button("Compare")
+                c["compare_cache"] = gr.Button("Compare cache modes (the rule above; none / prefix / dual)")
             c["compare_table"] = gr.Dataframe(label="answers, NFE, tokens/s (click a row to show that decode above)",
                                               interactive=False, wrap=True, elem_id="dllm-compare-table")
             c["compare_plot"] = gr.Plot(label="where commit orders differ")
@@ -181,6 +187,8 @@ def _wire(c: dict[str, Any]) -> None:
                          trigger_mode="always_last")
     c["compare"].click(_named(c, panels.compare), [*pick("model", "prompt", "compare_rules"), *knobs[1:]],
                        pick("compare_table", "compare_plot", "compared"), api_name="compare", **model_job)
+    c["compare_cache"].click(_named(c, panels.compare_caches), [*pick("model", "prompt"), *knobs[:-1]],
+                             pick("compare_table", "compare_plot", "compared"), api_name="compare_cache", **model_job)
 
     def picked(compared, evt: gr.SelectData):
         return _named(c, panels.pick_compared)(compared, evt.index[0])

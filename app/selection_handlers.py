@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 import numpy as np
 
-from analysis import runlog_figures, runlog_views
+from analysis import runlog_figures, runlog_views, selection_bias
 from analysis.buffer_map import COLOR_BY, BufferMap, buffer_map_figure, build_buffer_map
 from analysis.projection import ProjectionConfig
 from app import session, session_files
@@ -103,6 +103,8 @@ def run_views(state: dict[str, Any], name: str, utility_field: str = "s_intra", 
         "map_step": gr.update(minimum=0, maximum=max(last, 1), value=step),
         "comparison": runlog_figures.compare_runs(state["runs"]),
         "comparison_table": runlog_views.comparison_table(state["runs"]),
+        "length_bias": selection_bias.length_distributions(state["runs"]),
+        "seeds": selection_bias.seeds_table(state["runs"]),
         "runs": gr.update(choices=list(state["runs"]), value=name),
     }
 

@@ -1,7 +1,8 @@
 """Selection Lab: turning the tab's controls into a real selection run, with progress and a Cancel that stops it.
 
 Plain functions: values in, a RunLog or a gr.Error out. The model (engine/models/cache.py) and the bundled mixture
-are loaded once per process and shared read-only (`run_selection` trains a copy of the model).
+are loaded once per process and shared read-only (`run_selection`, engine/uds/run.py, trains a copy through
+UDSTrainer).
 """
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ def run_in_background(model_name: str, dataset: Dataset, selection: SelectionCon
     def job(emit: Callable[[tuple[int, int, str]], None]) -> Any:
         emit((0, train.steps, "loading the model (once per process)"))
         model, tokenizer = shared_sft_model(model_name)
-        from engine.uds.loop import run_selection
+        from engine.uds.run import run_selection
 
         def progress(done: int, total: int, text: str) -> None:
             emit((done, total, text))

@@ -83,8 +83,8 @@ def _controls() -> dict[str, Any]:
         c["model"] = gr.Dropdown(list(MODEL_CHOICES), value=next(iter(MODEL_CHOICES)), label="Model",
                                  elem_id="uds-model")
         with gr.Row():
-            c["cutoff"] = gr.Number(TRAIN.cutoff, label="cut-off (tokens)", precision=0, minimum=8, maximum=512,
-                                    elem_id="uds-cutoff")
+            c["cutoff"] = gr.Number(TRAIN.cutoff, label="cut-off (tokens)", precision=0, minimum=8,
+                                    maximum=SELECTION.time_length, elem_id="uds-cutoff")
             c["eval_items"] = gr.Number(TRAIN.eval_items, label="held-out items", precision=0, minimum=0, maximum=200,
                                         elem_id="uds-eval-items")
     with gr.Row():
@@ -130,6 +130,9 @@ def _views() -> dict[str, Any]:
         with gr.Tab("Compare runs"):
             v["comparison"] = gr.Plot(show_label=False)
             v["comparison_table"] = gr.Dataframe(interactive=False, label="runs kept in this session")
+            v["length_bias"] = gr.Plot(show_label=False, elem_id="uds-length-bias")
+            v["seeds"] = gr.Dataframe(interactive=False, elem_id="uds-seeds",
+                                      label="seeds: mean ± sd per configuration loaded at two seeds or more")
     gr.Markdown("#### Inspect a candidate")
     with gr.Row():
         v["pick_step"] = gr.Number(None, label="step", precision=0, minimum=0, elem_id="uds-pick-step")
@@ -159,7 +162,7 @@ def _as_components(result: dict[str, Any], comps: dict[str, Any], state) -> dict
 def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
     comps = {**c, **v}
     view_names = ("summary", "table", "category", "utility", "decomposition", "map", "map_step", "comparison",
-                  "comparison_table", "runs", "status")
+                  "comparison_table", "length_bias", "seeds", "runs", "status")
     view_outs = [state] + [comps[n] for n in view_names]
     detail_outs = [v[n] for n in ("text", "scores", "neighbours", "strip", "pick_step", "pick_position")]
     detail_names = {"step": "pick_step", "position": "pick_position"}

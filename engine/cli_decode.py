@@ -5,6 +5,7 @@ import argparse
 import json
 
 from engine.decoding import RULES, save_trace
+from engine.decoding.cache import CACHE_MODES
 from engine.models.families import FAMILIES
 from engine.models.registry import model_ids
 from engine.pipeline import DecodeRequest, decode
@@ -32,6 +33,10 @@ def add_parser(subparsers) -> str:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default="none", help=f"key/value cache: {', '.join(CACHE_MODES)} (Fast-dLLM; a "
+                   "block-causal model's prefix cache is exact)")
+    p.add_argument("--refresh", type=int, default=None, help="cache refresh every N steps inside a block (default: "
+                   "each block's first step only)")
     p.add_argument("--device", default=None, help="cpu or cuda; default cuda when present")
     p.add_argument("--trace-out", default=None, help="write the trace (JSON; .json.gz compresses)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the answer")
@@ -43,7 +48,8 @@ def request_from_args(args: argparse.Namespace) -> DecodeRequest:
     preset = "custom" if knobs else args.preset  # knobs not given keep the default preset's values
     return DecodeRequest(prompt=args.prompt, rule=args.rule, gen_length=args.gen_length,
                          block_length=args.block_length, steps=args.steps, threshold=args.threshold, preset=preset,
-                         temperature=args.temperature, seed=args.seed, top_k=args.top_k, **knobs)
+                         temperature=args.temperature, seed=args.seed, top_k=args.top_k, cache=args.cache,
+                         refresh=args.refresh, **knobs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         "block_length": args.block_length, "seconds": round(outcome.result.seconds, 4),
         "tokens_per_second": round(outcome.tokens_per_second, 3), "answer_tokens": outcome.trace.meta["answer_tokens"],
         "commit_step": outcome.result.commit_step[0].tolist(), "device": outcome.trace.meta["device"],
+        "cache": outcome.trace.meta["cache"],
         "trace": args.trace_out,
     }))
     return 0

@@ -9,10 +9,13 @@ from typing import Sequence
 import torch
 
 from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeResult, Observer, Rule, Trace, generate
+from engine.decoding.cache import CacheConfig
 from engine.decoding.registry import make_rule, rule_entry
 from engine.decoding.trace import rate
 from engine.models.base import LoadedModel
 from engine.models.cuda_graph import fast_model_fn
+from engine.models.kv_forward import CachedForward, check_cache
+from engine.models.llama_native import native_model
 
 
 # What any caller (the app's page, its API, the CLI) may ask for; one request is bounded by these.
@@ -40,6 +43,8 @@ class DecodeRequest:
     temperature: float = 0.0  # Gumbel noise of the fixed-steps rule; 0 = greedy; [0, 100]
     seed: int = 0  # seeds the Gumbel noise; the same request gives the same trace; 0..MAX_SEED
     top_k: int = 5  # top-k kept per step and position in the trace, 1..20
+    cache: str = "none"  # key/value cache mode (engine/decoding/cache.py): none, prefix or dual
+    refresh: int | None = None  # cache refresh period in steps inside a block; None = each block's first step only
 
     def __post_init__(self) -> None:
         """Every knob checked (finite, in range, integral where it must be) with a message naming the value and the
@@ -61,9 +66,13 @@ class DecodeRequest:
         self._set("seed", _integer("seed", self.seed, 0, MAX_SEED))
         self._set("top_k", _integer("top_k", self.top_k, 1, 20))
         self.make_rule()  # raises ValueError naming any knob the rule refuses
+        self.cache_config()  # and the cache mode / refresh (engine/decoding/cache.py)
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)  # frozen: normalising in __post_init__ is the one write
+
+    def cache_config(self) -> CacheConfig:
+        return CacheConfig(self.cache, self.refresh)
 
     def make_rule(self) -> Rule:
         entry = rule_entry(self.rule)
@@ -128,13 +137,22 @@ def prompt_ids(model: LoadedModel, request: DecodeRequest) -> torch.Tensor:
     return ids
 
 
-def decode(model: LoadedModel, request: DecodeRequest, observers: Sequence[Observer] = ()) -> DecodeOutcome:
-    """Decode one prompt and return the answer with a self-contained trace (token strings included)."""
-    ids = prompt_ids(model, request)
+def model_fn_for(model: LoadedModel, request: DecodeRequest):
+    """The callable a decode of `request` uses; a ValueError when the model cannot use the request's cache."""
+    cache = request.cache_config()
+    if cache.mode != "none":
+        check_cache(native_model(model), cache, request.block_length)
+        return CachedForward(model, cache)
     # On CUDA our own Llama-architecture models replay CUDA graphs of block-only forwards (docs/GPU_NOTES.md: 26.7 ->
     # 5.3 ms a step for the bundled model); compiling as well would save 3 ms more but costs ~40 s on first use.
     # Remote-code Hub models keep their own forward. On the CPU the model is used as it is.
-    model_fn = fast_model_fn(model, compile_model=False) if model.graph_safe else model
+    return fast_model_fn(model, compile_model=False) if model.graph_safe else model
+
+
+def decode(model: LoadedModel, request: DecodeRequest, observers: Sequence[Observer] = ()) -> DecodeOutcome:
+    """Decode one prompt and return the answer with a self-contained trace (token strings included)."""
+    model_fn = model_fn_for(model, request)
+    ids = prompt_ids(model, request)
     result = generate(model_fn, ids, request.make_rule(), gen_length=request.gen_length,
                       block_length=request.block_length, mask_id=model.spec.mask_id, eos_id=model.spec.eos_id,
                       shift=model.spec.shift, observers=observers, top_k=request.top_k, seed=request.seed)

@@ -82,7 +82,7 @@ def uds_runlogs(tiny_causal_lm, bundled_uds_dataset):
     """Selection Lab: three short real runs (UDS, Random, Full) of the toy causal Llama on the bundled mixture,
     same seed: {selector: RunLog}. 12 steps of B = 8, K = 2, so the buffer map has enough points for UMAP."""
     from engine.uds.config import SelectionConfig, TrainConfig
-    from engine.uds.loop import run_selection
+    from engine.uds.run import run_selection
     model, tokenizer = tiny_causal_lm
     train = TrainConfig(steps=12, cutoff=128, eval_items=6, snapshot_every=4, seed=21)
     return {name: run_selection(model, tokenizer, bundled_uds_dataset, SelectionConfig(selector=name, batch=8, keep=2),

@@ -48,7 +48,7 @@ def test_each_room_imports_only_what_it_may(room):
     assert not bad, "\n".join(bad)
 
 
-def test_app_entry_and_tests_are_never_imported():
+def test_nothing_imports_tests():
     importers = sorted(name for name, found in IMPORTS.items() if any(i.split(".")[0] == "tests" for i in found))
     assert not importers
 

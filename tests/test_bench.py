@@ -37,7 +37,7 @@ def test_bench_command_writes_table_and_json(tmp_path):
     assert all(s["nfe"] == 8 * (1 + (s["answer_tokens"] > 8)) for s in fixed)  # one token per step, EOS stop
     assert {s["check"] for s in obj["samples"] if s["task_set"] == "humaneval"} != {""}  # the checker ran
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("\n| ") == 7 and "| humaneval | credit:paper | 16 | 8 | 2 |" in table
+    assert table.count("\n| ") == 7 and "| humaneval | credit:paper | 16 | 8 | none | 2 |" in table
 
 
 @pytest.mark.parametrize("args, words", [
@@ -45,6 +45,7 @@ def test_bench_command_writes_table_and_json(tmp_path):
     (["--rules", "credit:alpha=0.5,beta=2"], "beta=2.0"),
     (["--gen-lengths", "30", "--blocks", "16"], "gen_length=30"),
     (["--tasks", "poetry"], "task set 'poetry' is unknown"),
+    (["--caches", "none,dual"], "cache mode 'dual' is not available in this engine; allowed: none"),
 ])
 def test_bench_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
     from engine.__main__ import main
@@ -98,3 +99,24 @@ def test_humaneval_checker_runs_code_in_a_subprocess_with_a_limit():
                                   "HumanEval/2": "    while True:\n        pass\n"}, timeout=1.0)
     assert verdicts["HumanEval/0"] == {"passed": True, "result": "passed"}
     assert not verdicts["HumanEval/1"]["passed"] and verdicts["HumanEval/2"]["result"] == "timed out"
+
+
+def test_cache_vs_none_compares_each_mode_with_the_same_rule():
+    from engine.bench.report import cache_vs_none
+
+    def cell(cache, rule, accuracy, nfe):
+        return {"task_set": "addition", "gen_length": 64, "block_length": 32, "cache": cache, "rule": rule,
+                "accuracy": accuracy, "mean_nfe": nfe}
+
+    def sample(cache, rule, task_id, answer):
+        return {"task_set": "addition", "gen_length": 64, "block_length": 32, "cache": cache, "rule": rule,
+                "task_id": task_id, "answer": answer}
+
+    cells = [cell("none", "threshold", 50.0, 4.0), cell("dual", "threshold", 25.0, 5.0),
+             cell("none", "credit", 50.0, 3.0)]
+    samples = [sample("none", "threshold", "a/0", "7"), sample("none", "threshold", "a/1", "9"),
+               sample("dual", "threshold", "a/0", "7"), sample("dual", "threshold", "a/1", "8"),
+               sample("none", "credit", "a/0", "8"), sample("none", "credit", "a/1", "8")]
+    (row,) = cache_vs_none(cells, samples)
+    assert (row["rule"], row["cache"], row["accuracy_delta"]) == ("threshold", "dual", -25.0)
+    assert row["identical_answers"] == 50.0 and row["nfe_ratio"] == 1.25

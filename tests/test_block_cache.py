@@ -1,12 +1,14 @@
-"""LLaDA2's exact block cache: cached block logits equal a full forward's, and a decode with it equals one without."""
+"""LLaDA2's exact block cache (CachedForward, cache 'prefix' on a block-causal model): cached block logits equal a full
+forward's, a decode with it equals one without, and it refuses what it cannot do exactly."""
 from pathlib import Path
 
 import pytest
 import torch
 
 from engine.decoding import Credit, Threshold, generate
-from engine.models.block_cache import BlockCacheForward
+from engine.decoding.cache import CacheConfig
 from engine.models.cuda_graph import StaticForward
+from engine.models.kv_forward import CachedForward, cache_modes, check_cache
 from engine.models.families import load_native
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
@@ -33,14 +35,16 @@ def test_cached_block_logits_equal_the_full_forward(llada2, pads):
     key_mask = torch.ones_like(prompt)
     for row, pad in enumerate(pads):
         key_mask[row, :pad] = 0
-    cached = BlockCacheForward(llada2, key_mask=key_mask)
+    cached = CachedForward(llada2, CacheConfig("prefix"), key_mask=key_mask)
     full = StaticForward(llada2, key_mask=key_mask)
     for filled in (0, 5, 32, 40, 64):  # blocks 0, 0, 1, 1, 2: the cache extends per block
         ids = canvas(prompt, 96, llada2.spec.mask_id, filled)
         start = 13 + 32 * (filled // 32)
+        if filled % 32 == 0:
+            cached.start_block(start, start + 32)
         assert torch.allclose(cached.block_logits(ids, start, start + 32), full.block_logits(ids, start, start + 32),
                               atol=1e-5)
-    assert cached.refreshes == 3  # the prompt, then each finished block
+    assert cached.computed_rows == [13, 32, 32, 32, 32, 32, 32, 32]  # prompt, block 0 x2, block 0, block 1 x2, ...
 
 
 @pytest.mark.parametrize("strategy", [Threshold(threshold=0.9), Credit(threshold=0.9, alpha=0.65, beta=0.7,
@@ -48,17 +52,26 @@ def test_cached_block_logits_equal_the_full_forward(llada2, pads):
 def test_decode_with_the_cache_equals_decode_without(llada2, strategy):
     prompt = torch.tensor([[5, 17, 33, 2, 90, 41, 8, 77, 3, 64, 12]])
     kw = dict(gen_length=96, block_length=32, mask_id=llada2.spec.mask_id)
-    cached = BlockCacheForward(llada2)
+    cached = CachedForward(llada2, CacheConfig("prefix"))
     with_cache = generate(cached, prompt, strategy, **kw)
     without = generate(llada2, prompt, strategy, **kw)
     assert torch.equal(with_cache.tokens, without.tokens) and with_cache.nfe == without.nfe
-    assert cached.refreshes == 3
+    assert cached.computed_rows.count(32) == with_cache.nfe + 2  # every step one block; blocks 0 and 1 kept once
+    assert with_cache.trace.arrays["step_recomputed"].sum() == 3  # each block's first step extends the cache
+    other = torch.tensor([[9, 1, 4, 4, 60, 2, 18, 7, 30, 5, 11]])  # a second decode on the same callable keeps nothing
+    assert torch.equal(generate(cached, other, strategy, **kw).tokens, generate(llada2, other, strategy, **kw).tokens)
 
 
-def test_cache_refuses_other_blocks_and_other_models(llada2):
+def test_cache_refuses_what_it_cannot_do_exactly(llada2):
     ids = canvas(torch.tensor([[5, 17, 33]]), 64, llada2.spec.mask_id, 0)
-    with pytest.raises(ValueError, match="not one 32-token attention block; decode with block_length=32"):
-        BlockCacheForward(llada2).block_logits(ids, 3, 19)
-    moe = load_native("llada_moe", source=FIXTURES / "llada_moe", device="cpu")
-    with pytest.raises(ValueError, match="is not block-causal"):
-        BlockCacheForward(moe)
+    cached = CachedForward(llada2, CacheConfig("prefix"))
+    cached.start_block(3, 19)
+    with pytest.raises(ValueError, match="not whole 32-token attention blocks; decode with block_length a multiple"):
+        cached.block_logits(ids, 3, 19)
+    with pytest.raises(ValueError, match="cache='dual' needs a full-attention model; .* use cache='prefix'"):
+        CachedForward(llada2, CacheConfig("dual"))
+    with pytest.raises(ValueError, match="prefix cache is exact and never refreshes"):
+        CachedForward(llada2, CacheConfig("prefix", refresh=4))
+    with pytest.raises(ValueError, match="block_length=16: .* 32-token blocks"):
+        check_cache(llada2.model, CacheConfig("prefix"), 16)
+    assert cache_modes(llada2, 32) == ["none", "prefix"] and cache_modes(llada2, 16) == ["none"]

@@ -47,7 +47,7 @@ def test_three_cancelled_decodes_stop_and_the_limit_holds(app_url, counts):
 
 
 def test_a_disconnected_client_stops_its_decode(app_url, counts):
-    payload = {"data": ["a client that goes away", *LONG.values(), 0, 0.9, "paper", 0.65, 0.7, 0.2, 0]}
+    payload = {"data": ["a client that goes away", *LONG.values(), 0, 0.9, "paper", 0.65, 0.7, 0.2, 0, "none"]}
     with httpx.Client(base_url=app_url, timeout=60) as http:
         event_id = http.post("gradio_api/call/decode", json=payload).json()["event_id"]
         with http.stream("GET", f"gradio_api/call/decode/{event_id}") as stream:
@@ -59,7 +59,7 @@ def test_a_disconnected_client_stops_its_decode(app_url, counts):
 
 
 @pytest.mark.parametrize("api_name, args", [
-    ("/compare", ["tiny-random", "hi", ["low_confidence", "threshold"], *KNOBS]),
+    ("/compare", ["tiny-random", "hi", ["low_confidence", "threshold"], *KNOBS, "none"]),
     ("/sweep", ["tiny-random", "hi", "beta", "0.1, 0.9", 1024, 64, 0.9, 0.65, 0.7, 0.2, 0]),
 ])
 def test_cancelled_compare_and_sweep_stop(app_url, counts, api_name, args):
@@ -75,7 +75,7 @@ def test_api_answers_are_strict_json_and_hostile_knobs_get_the_reason(app_url):
         def call(**changes):
             knobs = {"prompt": "hi", "model": "tiny-random", "rule": "threshold", "gen_length": 32,
                      "block_length": 16, "steps": 0, "tau": 0.9, "preset": "paper", "alpha": 0.65, "beta": 0.7,
-                     "gamma": 0.2, "seed": 0, **changes}
+                     "gamma": 0.2, "seed": 0, "cache": "none", **changes}
             body = json.dumps({"data": list(knobs.values())}, allow_nan=True)
             event_id = http.post("gradio_api/call/decode", content=body,
                                  headers={"content-type": "application/json"}).json()["event_id"]

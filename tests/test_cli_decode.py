@@ -37,6 +37,10 @@ def test_json_output_and_trace_file(tmp_path):
     (["--beta", "2"], "beta=2"),
     (["--model", "evil/model"], "model='evil/model' is unknown"),
     (["--prompt", ""], "prompt is empty"),
+    (["--cache", "full"], "cache='full' is unknown; allowed: none, prefix, dual"),
+    (["--cache", "dual", "--refresh", "0"], "refresh=0 must be an integer >= 1"),
+    (["--model", "llada2", "--source", "tests/fixtures/models/llada2", "--cache", "dual"],
+     "cache='dual' needs a full-attention model"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args, words):
     base = {"--model": "tiny-random", "--prompt": "hi"}

@@ -223,6 +223,18 @@ def test_compare_three_rules_on_one_prompt_then_pick_one(tiny_model):
         views.pick_compared(shown["compared"], 3)
 
 
+def test_compare_cache_modes_on_one_prompt(tiny_model):
+    shown = list(views.compare_caches("tiny-random", "hi", "credit", *KNOBS.values()))[-1]
+    table, traces = shown["compare_table"], shown["compared"]
+    assert [t.meta["cache"]["mode"] for t in traces] == ["none", "prefix", "dual"]
+    assert table["rule"][2].endswith("· dual cache") and table["same tokens as first"][0] == 1.0
+    assert table["same tokens as first"].between(0, 1).all() and (table["NFE"] >= 2).all()
+    assert traces[1].arrays["step_recomputed"][0] and not traces[1].arrays["step_recomputed"][1:].all()
+    assert views.pick_compared(traces, 2)["stats"]["cache"] == {"mode": "dual", "refresh": None}
+    with pytest.raises(gr.Error, match="cache='full' is unknown"):
+        request(cache="full")
+
+
 def test_sweep_fills_in_point_by_point(tiny_model):
     knobs = {k: KNOBS[k] for k in ("gen_length", "block_length", "tau", "alpha", "beta", "gamma", "seed")}
     results = [r for r in experiments.sweep("tiny-random", "hi", "beta", "0.9, 0.1", **knobs)

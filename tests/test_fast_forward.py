@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.decoding import Credit, CreditLowConfidence, LowConfidence, Threshold, generate, make_rule
-from engine.decoding.loop import cpu, cpu_many
+from engine.decoding.feed import cpu
 from engine.models.cuda_graph import StaticForward
 
 RULES = [lambda: LowConfidence(steps=32), lambda: Threshold(0.9), lambda: Credit(),
@@ -57,9 +57,44 @@ def test_graphs_refused_on_cpu_and_cpu_path_unchanged(tiny_model):
     assert fast_model_fn(tiny_model) is tiny_model
 
 
-def test_cpu_many_copies_without_aliasing():
+def test_cpu_copies_without_aliasing():
     state = torch.arange(6).reshape(2, 3)
-    copies = cpu_many({"a": (state, np.int64), "b": (state > 2, bool)})
+    copy = cpu(state, np.int64)
     state += 100
-    assert copies["a"].tolist() == [[0, 1, 2], [3, 4, 5]] and copies["b"].dtype == bool
+    assert copy.tolist() == [[0, 1, 2], [3, 4, 5]]
     assert np.array_equal(cpu(state), state.numpy())
+
+
+def test_deferred_feed_delivers_every_step_late_in_order_as_snapshots():
+    from engine.decoding import StepEvent, StepObserver
+    from engine.decoding.feed import StepFeed
+
+    class Collect(StepObserver):
+        def __init__(self):
+            self.events: list[StepEvent] = []
+
+        def step(self, event):
+            self.events.append(event)
+
+    collect = Collect()
+    feed = StepFeed([collect], torch.device("cpu"), deferred=True)
+    tokens = torch.zeros(1, 4, dtype=torch.long)  # the loop's canvas, changed in place every step
+    fields = {name: (torch.zeros(1, 2), np.float32) for name in
+              ("raw_top1_prob", "fused_top1_prob", "credit_top1", "entropy")}
+    fields |= {name: (torch.zeros(1, 2, dtype=torch.long), np.int64) for name in ("raw_top1_id", "fused_top1_id")}
+    fields |= {"topk_ids": (torch.zeros(1, 2, 3, dtype=torch.long), np.int64), "topk_probs": (torch.ones(1, 2, 3),
+               np.float32), "active": (torch.ones(1, dtype=torch.bool), bool),
+               "masked_before": (torch.ones(1, 2, dtype=torch.bool), bool),
+               "committed": (torch.zeros(1, 2, dtype=torch.bool), bool)}
+    for step in range(3):
+        tokens[0, step] = 10 + step
+        feed.push({"step": step, "block": 0, "step_in_block": step, "recomputed": step == 0},
+                  {**fields, "tokens": (tokens, np.int64)}, started=float(step))
+        assert len(collect.events) == step  # one step late
+        feed.flush(now=step + 1.5)
+    tokens[0, 3] = 99
+    assert [e.step for e in collect.events] == [0, 1, 2]
+    assert [e.tokens[0].tolist() for e in collect.events] == [[10, 0, 0, 0], [10, 11, 0, 0], [10, 11, 12, 0]]
+    assert [e.recomputed for e in collect.events] == [True, False, False]
+    assert collect.events[0].topk_ids.shape == (1, 2, 3) and collect.events[0].topk_probs.dtype == np.float32
+    assert collect.events[1].seconds == 1.5 and collect.events[0].committed.dtype == bool

@@ -46,7 +46,7 @@ def test_a_response_over_the_size_bound_leaves_the_trace_out(tiny_model, monkeyp
     *_, full = decoding_api.api_decode("hi", model="tiny-random", gen_length=32, block_length=16)
     size = len(json.dumps(full, allow_nan=False, separators=(",", ":")))
     assert full["trace"] is not None and size < decoding_api.MAX_RESPONSE_BYTES
-    monkeypatch.setattr(decoding_api, "MAX_RESPONSE_BYTES", size - 1)
+    monkeypatch.setattr(decoding_api, "MAX_RESPONSE_BYTES", size // 2)
     *_, cut = decoding_api.api_decode("hi", model="tiny-random", gen_length=32, block_length=16)
     assert cut["trace"] is None and "over the" in cut["trace_omitted"] and "/export_trace" in cut["trace_omitted"]
     assert cut["answer"] == full["answer"] and cut["nfe"] == full["nfe"]

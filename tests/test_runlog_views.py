@@ -34,7 +34,7 @@ def test_filters_select_exactly_the_matching_rows(uds_runlogs):
         runlog_views.filter_table(table, status="chosen")
 
 
-def test_scale_check_agrees_with_the_loops_flip_flags(uds_runlogs):
+def test_scale_check_agrees_with_the_runs_flip_flags(uds_runlogs):
     log = uds_runlogs["uds"]
     scale = runlog_views.scale_check(log)
     frame = log.candidates_frame()

@@ -39,7 +39,8 @@ def test_run_reports_progress_and_ends_with_every_view(session):
     done = [value[0] for value, _ in calls]
     assert done == sorted(done) and done[-1] == 4 and calls[-1][0][1] == 4
     final = results[-1]
-    for key in ("summary", "table", "utility", "decomposition", "map", "comparison", "comparison_table", "runs"):
+    for key in ("summary", "table", "utility", "decomposition", "map", "comparison", "comparison_table", "length_bias",
+                "seeds", "runs"):
         assert key in final
     state = final["state"]
     assert list(state["runs"]) == ["#1 uds K2/B4 seed 21"] and len(final["table"]) == 4 * 4

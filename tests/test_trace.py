@@ -90,3 +90,19 @@ def test_threshold_trace_fused_equals_raw():
                       mask_id=39)
     np.testing.assert_array_equal(result.trace.arrays["fused_top1_id"], result.trace.arrays["raw_top1_id"])
     assert (result.trace.arrays["credit_top1"] == 0).all()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_traces_load_as_uncached_decodes(trace, tmp_path, version):
+    def downgrade(obj):
+        obj["version"] = version
+        obj["meta"].pop("cache")
+        obj["arrays"].pop("step_recomputed")
+        if version == 1:
+            obj["meta"]["strategy"] = obj["meta"].pop("rule")
+            obj["meta"].pop("capabilities")
+
+    loaded = load_trace(corrupt(tmp_path, trace, downgrade))
+    assert loaded.version == 3 and loaded.meta["cache"] == {"mode": "none", "refresh": None}
+    assert loaded.arrays["step_recomputed"].tolist() == [True] * trace.n_steps
+    assert loaded.meta["rule"] == trace.meta["rule"]

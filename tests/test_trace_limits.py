@@ -91,6 +91,7 @@ def zero_batch(o):
     (lambda o: o["meta"].update(seconds=-2.0), "seconds=-2.0 must be a finite number >= 0"),
     (lambda o: o["meta"].update(prompt=["a"]), "meta prompt must be text"),
     (lambda o: o["meta"].update(answer_tokens=99), r"answer_tokens=99 must be an integer in \[0, 8\]"),
+    (lambda o: o["meta"].update(cache={"mode": "lru", "refresh": None}), "trace meta cache: cache='lru' is unknown"),
     (lambda o: o["arrays"]["step_block"].update(data=list(reversed(o["arrays"]["step_block"]["data"]))),
      "goes back to an earlier block"),
     (lambda o: o["arrays"]["step_seconds"]["data"].__setitem__(0, 1e308 * 10), "Infinity"),
@@ -165,13 +166,14 @@ def synthetic_trace(gen: int, block: int, top_k: int = 2) -> Trace:
               "commit_step": steps[None].astype(np.int64), "stable_step": steps[None].astype(np.int64),
               "step_block": block_of_step.astype(np.int64), "step_in_block": slot.astype(np.int64),
               "step_seconds": np.full(gen, 0.01), "step_active": np.ones((gen, 1), bool), "masked_before": masked,
+              "step_recomputed": np.ones(gen, bool),
               "committed": committed, "raw_top1_id": ids, "raw_top1_prob": probs, "fused_top1_id": ids,
               "fused_top1_prob": probs, "credit_top1": np.zeros(cells, np.float32), "entropy": probs,
               "topk_ids": np.repeat(ids[..., None], top_k, -1), "topk_probs": np.repeat(probs[..., None], top_k, -1)}
     meta = {"rule": "low_confidence", "capabilities": ["sampling", "step_budget"],
             "params": {"steps": gen, "temperature": 0.0}, "gen_length": gen,
             "block_length": block, "mask_id": 99, "eos_id": None, "shift": False, "seed": 0, "top_k": top_k,
-            "nfe": gen, "seconds": 0.01 * gen}
+            "nfe": gen, "seconds": 0.01 * gen, "cache": {"mode": "none", "refresh": None}}
     return Trace(meta=meta, arrays=arrays, token_text={i: f"w{i}" for i in range(7)})
 
 

@@ -21,13 +21,14 @@ MASK = 99
 
 
 def hand_trace() -> Trace:
-    """G=4, Lb=2, 3 steps, tau=0.9. Step 0 commits position 1 (p .95); step 1 commits position 0 because of credit
-    (raw .5 < tau <= fused .92); step 2 commits positions 2 and 3."""
+    """G=4, Lb=2, 3 steps, tau=0.9, dual cache. Step 0 commits position 1 (p .95); step 1 commits position 0
+    because of credit (raw .5 < tau <= fused .92); step 2 commits positions 2 and 3. Steps 0 and 2 refresh."""
     f32 = lambda rows: np.array(rows, dtype=np.float32)[:, None, :]  # noqa: E731  (S, Lb) -> (S, 1, Lb)
     arrays = {
         "prompt_ids": np.array([[7]]), "tokens": np.array([[10, 11, 12, 13]]), "commit_step": np.array([[1, 0, 2, 2]]),
         "step_block": np.array([0, 0, 1]), "step_in_block": np.array([0, 1, 0]),
         "step_seconds": np.array([0.1, 0.1, 0.2]), "step_active": np.ones((3, 1), dtype=bool),
+        "step_recomputed": np.array([True, False, True]),
         "masked_before": np.array([[True, True], [True, False], [True, True]])[:, None, :],
         "committed": np.array([[False, True], [True, False], [True, True]])[:, None, :],
         "raw_top1_id": np.array([[14, 11], [10, 11], [12, 13]])[:, None, :],
@@ -44,7 +45,8 @@ def hand_trace() -> Trace:
     meta = {"rule": "credit", "capabilities": ["credit", "threshold"],
             "params": {"threshold": 0.9, "alpha": 0.65, "beta": 0.7, "gamma": 0.2, "parameter_free": False},
             "gen_length": 4, "block_length": 2, "mask_id": MASK, "eos_id": None, "shift": False, "seed": 0,
-            "top_k": 2, "nfe": 3, "seconds": 0.4, "answer_tokens": 4, "prompt": "hi", "model": "hand"}
+            "top_k": 2, "nfe": 3, "seconds": 0.4, "answer_tokens": 4, "prompt": "hi", "model": "hand",
+            "cache": {"mode": "dual", "refresh": None}}
     trace = Trace(meta=meta, arrays=arrays, token_text={10: "a", 11: " b", 12: "\n", 13: "<b>", 14: "x"})
     trace.validate()
     return trace
@@ -145,6 +147,11 @@ def test_timeline_and_stability_on_the_hand_trace():
     timeline = timeline_figure(trace)
     assert list(timeline.data[0].y) == [1, 1, 2] and list(timeline.data[1].y) == [1, 2, 4]
     assert "= 10.0 tokens/s" in timeline.layout.title.text and tokens_per_second(trace) == pytest.approx(10.0)
+    refresh = timeline.data[-1]
+    assert refresh.name == "cache refresh" and list(refresh.x) == [0, 2]
+    assert "cache dual, refreshed each block" in timeline.layout.title.text
+    uncached = Trace(meta={**trace.meta, "cache": {"mode": "none", "refresh": None}}, arrays=trace.arrays)
+    assert "cache refresh" not in [d.name for d in timeline_figure(uncached).data]
     stability = stability_figure(trace)
     names = [d.name for d in stability.data]
     forced = stability.data[names.index("committed because of credit")]

@@ -8,7 +8,7 @@ import torch
 from engine.uds import FFTSketch, SelectionConfig, TrainConfig, nuclear_norm, run_selection
 from engine.uds.batching import collate, encode, response_loss
 from engine.uds.factored import FactoredHead, factored_head
-from engine.uds.loop import prepare_trainable
+from engine.uds.run import prepare_trainable
 
 
 def _relative(got: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 
 from engine.uds import BufferEntry, CandidateScores, FFTSketch, FIFOBuffer, make_selector, nuclear_norm, top_k
 from engine.uds.batching import collate, encode
-from engine.uds.scoring import score_batch
+from engine.uds.batch_scores import score_batch
 
 
 def _batches(tokenizer, dataset, n_batches=2, batch=8, cutoff=96):

@@ -25,7 +25,7 @@ def _build_log(seed: int = 0, steps: int = 4, batch: int = 3, keep: int = 1, cap
         for pos in range(batch):
             rank = int(np.where(order == pos)[0][0])
             cands.append(CandidateRecord(
-                step=step, position=pos, sample_id=f"s{step}-{pos}", category="ai", source="chatterbot",
+                step=step, position=pos, process=0, sample_id=f"s{step}-{pos}", category="ai", source="chatterbot",
                 length=int(rng.integers(5, 20)), n_rows=20, s_intra=float(totals[pos]), s_inter=0.0,
                 alpha_s_inter=0.0, total=float(totals[pos]), selector_score=float(totals[pos]), rank=rank,
                 selected=rank < keep, margin_to_kth=float(totals[pos] - kth), flips_utility_only=False,
@@ -43,8 +43,8 @@ def _build_log(seed: int = 0, steps: int = 4, batch: int = 3, keep: int = 1, cap
                              token_ids=rng.integers(0, 100, n), token_loss=rng.random(n).astype(np.float32),
                              logit_norm=rng.random(n).astype(np.float32), entropy=rng.random(n).astype(np.float32),
                              is_pad=np.arange(n) > 4, is_prompt=np.arange(n) < 2) for p in range(batch)]
-        log.add_step(StepRecord(step=step, train_loss=float(rng.random()), seconds=0.1, scoring_seconds=0.01,
-                                n_kept=keep, buffer_size=len(buffer)),
+        log.add_step(StepRecord(step=step, optimizer_step=step, learning_rate=1e-3, train_loss=float(rng.random()),
+                                seconds=0.1, scoring_seconds=0.01, n_kept=keep, buffer_size=len(buffer)),
                      cands, rng.normal(size=(batch, 8)).astype(np.float32), evictions, strips)
     log.samples = [SampleRecord(sample_id="s0-0", source="chatterbot", category="ai", prompt="Hi", response="Hello",
                                 split="train")]

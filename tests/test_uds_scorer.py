@@ -111,8 +111,10 @@ def test_selection_config_names_field_value_and_range(kwargs, field):
 
 
 def test_train_config_and_released_defaults():
-    with pytest.raises(ValueError, match="steps=0"):
-        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="steps=-1"):
+        TrainConfig(steps=-1)
+    with pytest.raises(ValueError, match="grad_accumulation=0 is out of range"):
+        TrainConfig(grad_accumulation=0)
     released = SelectionConfig.as_released()
     assert (released.mode, released.keep, released.alpha, released.buffer_size, released.d1, released.d2,
             released.time_length, released.seed) == ("as_released", 4, 2.5e-3, 1024, 128, 8, 512, 21)

@@ -1,5 +1,5 @@
-"""The bucketed, explicitly masked scoring forward (what the loop captures as CUDA graphs on a GPU) gives the scores
-of the loop's eager forwards. CI has no GPU: here it runs eagerly on the CPU, which checks everything the graph
+"""The bucketed, explicitly masked scoring forward (what the trainer captures as CUDA graphs on a GPU) gives the scores
+of the eager forwards. CI has no GPU: here it runs eagerly on the CPU, which checks everything the graph
 replays (padding to the bucket, the 4D causal mask, cutting back to N); the replay itself is compared with the eager
 route on the GPU by lab/benchmarks/gpu_uds_graphs.py."""
 import pytest
@@ -8,7 +8,7 @@ import torch
 from engine.uds import FFTSketch, SelectionConfig, TrainConfig, run_selection
 from engine.uds.batching import collate, encode
 from engine.uds.factored import factored_head
-from engine.uds.scoring import score_batch
+from engine.uds.batch_scores import score_batch
 from engine.uds.selectors import CandidateScores, make_selector, top_k
 from engine.uds.static_forward import StaticScoringForward
 
@@ -86,7 +86,7 @@ def test_a_cpu_run_scores_eagerly_and_says_so(tiny_causal_lm, bundled_uds_datase
 @pytest.mark.parametrize("bucketed", [False, True])
 def test_scoring_runs_in_eval_mode_and_leaves_a_training_model_training(tiny_causal_lm, bundled_uds_dataset,
                                                                           bucketed):
-    from engine.uds.loop import prepare_trainable
+    from engine.uds.run import prepare_trainable
 
     base, tokenizer = tiny_causal_lm
     model = prepare_trainable(base, TrainConfig()).train()

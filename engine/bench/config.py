@@ -1,8 +1,9 @@
-"""What a benchmark run covers: task sets x rules (registry rule specs) x lengths."""
+"""What a benchmark run covers: task sets x rules (registry rule specs) x lengths x cache modes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.bench.decode import check_cache
 from engine.bench.tasks import TASK_SETS
 from engine.decoding import Rule, parse_rule_spec
 
@@ -24,6 +25,7 @@ class BenchConfig:
     rules: tuple[str, ...] = DEFAULT_RULES  # registry rule specs (see DEFAULT_RULES)
     gen_lengths: tuple[int, ...] = (64,)  # answer canvases
     block_lengths: tuple[int, ...] = (32,)  # semi-autoregressive block sizes (each must divide every gen_length)
+    caches: tuple[str, ...] = ("none",)  # key/value cache modes (engine/bench/decode.py BENCH_CACHES)
     threshold: float = 0.9  # tau of the threshold and credit rules
     batch: int = 1  # prompts decoded together (left-padded, key-masked); 1 = as the app decodes
     bucket: int = 0  # left-pad prompts to a multiple of this many tokens (0 = off); lets CUDA graphs be reused
@@ -36,8 +38,11 @@ class BenchConfig:
         for task_set in self.task_sets:
             if task_set not in TASK_SETS:
                 raise ValueError(f"task set {task_set!r} is unknown; allowed: {', '.join(TASK_SETS)}")
-        if not self.task_sets or not self.rules or not self.gen_lengths or not self.block_lengths:
-            raise ValueError("task_sets, rules, gen_lengths and block_lengths must each name at least one value")
+        if not self.task_sets or not self.rules or not self.gen_lengths or not self.block_lengths or not self.caches:
+            raise ValueError("task_sets, rules, gen_lengths, block_lengths and caches must each name at least one "
+                             "value")
+        for cache in self.caches:
+            check_cache(cache)
         for rule in self.rules:
             make_rule(rule, min(self.gen_lengths))  # raises on an unknown rule or an out-of-range knob
         for gen_length in self.gen_lengths:

@@ -3,6 +3,10 @@
 - A **rule** is a frozen config (what the rule is) with two methods: `start_block(block)` returns the per-block state
   the rule needs (a fresh object each block; the config never changes), and `propose(logits, masked, step_in_block,
   state)` returns a `Proposal`. Rules never write tokens or count forwards: the loop does (loop.py).
+- A **model callable** maps ids (B, L) to logits (B, L, V). It may add `block_logits(ids, start, stop)` (the logit
+  rows the loop needs, the block's), and a cached one (engine/models/kv_forward.py) also `cache` (a CacheConfig) and
+  `start_block(start, stop)`, which the loop calls before a block's first step with the block's canvas positions; the
+  callable counts the block's steps itself and decides, by `cache.refreshes(step_in_block)`, when to recompute.
 - An **observer** sees a decode begin (`start`), every forward pass (`step`, CPU copies) and the result (`end`). The
   trace recorder is one; the app's live view is another. Raising `DecodeCancelled` in `step` stops the decode.
 Shapes: B = batch rows, Lb = block_length, V = vocabulary, k = top_k, G = gen_length, P = prompt length.
@@ -14,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 import torch
+
+from engine.decoding.cache import CacheConfig
 
 if TYPE_CHECKING:  # for the annotation only; trace.py imports this module
     from engine.decoding.trace import Trace
@@ -72,6 +78,7 @@ class DecodeStart:
     shift: bool  # Dream-style alignment: logits[i-1] predict position i
     seed: int
     top_k: int  # k
+    cache: CacheConfig = CacheConfig()  # the model callable's key/value cache (mode "none" without one)
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,7 @@ class StepEvent:
     topk_ids: np.ndarray  # (B, Lb, k) int64: raw top-k
     topk_probs: np.ndarray  # (B, Lb, k) float32
     entropy: np.ndarray  # (B, Lb) float32: entropy (nats) of the raw distribution
+    recomputed: bool = True  # this step's forward recomputed every position's keys (no cache, or a cache refresh)
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 The loop alone writes tokens, counts forward passes (NFE), enforces at least one commit per active row and step,
 handles blocks, Dream-style shift and early stop at EOS. Observers (the trace recorder, a streamer; contracts.py)
-see the start, CPU copies of each step and the result; with no observer nothing is copied.
+see the start, CPU copies of each step and the result; with no observer nothing is copied. On a GPU the copies run
+beside the next forward and reach the observers one step late (feed.py).
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from engine.decoding.contracts import (Block, DecodeResult, DecodeStart, ModelFn, Observer, Proposal, Rule,
-                                       StepEvent)
+from engine.decoding.cache import CacheConfig
+from engine.decoding.contracts import Block, DecodeResult, DecodeStart, ModelFn, Observer, Proposal, Rule
+from engine.decoding.feed import StepFeed, cpu
 from engine.decoding.trace import TraceRecorder
+
 
 def validate_lengths(prompt_ids: torch.Tensor, gen_length: int, block_length: int) -> int:
     """Check the shape arguments and return the number of blocks."""
@@ -25,22 +28,6 @@ def validate_lengths(prompt_ids: torch.Tensor, gen_length: int, block_length: in
     if block_length < 1 or gen_length % block_length:
         raise ValueError(f"gen_length={gen_length} must be a positive multiple of block_length={block_length}")
     return gen_length // block_length
-
-
-def cpu(tensor: torch.Tensor, dtype=None) -> np.ndarray:
-    """A numpy copy that never aliases loop state (a CPU tensor's .numpy() shares its memory)."""
-    return np.array(tensor.detach().to("cpu").numpy(), dtype=dtype, copy=True)
-
-
-def cpu_many(tensors: dict[str, tuple[torch.Tensor, object]]) -> dict[str, np.ndarray]:
-    """name -> (tensor, numpy dtype) to name -> numpy copy. On a GPU the copies are queued without waiting and the
-    host waits once: one synchronisation per step instead of one per array (each costs ~10-20 us of idle GPU)."""
-    first = next(iter(tensors.values()))[0]
-    if first.device.type != "cuda":
-        return {name: cpu(tensor, dtype) for name, (tensor, dtype) in tensors.items()}
-    pending = {name: (tensor.detach().to("cpu", non_blocking=True), dtype) for name, (tensor, dtype) in tensors.items()}
-    torch.cuda.current_stream(first.device).synchronize()  # the non-blocking copies land in fresh pinned buffers
-    return {name: np.asarray(host.numpy(), dtype=dtype) for name, (host, dtype) in pending.items()}
 
 
 def _observe(proposal: Proposal, logits: torch.Tensor, top_k: int) -> dict[str, tuple[torch.Tensor, object]]:
@@ -81,12 +68,15 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy: Rule, gen_le
     generator = torch.Generator(device=device).manual_seed(seed)
     recorder = TraceRecorder() if record_trace else None
     observers = [*observers, *([recorder] if recorder else [])]
+    cache = getattr(model_fn, "cache", None) or CacheConfig()  # a cached callable's policy (contracts.py)
     for observer in observers:
         observer.start(DecodeStart(prompt_ids=prompt_ids, rule=strategy, gen_length=gen_length,
                                    block_length=block_length, mask_id=mask_id, eos_id=eos_id, shift=shift, seed=seed,
-                                   top_k=top_k))
+                                   top_k=top_k, cache=cache))
 
     block_fn = getattr(model_fn, "block_logits", None)  # optional: (ids, start, stop) -> logits of those rows only
+    block_starts = getattr(model_fn, "start_block", None)  # optional: a cached callable learns each block's positions
+    feed = StepFeed(observers, device)
     state = None  # the rule's per-block state (contracts.Rule.start_block)
     mask_index = torch.tensor([mask_id], device=device)
     x = torch.cat([prompt_ids, torch.full((batch, gen_length), mask_id, dtype=torch.long, device=device)], 1)
@@ -101,10 +91,13 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy: Rule, gen_le
             if not bool(masked.any()):
                 break
             step_start = time.perf_counter()
+            if step_in_block == 0 and block_starts is not None:
+                block_starts(lo, hi)
             rows = (lo - 1, hi - 1) if shift else (lo, hi)  # logit rows that predict the block
             block_logits = (block_fn(x, *rows) if block_fn is not None
                             else model_fn(x)[:, rows[0]:rows[1]])  # (B, Lb, V)
             nfe += 1
+            feed.flush(step_start)  # the previous step, while this forward runs on a GPU
             if step_in_block == 0:
                 state = strategy.start_block(Block(batch=batch, block_length=block_length, vocab=block_logits.shape[-1],
                                                    n_blocks=n_blocks, device=device, generator=generator))
@@ -114,13 +107,11 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy: Rule, gen_le
             x[:, lo:hi] = torch.where(commit, proposal.tokens, x[:, lo:hi])
             commit_step[:, lo - prompt_length:hi - prompt_length].masked_fill_(commit, nfe - 1)
             if observers:
-                stats = cpu_many({**_observe(proposal, block_logits, top_k), "active": (active, bool),
-                                  "masked_before": (masked, bool), "committed": (commit, bool),
-                                  "tokens": (x[:, prompt_length:], np.int64)})
-                event = StepEvent(step=nfe - 1, block=block, step_in_block=step_in_block,
-                                  seconds=time.perf_counter() - step_start, **stats)
-                for observer in observers:
-                    observer.step(event)
+                feed.push({"step": nfe - 1, "block": block, "step_in_block": step_in_block,
+                           "recomputed": cache.refreshes(step_in_block)},
+                          {**_observe(proposal, block_logits, top_k), "active": (active, bool),
+                           "masked_before": (masked, bool), "committed": (commit, bool),
+                           "tokens": (x[:, prompt_length:], np.int64)}, step_start)
             step_in_block += 1
         if eos_id is not None:
             stops = active & (x[:, lo:hi] == eos_id).any(dim=-1)  # (B,): rows whose finished block holds EOS
@@ -128,6 +119,7 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy: Rule, gen_le
             active &= ~stops
             if not bool(active.any()):
                 break
+    feed.flush(time.perf_counter())
     answer = x[:, prompt_length:]
     result = DecodeResult(tokens=answer, nfe=nfe, commit_step=cpu(commit_step),
                           seconds=time.perf_counter() - start)

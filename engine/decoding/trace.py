@@ -13,7 +13,8 @@ import numpy as np
 from engine.decoding.contracts import DecodeResult, DecodeStart, StepEvent
 from engine.decoding.registry import describe, rule_entry
 
-SCHEMA_VERSION = 2  # 2: meta "rule" + "capabilities" (from the rule registry) replace 1's "strategy"
+SCHEMA_VERSION = 3  # 2: meta "rule" + "capabilities" (from the rule registry) replace 1's "strategy";
+#                    3: meta "cache" (mode, refresh) and the per-step "step_recomputed" flags
 SCHEMA_NAME = "dllm-decoding-trace"
 
 # name -> (dtype, dims). Dims name the axes so a loaded file can be checked for consistent sizes.
@@ -25,6 +26,7 @@ ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "step_block": ("int64", ("S",)),
     "step_in_block": ("int64", ("S",)),
     "step_seconds": ("float64", ("S",)),
+    "step_recomputed": ("bool", ("S",)),  # the step's forward recomputed every position's keys (no cache or refresh)
     "step_active": ("bool", ("S", "B")),
     "masked_before": ("bool", ("S", "B", "Lb")),
     "committed": ("bool", ("S", "B", "Lb")),
@@ -38,7 +40,7 @@ ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "topk_probs": ("float32", ("S", "B", "Lb", "k")),
 }
 META_KEYS = ("rule", "capabilities", "params", "gen_length", "block_length", "mask_id", "eos_id", "shift", "seed",
-             "top_k", "nfe", "seconds")
+             "top_k", "nfe", "seconds", "cache")
 
 
 class TraceFormatError(ValueError):
@@ -47,7 +49,7 @@ class TraceFormatError(ValueError):
 
 @dataclass
 class Trace:
-    meta: dict  # rule, capabilities, params, lengths, ids, seed, nfe, seconds; plus model / prompt text when known
+    meta: dict  # rule, capabilities, params, lengths, ids, seed, nfe, seconds, cache; plus model / prompt when known
     arrays: dict[str, np.ndarray]  # see ARRAYS
     token_text: dict[int, str] = field(default_factory=dict)  # id -> display string for every id in the arrays
     version: int = SCHEMA_VERSION
@@ -76,14 +78,16 @@ class Trace:
     def from_dict(cls, obj: object) -> "Trace":
         if not isinstance(obj, dict) or obj.get("schema") != SCHEMA_NAME:
             raise TraceFormatError(f"not a decoding trace: the file has no \"schema\": \"{SCHEMA_NAME}\" field")
-        if type(obj.get("version")) is not int or obj["version"] not in (1, SCHEMA_VERSION):
+        if type(obj.get("version")) is not int or not 1 <= obj["version"] <= SCHEMA_VERSION:
             raise TraceFormatError(f"trace schema version {obj.get('version')!r} is not supported; this app reads "
-                                   f"versions 1 and {SCHEMA_VERSION}")
+                                   f"versions 1 to {SCHEMA_VERSION}")
         meta, raw_arrays, text = obj.get("meta"), obj.get("arrays"), obj.get("token_text", {})
         if not isinstance(meta, dict) or not isinstance(raw_arrays, dict) or not isinstance(text, dict):
             raise TraceFormatError("trace fields \"meta\", \"arrays\" and \"token_text\" must be JSON objects")
         if obj["version"] == 1:
             meta = _upgrade_v1(meta)
+        if obj["version"] < 3:
+            meta, raw_arrays = _upgrade_v2(meta, raw_arrays)
         missing = [k for k in META_KEYS if k not in meta]
         if missing:
             raise TraceFormatError(f"trace meta lacks {', '.join(missing)}")
@@ -127,6 +131,8 @@ def _check_meta_types(meta: dict) -> None:
     bad += [] if isinstance(meta["params"], dict) else ["params"]
     bad += [] if isinstance(meta["seconds"], (int, float)) and not isinstance(meta["seconds"], bool) else ["seconds"]
     bad += [] if meta["eos_id"] is None or type(meta["eos_id"]) is int else ["eos_id"]
+    cache = meta["cache"]
+    bad += [] if isinstance(cache, dict) and set(cache) == {"mode", "refresh"} else ["cache"]
     if bad:
         raise TraceFormatError(f"trace meta has values of the wrong type: {', '.join(bad)}")
     if meta["block_length"] == 0:
@@ -143,6 +149,16 @@ def _upgrade_v1(meta: dict) -> dict:
         raise TraceFormatError(str(err)) from None
     upgraded = {k: v for k, v in meta.items() if k != "strategy"}
     return {**upgraded, "rule": entry.id, "capabilities": sorted(entry.capabilities)}
+
+
+def _upgrade_v2(meta: dict, raw_arrays: dict) -> tuple[dict, dict]:
+    """Versions 1 and 2 predate the caches: every step ran the whole canvas."""
+    steps = raw_arrays.get("step_block")
+    shape = steps.get("shape") if isinstance(steps, dict) else None
+    if not (isinstance(shape, list) and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0):
+        raise TraceFormatError("array step_block is missing or is not one axis of steps")
+    flags = {"dtype": "bool", "shape": shape, "data": [True] * shape[0]}
+    return {**meta, "cache": {"mode": "none", "refresh": None}}, {**raw_arrays, "step_recomputed": flags}
 
 
 def _array_from_json(name: str, raw: object) -> np.ndarray:
@@ -211,6 +227,7 @@ class TraceRecorder:
             "step_block": np.array([e.block for e in self._events], dtype=np.int64),
             "step_in_block": np.array([e.step_in_block for e in self._events], dtype=np.int64),
             "step_seconds": np.array([e.seconds for e in self._events], dtype=np.float64),
+            "step_recomputed": np.array([e.recomputed for e in self._events], dtype=bool),
             "step_active": np.array([e.active for e in self._events], dtype=bool).reshape(-1, batch),
             **per_step,
         }
@@ -221,5 +238,5 @@ class TraceRecorder:
         meta = {"rule": described["rule"], "capabilities": described["capabilities"], "params": begin.rule.params(),
                 "gen_length": begin.gen_length, "block_length": block_length, "mask_id": begin.mask_id,
                 "eos_id": begin.eos_id, "shift": begin.shift, "seed": begin.seed, "top_k": begin.top_k,
-                "nfe": result.nfe, "seconds": result.seconds}
+                "nfe": result.nfe, "seconds": result.seconds, "cache": begin.cache.meta()}
         self.trace = Trace(meta=meta, arrays=arrays)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from engine.decoding.cache import CacheConfig
 from engine.decoding.registry import rule_entry
 from engine.decoding.trace import ARRAYS, Trace, TraceFormatError
 
@@ -89,6 +90,10 @@ def check_drawable(trace: Trace) -> None:
         raise TraceFormatError(f"block {int(steps_per_block.argmax())} has {int(steps_per_block.max())} steps, more "
                                f"than its {block} positions (every step commits at least one)")
     _check_rule(meta)
+    try:
+        CacheConfig(meta["cache"]["mode"], meta["cache"]["refresh"])
+    except ValueError as err:
+        raise TraceFormatError(f"trace meta cache: {err}") from None
     if not math.isfinite(meta["seconds"]) or meta["seconds"] < 0:
         raise TraceFormatError(f"trace meta seconds={meta['seconds']!r} must be a finite number >= 0")
     for name, array in arrays.items():

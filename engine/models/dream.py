@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.native import (Family, NativeLM, RMSNorm, SpecialIds, apply_rope, attend, rope_tables,
-                                  token_id)
+from engine.models.native import (Family, KVWindow, LayerKV, NativeLM, RMSNorm, SpecialIds, apply_rope, attend,
+                                  rope_tables, token_id)
 
 # Published special ids (Dream-org/Dream-v0-Instruct-7B config.json / generation_config.json: mask 151666,
 # eos = pad = <|endoftext|> 151643; the chat template closes a turn with <|im_end|> 151645).
@@ -105,15 +105,15 @@ class DreamAttention(nn.Module):
         self.v_proj = nn.Linear(c.hidden_size, kv_width, bias=True)
         self.o_proj = nn.Linear(c.hidden_size, c.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor,
-                sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                cache: LayerKV | None = None) -> torch.Tensor:
         batch, length, _ = x.shape
         heads, kv, hd = self.c.num_attention_heads, self.c.num_key_value_heads, self.c.head_dim
         q = self.q_proj(x).view(batch, length, heads, hd).transpose(1, 2)  # (B, H, L, hd)
         k = self.k_proj(x).view(batch, length, kv, hd).transpose(1, 2)  # (B, KV, L, hd)
         v = self.v_proj(x).view(batch, length, kv, hd).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        return self.o_proj(attend(q, k, v, mask).transpose(1, 2).reshape(batch, length, self.c.hidden_size))
+        return self.o_proj(attend(q, k, v, mask, cache).transpose(1, 2).reshape(batch, length, self.c.hidden_size))
 
 
 class DreamMLP(nn.Module):
@@ -135,9 +135,9 @@ class DreamLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
         self.mlp = DreamMLP(c)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor,
-                sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), mask, cos, sin)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                kv: LayerKV | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), mask, cos, sin, kv)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -154,12 +154,13 @@ class DreamModel(NativeLM):
         if not c.tie_word_embeddings:
             self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
 
-    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
+                      kv: KVWindow | None = None) -> torch.Tensor:
         x = self.model.embed_tokens(ids)  # (B, L, D)
         cos, sin = rope_tables(positions, self.config.head_dim, self.config.rope_theta)  # (B, 1, L, hd) float32
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # Qwen2 rotates in the activations' dtype
-        for layer in self.model.layers:
-            x = layer(x, mask, cos, sin)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, mask, cos, sin, None if kv is None else kv.layer(i))
         return self.model.norm(x)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:

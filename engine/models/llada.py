@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.native import (Family, NativeLM, RMSNorm, SpecialIds, apply_rope, attend, rope_tables,
-                                  token_id)
+from engine.models.native import (Family, KVWindow, LayerKV, NativeLM, RMSNorm, SpecialIds, apply_rope, attend,
+                                  rope_tables, token_id)
 
 # Published special ids (GSAI-ML/LLaDA-8B-Instruct: config.json names mask 126336 and eos / pad 126081; the chat
 # template ends an assistant turn with <|eot_id|> 126348, after which SFT padded the answer with 126081).
@@ -116,15 +116,15 @@ class LLaDABlock(nn.Module):
         self.up_proj = nn.Linear(c.d_model, c.mlp_hidden_size, bias=False)
         self.ff_out = nn.Linear(c.mlp_hidden_size, c.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor,
-                sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                kv: LayerKV | None = None) -> torch.Tensor:
         batch, length, _ = x.shape
         h = self.attn_norm(x)  # (B, L, D)
         q = self.q_proj(h).view(batch, length, self.c.n_heads, self.c.head_dim).transpose(1, 2)  # (B, H, L, hd)
         k = self.k_proj(h).view(batch, length, self.c.n_kv_heads, self.c.head_dim).transpose(1, 2)  # (B, KV, L, hd)
         v = self.v_proj(h).view(batch, length, self.c.n_kv_heads, self.c.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # float32 rotation, back to the model dtype
-        att = attend(q, k, v, mask).transpose(1, 2).reshape(batch, length, self.c.d_model)  # (B, L, D)
+        att = attend(q, k, v, mask, kv).transpose(1, 2).reshape(batch, length, self.c.d_model)  # (B, L, D)
         x = x + self.attn_out(att)
         h = self.ff_norm(x)
         return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
@@ -144,12 +144,13 @@ class LLaDAModel(NativeLM):
         self.model = nn.Module()
         self.model.transformer = nn.ModuleDict(parts)
 
-    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
+                      kv: KVWindow | None = None) -> torch.Tensor:
         t = self.model.transformer
         x = t.wte(ids)  # (B, L, D)
         cos, sin = rope_tables(positions, self.config.head_dim, self.config.rope_theta)  # (B, 1, L, hd) float32
-        for block in t.blocks:
-            x = block(x, mask, cos, sin)
+        for i, block in enumerate(t.blocks):
+            x = block(x, mask, cos, sin, None if kv is None else kv.layer(i))
         return t.ln_f(x)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -32,10 +32,9 @@ from torch import nn
 
 from engine.models.moe import (EOS_ID, RoutedExperts, SwiGLU, apply_partial_rope, ling_special_ids,
                                partial_rope)
-from engine.models.native import Family, NativeLM, RMSNorm, attend
+from engine.models.native import Family, KVWindow, LayerKV, NativeLM, RMSNorm, attend
 
 BLOCK_SIZE = 32  # generate()'s default block_length, the published decoding setting
-KeyValues = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values (B, KV heads, n, head_dim), RoPE applied
 
 # The published structure (inclusionAI/LLaDA2.0-mini and LLaDA2.1-mini config.json; tests/test_moe_models.py checks
 # 16,255,643,392 parameters, the Hub's "16B", and 1.43B active per token of which 789M outside the embeddings, the
@@ -151,15 +150,18 @@ def block_causal(length: int, block_size: int, device: torch.device) -> torch.Te
     return block[None, :] <= block[:, None]
 
 
-def attention_mask(given: torch.Tensor | None, length: int, block_size: int, device: torch.device) -> torch.Tensor:
-    """The block-causal mask combined with the engine's (None, bool key/4D mask or additive 4D mask)."""
-    allowed = block_causal(length, block_size, device)[None, None]  # (1, 1, L, L)
+def attention_mask(given: torch.Tensor | None, length: int, block_size: int, device: torch.device, start: int = 0,
+                   stop: int | None = None, keys_stop: int | None = None) -> torch.Tensor:
+    """The block-causal mask of an L-position canvas, rows [start, stop) by keys [0, keys_stop) (default: all),
+    combined with the engine's (None, bool key/4D mask or additive 4D mask over those rows and keys)."""
+    rows, keys = slice(start, stop), slice(0, keys_stop)
+    allowed = block_causal(length, block_size, device)[rows, keys][None, None]  # (1, 1, n, K)
     if given is None:
         return allowed
     if given.dtype != torch.bool:
         return given.masked_fill(~allowed, float("-inf"))  # additive: the caller owns its padded rows
-    eye = torch.eye(length, dtype=torch.bool, device=device)[None, None]
-    return (allowed & given) | eye  # (B, 1, L, L): a padded query keeps itself, so no row is empty
+    eye = torch.eye(length, dtype=torch.bool, device=device)[rows, keys][None, None]
+    return (allowed & given) | eye  # (B, 1, n, K): a padded query keeps itself, so no row is empty
 
 
 class Attention(nn.Module):
@@ -174,19 +176,16 @@ class Attention(nn.Module):
         self.dense = nn.Linear(c.num_attention_heads * c.head_dim, c.hidden_size, bias=c.use_bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
-                past: KeyValues | None = None) -> tuple[torch.Tensor, KeyValues]:
-        """x (B, n, D) -> output (B, n, D) and this call's keys and values (B, KV, n, hd), RoPE applied; `past`
-        keys and values (B, KV, P, hd) are attended before them (`mask` then covers P + n keys)."""
+                kv: LayerKV | None = None) -> torch.Tensor:
         batch, length, _ = x.shape
-        heads, kv = self.c.num_attention_heads, self.c.num_key_value_heads
-        qkv = self.query_key_value(x).view(batch, length, heads + 2 * kv, self.c.head_dim)
-        q, k, v = (t.transpose(1, 2) for t in qkv.split([heads, kv, kv], dim=2))  # (B, heads|kv, n, hd)
+        heads, n_kv = self.c.num_attention_heads, self.c.num_key_value_heads
+        qkv = self.query_key_value(x).view(batch, length, heads + 2 * n_kv, self.c.head_dim)
+        q, k, v = (t.transpose(1, 2) for t in qkv.split([heads, n_kv, n_kv], dim=2))  # (B, heads|kv, n, hd)
         if self.c.use_qk_norm:
             q, k = self.query_layernorm(q), self.key_layernorm(k)
         q, k = apply_partial_rope(q, cos, sin), apply_partial_rope(k, cos, sin)
-        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
-        out = attend(q, keys, values, mask).transpose(1, 2).reshape(batch, length, heads * self.c.head_dim)
-        return self.dense(out), (k, v)
+        out = attend(q, k, v, mask, kv).transpose(1, 2).reshape(batch, length, heads * self.c.head_dim)
+        return self.dense(out)
 
 
 class Gate(nn.Module):
@@ -239,10 +238,9 @@ class Layer(nn.Module):
         self.mlp = SparseMoe(c) if routed else SwiGLU(c.hidden_size, c.intermediate_size)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
-                past: KeyValues | None = None) -> tuple[torch.Tensor, KeyValues]:
-        attended, kv = self.attention(self.input_layernorm(x), mask, cos, sin, past)
-        x = x + attended
-        return x + self.mlp(self.post_attention_layernorm(x)), kv
+                kv: LayerKV | None = None) -> torch.Tensor:
+        x = x + self.attention(self.input_layernorm(x), mask, cos, sin, kv)
+        return x + self.mlp(self.post_attention_layernorm(x))
 
 
 class LLaDA2Model(NativeLM):
@@ -258,22 +256,20 @@ class LLaDA2Model(NativeLM):
         if not c.tie_word_embeddings:
             self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
 
-    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
-        mask = attention_mask(mask, ids.shape[1], self.config.block_size, ids.device)
-        return self.run(ids, mask, positions)[0]
-
-    def run(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
-            past: list[KeyValues] | None = None) -> tuple[torch.Tensor, list[KeyValues]]:
-        """ids (B, n) at `positions` (B, n) -> final-normed hidden states (B, n, D) and each layer's keys and values
-        of these n tokens; `past` (per layer) are earlier tokens' keys and values, attended under `mask`."""
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
+                      kv: KVWindow | None = None) -> torch.Tensor:
+        """Block-causal over the input, or with `kv` over the canvas of the window's store: its rows [start, stop)
+        see the keys [0, keys_stop) their blocks allow (`mask` then covers those keys)."""
         c = self.config
+        if kv is None:
+            mask = attention_mask(mask, ids.shape[1], c.block_size, ids.device)
+        else:
+            mask = attention_mask(mask, kv.store.length, c.block_size, ids.device, kv.start, kv.stop, kv.keys_stop)
         x = self.model.word_embeddings(ids)  # (B, n, D)
         cos, sin = partial_rope(positions, c.head_dim, c.partial_rotary_factor, c.rope_theta, x.dtype)
-        kvs = []
         for i, layer in enumerate(self.model.layers):
-            x, kv = layer(x, mask, cos, sin, None if past is None else past[i])
-            kvs.append(kv)
-        return self.model.norm(x), kvs
+            x = layer(x, mask, cos, sin, None if kv is None else kv.layer(i))
+        return self.model.norm(x)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.config.tie_word_embeddings:

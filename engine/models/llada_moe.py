@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.models.moe import RoutedExperts, SwiGLU, apply_partial_rope, ling_special_ids, partial_rope
-from engine.models.native import Family, NativeLM, RMSNorm, attend
+from engine.models.native import Family, KVWindow, LayerKV, NativeLM, RMSNorm, attend
 
 # The published structure of inclusionAI/LLaDA-MoE-7B-A1B-Instruct / -Base. Their config.json could not be read
 # offline; the values are from the sources below, and tests/test_moe_models.py checks that they give 7,356,880,896
@@ -142,8 +142,8 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(c.head_dim, c.rms_norm_eps)
             self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor,
-                sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                cache: LayerKV | None = None) -> torch.Tensor:
         batch, length, _ = x.shape
         heads, kv, hd = self.c.num_attention_heads, self.c.num_key_value_heads, self.c.head_dim
         q = self.q_proj(x).view(batch, length, heads, hd)  # (B, L, H, hd)
@@ -155,7 +155,7 @@ class Attention(nn.Module):
             q, k, v = (t.clamp(-self.c.clip_qkv, self.c.clip_qkv) for t in (q, k, v))
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, L, hd)
         q, k = apply_partial_rope(q, cos, sin), apply_partial_rope(k, cos, sin)
-        return self.o_proj(attend(q, k, v, mask).transpose(1, 2).reshape(batch, length, self.c.hidden_size))
+        return self.o_proj(attend(q, k, v, mask, cache).transpose(1, 2).reshape(batch, length, self.c.hidden_size))
 
 
 class SparseMoe(nn.Module):
@@ -193,9 +193,9 @@ class Layer(nn.Module):
         if routed and c.shared_expert_intermediate_size:
             self.shared_expert = SwiGLU(c.hidden_size, c.shared_expert_intermediate_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor,
-                sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), mask, cos, sin)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                kv: LayerKV | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), mask, cos, sin, kv)
         normed = self.post_attention_layernorm(x)
         out = self.mlp(normed)
         if hasattr(self, "shared_expert"):
@@ -216,12 +216,13 @@ class LLaDAMoEModel(NativeLM):
         if not c.tie_word_embeddings:
             self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
 
-    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
+                      kv: KVWindow | None = None) -> torch.Tensor:
         x = self.model.embed_tokens(ids)  # (B, L, D)
         c = self.config
         cos, sin = partial_rope(positions, c.head_dim, c.partial_rotary_factor, c.rope_theta, x.dtype)
-        for layer in self.model.layers:
-            x = layer(x, mask, cos, sin)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, mask, cos, sin, None if kv is None else kv.layer(i))
         return self.model.norm(x)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:

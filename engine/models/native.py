@@ -12,10 +12,16 @@ Its parameter names are the official checkpoint's tensor names, so loading is a 
 (engine/models/checkpoint.py checks names and shapes first). Attention is bidirectional; a key padding mask hides
 padded keys, and positions then count real tokens only (what Dream's generation code passes; LLaDA's RoPE is
 relative, so its real rows do not depend on that offset).
+
+Key/value caches (engine/models/kv_forward.py) use one more entry, shared by every family: `hidden_states(ids, mask,
+positions, kv)` with `kv` a `KVWindow` runs only the canvas positions [kv.start, kv.stop) (ids and positions of those
+positions), writes their keys and values into the window's `KeyValueStore` and attends to the store's keys
+[0, kv.keys_stop): a family passes `kv.layer(i)` to layer i and its attention hands it to `attend`, nothing more.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import torch
@@ -59,8 +65,9 @@ class NativeLM(nn.Module):
     """Base of every native family: masks, positions and the rows-only LM head are handled here once; a family
     implements `hidden_states` (final-normed) and `head`."""
 
-    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError  # (B, L) ids -> (B, L, D); mask: SDPA attn_mask or None; positions (B, L)
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
+                      kv: KVWindow | None = None) -> torch.Tensor:
+        raise NotImplementedError  # (B, n) ids -> (B, n, D); mask: SDPA attn_mask or None; positions (B, n)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # (B, n, D) -> (B, n, V)
@@ -134,8 +141,52 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (xr * cos + rotated * sin).to(x.dtype)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Bidirectional SDPA; q (B, H, L, hd), k and v (B, KV, L, hd) with KV dividing H (grouped-query attention)."""
+@dataclass
+class KeyValueStore:
+    """Every layer's keys and values (B, KV heads, length, hd), RoPE applied, of one decode's canvas; a layer's
+    buffers are allocated by the first forward that writes it and then written in place (a CUDA graph keeps their
+    addresses)."""
+
+    length: int  # canvas positions (prompt + answer)
+    keys: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, KV, length, hd)
+    values: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+LayerKV = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # a window's layer: (k, v) ->
+#                                                                             the keys and values to attend to
+
+
+@dataclass(frozen=True)
+class KVWindow:
+    """One cached forward: it computes canvas positions [start, stop) and its queries see keys [0, keys_stop)."""
+
+    store: KeyValueStore
+    index: torch.Tensor  # (n,) long: the positions start..stop-1, on the device (a graph replays other values)
+    start: int  # first position this forward computes (block-causal masks read it; full attention never does)
+    stop: int  # end (exclusive) of the computed positions
+    keys_stop: int  # the queries attend to positions [0, keys_stop) (the canvas length for full attention)
+
+    def layer(self, index: int) -> LayerKV:
+        return partial(self.merge, index)
+
+    def merge(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this forward's keys and values (B, KV, n, hd) into the store; return the visible ones
+        (B, KV, keys_stop, hd): the fresh window among the kept rest."""
+        store = self.store
+        if layer not in store.keys:
+            shape = (*k.shape[:2], store.length, k.shape[-1])
+            store.keys[layer], store.values[layer] = k.new_zeros(shape), v.new_zeros(shape)
+        store.keys[layer].index_copy_(2, self.index, k)
+        store.values[layer].index_copy_(2, self.index, v)
+        return store.keys[layer][:, :, :self.keys_stop], store.values[layer][:, :, :self.keys_stop]
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+           kv: LayerKV | None = None) -> torch.Tensor:
+    """Bidirectional SDPA; q (B, H, n, hd), k and v (B, KV, n, hd) with KV dividing H (grouped-query attention).
+    With `kv` (a KVWindow's layer), k and v are this window's and the queries attend to the cache's visible keys."""
+    if kv is not None:
+        k, v = kv(k, v)  # (B, KV, keys_stop, hd)
     groups = q.shape[1] // k.shape[1]
     if groups > 1:
         k = k.repeat_interleave(groups, dim=1)  # (B, H, L, hd)

@@ -19,15 +19,25 @@ class Encoded:
 
 @dataclass(frozen=True)
 class Batch:
-    ids: torch.Tensor  # long (B, N), right-padded with the pad id
+    ids: torch.Tensor  # long (B, N), padded with the pad id (on the right, or on the left as released)
     attention: torch.Tensor  # bool (B, N), real tokens
     prompt: torch.Tensor  # bool (B, N), prompt tokens
-    labels: torch.Tensor  # long (B, N), ids on response tokens, -100 on prompt and padding
+    labels: torch.Tensor  # long (B, N), the trained token ids; -100 on padding (and on the prompt unless trained)
 
     def select(self, keep: torch.Tensor) -> "Batch":
-        """The rows `keep` (long (K,)), trimmed to their longest real length (right padding makes that exact)."""
-        n = int(self.attention[keep].sum(1).max())
-        return Batch(*(t[keep, :n] for t in (self.ids, self.attention, self.prompt, self.labels)))
+        """The rows `keep` (long (K,)), without the columns that are padding in all of them (either padding side)."""
+        columns = self.attention[keep].any(0)  # (N,): one contiguous run, padding sits on one side only
+        return Batch(*(t[keep][:, columns] for t in (self.ids, self.attention, self.prompt, self.labels)))
+
+    @classmethod
+    def from_inputs(cls, inputs: dict[str, Any], prompt_lens: Sequence[int]) -> "Batch":
+        """A Batch of collated Trainer inputs (input_ids, attention_mask, labels) on the CPU; the prompt is the first
+        `prompt_lens[b]` real tokens of row b."""
+        attention = inputs["attention_mask"].detach().cpu().bool()  # (B, N)
+        real_position = attention.long().cumsum(1) - 1  # (B, N): index among the row's real tokens
+        prompt = attention & (real_position < torch.tensor(prompt_lens).view(-1, 1))  # (B, N)
+        return cls(ids=inputs["input_ids"].detach().cpu(), attention=attention, prompt=prompt,
+                   labels=inputs["labels"].detach().cpu())
 
 
 def _text(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
@@ -58,17 +68,38 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     return _tokens(tokenizer, _text(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True))
 
 
-def collate(items: Sequence[Encoded], pad_id: int) -> Batch:
-    n = max(len(e.ids) for e in items)
-    ids = torch.full((len(items), n), pad_id, dtype=torch.long)  # (B, N)
-    attention = torch.zeros((len(items), n), dtype=torch.bool)  # (B, N)
-    prompt = torch.zeros((len(items), n), dtype=torch.bool)  # (B, N)
-    for b, e in enumerate(items):
-        ids[b, : len(e.ids)] = torch.tensor(e.ids)
-        attention[b, : len(e.ids)] = True
-        prompt[b, : e.prompt_len] = True
-    labels = ids.masked_fill(~attention | prompt, -100)  # (B, N)
-    return Batch(ids=ids, attention=attention, prompt=prompt, labels=labels)
+def as_item(encoded: Encoded, loss_on_prompt: bool = False) -> dict[str, Any]:
+    """One training example as the Trainer's dataset holds it: token ids, labels (-100 where no loss) and the sample's
+    metadata (engine/uds/trainer.py reads `sample_id`, `category`, `source` and `prompt_len` into the run log)."""
+    prompt_labels = list(encoded.ids[: encoded.prompt_len]) if loss_on_prompt else [-100] * encoded.prompt_len
+    labels = prompt_labels + list(encoded.ids[encoded.prompt_len:])
+    s = encoded.sample
+    return {"input_ids": list(encoded.ids), "labels": labels, "sample_id": s.sample_id, "category": s.category,
+            "source": s.source, "prompt_len": encoded.prompt_len}
+
+
+def pad_items(features: Sequence[dict[str, Any]], pad_id: int, padding_side: str = "right",
+              multiple: int = 1) -> dict[str, torch.Tensor]:
+    """input_ids, attention_mask and labels (B, N) of token lists, padded on `padding_side` to the longest length
+    rounded up to `multiple`; labels are -100 on padding (ids wherever a feature has no labels)."""
+    longest = max(len(f["input_ids"]) for f in features)
+    n = -(-longest // multiple) * multiple
+    ids = torch.full((len(features), n), pad_id, dtype=torch.long)  # (B, N)
+    attention = torch.zeros((len(features), n), dtype=torch.long)  # (B, N)
+    labels = torch.full((len(features), n), -100, dtype=torch.long)  # (B, N)
+    for b, f in enumerate(features):
+        length = len(f["input_ids"])
+        span = slice(0, length) if padding_side == "right" else slice(n - length, n)
+        ids[b, span] = torch.as_tensor(f["input_ids"], dtype=torch.long)
+        attention[b, span] = 1
+        labels[b, span] = torch.as_tensor(f.get("labels", f["input_ids"]), dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": attention, "labels": labels}
+
+
+def collate(items: Sequence[Encoded], pad_id: int, padding_side: str = "right", multiple: int = 1,
+            loss_on_prompt: bool = False) -> Batch:
+    features = [as_item(e, loss_on_prompt) for e in items]
+    return Batch.from_inputs(pad_items(features, pad_id, padding_side, multiple), [e.prompt_len for e in items])
 
 
 def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

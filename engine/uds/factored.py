@@ -8,7 +8,7 @@ embedding, d = 576, V = 49,152):
   L P = H (W^T P): one (d, d1) matrix replaces the (N, V) FFTs;
 * the per-sample loss needs the head only on the rows that predict a response token.
 W^T W and W^T P are cached per head weight and recomputed when the weight changes (full fine-tuning updates the tied
-embedding in place, which bumps its version counter). The logits route (engine/uds/scorer.py) stays for raw logits,
+embedding in place, which bumps its version counter). The logits route (engine/uds/logit_scores.py) stays for raw logits,
 the tests and the as-released transcription checks.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from engine.uds.batching import Batch, response_loss, rows_loss
-from engine.uds.scorer import FFTSketch, spectrum_of_gram
+from engine.uds.logit_scores import FFTSketch, spectrum_of_gram
 
 SCORING_ROUTES = ("auto", "factored", "logits")
 # Architectures whose forward returns lm_head(final hidden states) with nothing applied after (no bias, soft-cap or

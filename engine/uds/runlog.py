@@ -2,11 +2,13 @@
 
 Schema (version `SCHEMA_VERSION`); every view reads a `RunLog`, never the model.
 
-* `CandidateRecord`: one per candidate per step (B rows per step). The UDS quantities (`s_intra`, `s_inter`,
-  `alpha_s_inter`, `total`) are computed for every selector, so runs with Random / MaxLoss / Full are comparable;
-  `selector_score` is what the run's selector actually ranked by (UDS family: `total`; MaxLoss: `loss`; Random: a
-  seeded uniform key; Full: `total`, everything kept). `rank` (0 = best) and `margin_to_kth` use `selector_score`.
-* `StepRecord`: one per step: mean training loss on the kept samples, wall-clock seconds (total and scoring part).
+* `CandidateRecord`: one per candidate per step (B rows per group; one group or more per process and step). The UDS
+  quantities (`s_intra`, `s_inter`, `alpha_s_inter`, `total`) are computed for every selector, so runs with Random,
+  MaxLoss or Full are comparable; `selector_score` is what the run's selector actually ranked by (UDS family:
+  `total`; MaxLoss: `loss`; Random: a seeded uniform key; Full: `total`, everything kept). `rank` (0 = best) and
+  `margin_to_kth` use `selector_score` within the candidate's group of B (positions g*B .. g*B + B - 1).
+* `StepRecord`: one per selection step (micro-batch): its optimizer step and learning rate, the kept samples' loss,
+  wall-clock seconds (total and scoring part).
 * Embeddings: the sketch z (D = d1 * d2 = 1024 floats, float32, exact) of every candidate, one array (B, D) per step,
   row i belonging to the candidate with `position == i`. The buffer holds the z of *selected* candidates as computed
   at their insertion step (stale by design, as released).
@@ -34,14 +36,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RUNLOG_KIND = "uds-runlog"
 
 
 @dataclass(frozen=True)
 class CandidateRecord:
-    step: int  # 0-based training step (one micro-batch of B candidates per step)
-    position: int  # index of the candidate in the step's micro-batch, 0..B-1; row of that step's embeddings
+    step: int  # 0-based selection step (one micro-batch of candidates on every process)
+    position: int  # index of the candidate in the step, 0..P-1 over all processes; row of that step's embeddings
+    process: int  # rank of the process that scored it (0 in a one-process run); groups of B never span processes
     sample_id: str  # stable id of the sample in its dataset (see SampleRecord)
     category: str  # e.g. chatterbot "ai", maths module "arithmetic__add_or_sub", "humaneval"
     source: str  # "chatterbot" | "mathematics" | "humaneval" | "upload" | "hub"
@@ -52,9 +55,9 @@ class CandidateRecord:
     alpha_s_inter: float  # alpha * s_inter, the diversity term as it enters the total
     total: float  # UDS score s_intra + alpha * s_inter
     selector_score: float  # what this run's selector ranked by (see module docstring)
-    rank: int  # 0-based rank of selector_score within the step (0 = highest; ties broken by position)
+    rank: int  # 0-based rank of selector_score within its group of B (0 = highest; ties broken by position)
     selected: bool  # kept for the gradient step (and pushed into the buffer)
-    margin_to_kth: float  # selector_score minus the K-th highest selector_score of the step (>= 0 iff selected)
+    margin_to_kth: float  # selector_score minus the K-th highest of its group (>= 0 iff selected)
     flips_utility_only: bool  # this candidate's selected flag differs under utility only (alpha = 0, top-K)
     flips_diversity_only: bool  # ... differs under diversity only (top-K of s_inter; every flag False at an empty buffer)
     loss: float  # per-sample mean token cross-entropy on response tokens, from the scoring forward
@@ -66,11 +69,13 @@ class CandidateRecord:
 
 @dataclass(frozen=True)
 class StepRecord:
-    step: int  # 0-based training step
-    train_loss: float  # mean token loss of the gradient step on the kept samples (before the update)
-    seconds: float  # wall-clock seconds of the whole step
-    scoring_seconds: float  # of which: scoring forward + Gram + sketch + buffer distances
-    n_kept: int  # candidates trained on this step
+    step: int  # 0-based selection step (one micro-batch per process)
+    optimizer_step: int  # 0-based optimizer step this micro-batch's gradient belongs to (steps / grad accumulation)
+    learning_rate: float  # the learning rate of that optimizer step
+    train_loss: float  # loss of the kept samples before the update (the run's reduction), from the scoring forward
+    seconds: float  # wall-clock seconds of the whole micro-step (scoring + forward/backward), slowest process
+    scoring_seconds: float  # of which: scoring forward + Gram + sketch + buffer distances, slowest process
+    n_kept: int  # candidates trained on this step, all processes
     buffer_size: int  # filled buffer slots after this step's push
 
 

@@ -190,8 +190,12 @@ def _fill_steps(log: RunLog, steps: list[StepRecord], candidates: list[Candidate
         if [c.position for c in group] != list(range(len(group))):
             raise RunLogFormatError(f"step {step.step}: candidate positions {[c.position for c in group]} are not "
                                     f"0..{len(group) - 1} in order")
-        if sorted(c.rank for c in group) != list(range(len(group))):
-            raise RunLogFormatError(f"step {step.step}: ranks {[c.rank for c in group]} are not a permutation")
+        size = int(log.config.get("batch", len(group)))
+        for first in range(0, len(group), max(size, 1)):
+            ranks = [c.rank for c in group[first:first + size]]
+            if sorted(ranks) != list(range(len(ranks))):
+                raise RunLogFormatError(f"step {step.step}: ranks {ranks} of the group at position {first} are not a "
+                                        f"permutation of 0..{len(ranks) - 1}")
         if sum(c.selected for c in group) != step.n_kept:
             raise RunLogFormatError(f"step {step.step}: {sum(c.selected for c in group)} selected candidates but "
                                     f"n_kept is {step.n_kept}")

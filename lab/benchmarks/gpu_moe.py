@@ -7,10 +7,10 @@ engine/models/cuda_graph.py's StaticForward replaying CUDA graphs, LM head on th
 prompt 32 random tokens + gen 256, block 32 (LLaDA2's attention block), batch 1, the credit rule with the trace
 recorded, no early stop. Reported: the bare forward (graph, block rows), the decoding step (seconds / NFE after a
 warm-up decode that captures the graphs), a routing census (distinct experts each MoE layer runs in one step) and
-the floor. LLaDA2 also decodes through engine/models/block_cache.py (its exact key/value cache: a step runs the
-block's 32 positions against the cached keys of every earlier position; eager, the cache grows per block), reported
-with that step's floor (32 positions attending to the canvas, the experts those 32 tokens touch) and the number of
-cache refreshes (one forward per finished block, not counted in NFE).
+the floor. LLaDA2 also decodes through engine/models/kv_forward.py with cache 'prefix' (its exact key/value cache:
+a step runs the block's 32 positions against the cached keys of every earlier position; eager), reported with that
+step's floor (32 positions attending to the canvas, the experts those 32 tokens touch) and the number of cache
+extensions (one forward per finished block and one for the prompt, not counted in NFE).
 
 Floor of one step over the L = 288 positions (B = 1). A routed expert's weights are read once if any of the L tokens
 chose it, but each token multiplies only its k experts, so bytes and FLOPs count different parameters:
@@ -43,8 +43,9 @@ from gpu_common import header, median_ms, sync, write_json
 
 from engine.decoding import Credit, generate
 from engine.models.base import LoadedModel, ModelSpec
-from engine.models.block_cache import BlockCacheForward
+from engine.decoding.cache import CacheConfig
 from engine.models.cuda_graph import GraphCache, StaticForward
+from engine.models.kv_forward import CachedForward, block_size
 from engine.models.families import FAMILIES, build_module
 from engine.models.moe import RoutedExperts
 from engine.models.native import init_random
@@ -136,7 +137,7 @@ def measure(name: str, raw: dict, device: torch.device, smoke: bool, graphs: boo
            "floor": bound, "step_over_floor": step_ms / bound["floor_ms"],
            "forward_over_floor": bare_ms / bound["floor_ms"], "floor_ms_all_experts_read": every["floor_ms"],
            "step_over_floor_all_experts_read": step_ms / every["floor_ms"]}
-    if hasattr(model, "run"):  # block-causal: the exact block cache computes one block per step
+    if block_size(model):  # block-causal: the exact block cache computes one block per step
         out["block_cache"] = measure_cache(loaded, prompt, canvas, kw, device)
     del forward, loaded, model
     if device.type == "cuda":
@@ -146,17 +147,23 @@ def measure(name: str, raw: dict, device: torch.device, smoke: bool, graphs: boo
 
 def measure_cache(loaded: LoadedModel, prompt: torch.Tensor, canvas: torch.Tensor, kw: dict,
                   device: torch.device) -> dict:
-    """The same decode through engine/models/block_cache.py (eager: the cache grows block by block), against the
-    floor of one block's 32 positions attending to the whole canvas."""
+    """The same decode through engine/models/kv_forward.py's exact block cache (eager), against the floor of one
+    block's 32 positions attending to the whole canvas."""
     model, start, block = loaded.model, prompt.shape[1], kw["block_length"]
-    touched = touched_experts(model, lambda: BlockCacheForward(loaded).block_logits(canvas, start, start + block))
-    generate(BlockCacheForward(loaded), prompt, Credit(), **kw)  # warm-up
+
+    def first_block() -> torch.Tensor:
+        cached = CachedForward(loaded, CacheConfig("prefix"))
+        cached.start_block(start, start + block)
+        return cached.block_logits(canvas, start, start + block)
+
+    touched = touched_experts(model, first_block)
+    generate(CachedForward(loaded, CacheConfig("prefix")), prompt, Credit(), **kw)  # warm-up
     sync(device)
-    cached = BlockCacheForward(loaded)
+    cached = CachedForward(loaded, CacheConfig("prefix"))
     result = generate(cached, prompt, Credit(), **kw)
     step_ms = 1e3 * result.seconds / result.nfe
     bound = floor(model, block, block, touched, keys=canvas.shape[1])
-    return {"nfe": result.nfe, "refreshes": cached.refreshes, "seconds": result.seconds, "step_ms": step_ms,
+    return {"nfe": result.nfe, "refreshes": len(cached.computed_rows) - result.nfe, "seconds": result.seconds, "step_ms": step_ms,
             "experts_touched_per_moe_layer": touched, "floor": bound, "step_over_floor": step_ms / bound["floor_ms"]}
 
 

@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 from gpu_common import header, median_ms, write_json
 
+from engine.models import load_sft_model
+from engine.uds.batch_scores import score_batch
 from engine.uds.batching import collate, encode
 from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import bundled_dataset
-from engine.uds.loop import _candidates, prepare_trainable, run_selection, train_step
-from engine.models import load_sft_model
-from engine.uds.scorer import FFTSketch, singular_values
-from engine.uds.scoring import score_batch
+from engine.uds.logit_scores import FFTSketch, singular_values
+from engine.uds.run import prepare_trainable, run_selection
+from lab.benchmarks.plain_sft import candidate_batches, sft_step
 
 
 def selection_run(model, tokenizer, dataset, selector: str, steps: int, cutoff: int) -> dict:
@@ -48,11 +49,11 @@ def plain_sft(model, tokenizer, dataset, steps: int, cutoff: int) -> dict:
     optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=train.lr)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [e for e in (encode(tokenizer, s, cutoff) for s in dataset.train) if len(e.ids) > e.prompt_len]
-    batches = _candidates(encoded, 8, train.seed)
+    batches = candidate_batches(encoded, 8, train.seed)
     device = next(trainable.parameters()).device
     began = time.perf_counter()
     for _ in range(steps):
-        train_step(trainable, optimizer, collate(next(batches), pad_id), train.grad_clip)
+        sft_step(trainable, optimizer, collate(next(batches), pad_id), train.grad_clip)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - began

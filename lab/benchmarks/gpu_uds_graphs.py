@@ -9,7 +9,7 @@ medians of `--repeats` after warm-up (CUDA events; both sides end on a host copy
   the capture time is reported apart);
 * scoring_graph_as_released_ms: the same in the as-released mode (every padded row scored);
 * forward_graph_ms: the replay alone (the lower bound of the scoring pass);
-* step_ms: train_step (forward + backward + grad clip + AdamW, the loop's plain SFT step) on the K = 2 that UDS keeps;
+* step_ms: sft_step (forward + backward + grad clip + AdamW, the loop's plain SFT step) on the K = 2 that UDS keeps;
   step_fused_ms: the same with a fused AdamW, the cheapest stock optimizer step;
 * part_*_ms: the pass part by part (forward, spectra, sketch, loss, buffer distances, statistics);
 * agreement of graph and eager scores (s_intra, z) and of their picks.
@@ -29,15 +29,16 @@ from pathlib import Path
 import torch
 from gpu_common import header, median_ms, write_json
 
-from engine.uds import scorer
+from engine.models import load_sft_model
+from engine.uds import logit_scores
+from engine.uds.batch_scores import score_batch
 from engine.uds.batching import collate, encode, response_loss
 from engine.uds.config import SelectionConfig, TrainConfig
 from engine.uds.data import bundled_dataset
-from engine.uds.loop import _candidates, prepare_trainable, run_selection, train_step
-from engine.models import load_sft_model
-from engine.uds.scoring import score_batch
+from engine.uds.run import prepare_trainable, run_selection
 from engine.uds.selectors import CandidateScores, make_selector, top_k
 from engine.uds.static_forward import StaticScoringForward
+from lab.benchmarks.plain_sft import candidate_batches, sft_step
 
 
 def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
@@ -67,14 +68,14 @@ def parts(model, batch, static, sketch, buffer_z, device: torch.device, repeats:
     labels = batch.labels.to(device)
     logits = static(batch).masked_fill_(~rows.unsqueeze(-1), 0.0)  # (B, N, V)
 
-    spectra = scorer.singular_values(logits, rows)
+    spectra = logit_scores.singular_values(logits, rows)
     z = sketch(logits, rows)
     timed = {"part_forward_ms": lambda: static(batch),
-             "part_spectra_ms": lambda: scorer.singular_values(logits, rows),
+             "part_spectra_ms": lambda: logit_scores.singular_values(logits, rows),
              "part_sketch_ms": lambda: sketch(logits, rows),
              "part_loss_ms": lambda: response_loss(logits, labels)[0].cpu(),
-             "part_buffer_ms": lambda: scorer.mean_distance(z, buffer_z),
-             "part_stats_ms": lambda: [scorer.spectrum_stats(s.cpu()) for s in spectra]}
+             "part_buffer_ms": lambda: logit_scores.mean_distance(z, buffer_z),
+             "part_stats_ms": lambda: [logit_scores.spectrum_stats(s.cpu()) for s in spectra]}
     return {name: median_ms(fn, device, repeats=repeats, warmup=1) for name, fn in timed.items()}
 
 
@@ -87,9 +88,9 @@ def per_batch(base, tokenizer, dataset, train: TrainConfig, selection: Selection
     fused = torch.optim.AdamW(params, lr=train.lr, fused=device.type == "cuda")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [e for e in (encode(tokenizer, s, train.cutoff) for s in dataset.train) if len(e.ids) > e.prompt_len]
-    draws = _candidates(encoded, selection.batch, train.seed)
+    draws = candidate_batches(encoded, selection.batch, train.seed)
     batches = [collate(next(draws), pad_id) for _ in range(n_batches)]
-    sketch = scorer.FFTSketch(model.get_output_embeddings().weight.shape[0], seed=selection.seed)
+    sketch = logit_scores.FFTSketch(model.get_output_embeddings().weight.shape[0], seed=selection.seed)
     buffer_z = torch.randn(selection.buffer_size, sketch.dim, generator=torch.Generator().manual_seed(0)) * 3e7
     static = StaticScoringForward(model, None, graphs=graphs)
     began = time.perf_counter()
@@ -117,9 +118,9 @@ def per_batch(base, tokenizer, dataset, train: TrainConfig, selection: Selection
         row["scoring_graph_as_released_ms"] = median_ms(
             lambda: score_batch(model, batch, sketch, buffer_z, True, static=static), device, repeats=repeats, warmup=1)
         row["forward_graph_ms"] = median_ms(lambda: static(batch), device, repeats=repeats, warmup=1)
-        row["step_ms"] = median_ms(lambda: train_step(model, optimizer, kept, train.grad_clip), device,
+        row["step_ms"] = median_ms(lambda: sft_step(model, optimizer, kept, train.grad_clip), device,
                                    repeats=repeats, warmup=1)
-        row["step_fused_ms"] = median_ms(lambda: train_step(model, fused, kept, train.grad_clip), device,
+        row["step_fused_ms"] = median_ms(lambda: sft_step(model, fused, kept, train.grad_clip), device,
                                          repeats=repeats, warmup=1)
         for name in ("eager", "graph"):
             row[f"overhead_{name}_pct"] = 100 * row[f"scoring_{name}_ms"] / row["step_ms"]
@@ -157,12 +158,12 @@ def plain_sft(base, tokenizer, dataset, train: TrainConfig, batch: int, device: 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.lr)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [e for e in (encode(tokenizer, s, train.cutoff) for s in dataset.train) if len(e.ids) > e.prompt_len]
-    draws = _candidates(encoded, batch, train.seed)
+    draws = candidate_batches(encoded, batch, train.seed)
     batches = [collate(next(draws), pad_id) for _ in range(train.steps)]
-    train_step(model, optimizer, batches[0], train.grad_clip)  # warm-up
+    sft_step(model, optimizer, batches[0], train.grad_clip)  # warm-up
     began = time.perf_counter()
     for b in batches:
-        train_step(model, optimizer, b, train.grad_clip)  # ends on float(loss): synchronised
+        sft_step(model, optimizer, b, train.grad_clip)  # ends on float(loss): synchronised
     seconds = time.perf_counter() - began
     return {"steps": train.steps, "seconds": seconds, "samples_per_s": batch * train.steps / seconds}
 

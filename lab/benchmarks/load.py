@@ -124,9 +124,9 @@ def disconnect(url: str, model_name: str, long: dict) -> dict:
     """A raw HTTP client starts a long decode and hangs up once it runs."""
     before = dict(DECODE_JOBS.outcomes)
     knobs = {"prompt": "A client that goes away.", "model": model_name, **long, "steps": 0, "tau": 0.9,
-             "preset": "paper", "alpha": 0.65, "beta": 0.7, "gamma": 0.2, "seed": 0}
+             "preset": "paper", "alpha": 0.65, "beta": 0.7, "gamma": 0.2, "seed": 0, "cache": "none"}
     order = ("prompt", "model", "rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta",
-             "gamma", "seed")
+             "gamma", "seed", "cache")
     with httpx.Client(base_url=url, timeout=600) as http:
         event_id = http.post("gradio_api/call/decode", json={"data": [knobs[k] for k in order]}).json()["event_id"]
         with http.stream("GET", f"gradio_api/call/decode/{event_id}") as stream:

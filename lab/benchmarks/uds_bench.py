@@ -45,14 +45,15 @@ def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
 
 
 def bench_overhead(batch: int = 8, keep: int = 2, cutoff: int = 256, repeats: int = 3, seed: int = 21) -> dict[str, Any]:
+    from engine.models import load_sft_model
+    from engine.uds.batch_scores import _forward, _grouped, score_batch
     from engine.uds.batching import collate, encode, response_loss
     from engine.uds.config import TrainConfig
     from engine.uds.data import bundled_dataset
     from engine.uds.factored import factored_head
-    from engine.uds.loop import prepare_trainable, train_step
-    from engine.models import load_sft_model
-    from engine.uds.scorer import FFTSketch, mean_distance, singular_values, token_stats
-    from engine.uds.scoring import _forward, _grouped, score_batch
+    from engine.uds.logit_scores import FFTSketch, mean_distance, singular_values, token_stats
+    from engine.uds.run import prepare_trainable
+    from lab.benchmarks.plain_sft import sft_step
 
     base, tokenizer = load_sft_model("smollm2")
     torch.manual_seed(seed)
@@ -102,10 +103,10 @@ def bench_overhead(batch: int = 8, keep: int = 2, cutoff: int = 256, repeats: in
         # Per candidate alone: the cheapest scoring forward (no head) against a training step on that candidate.
         alone = [b.select(torch.tensor([i])) for i in range(batch)]
         forward_alone = [med(lambda: factored.hidden(one)) for one in alone]
-    step_alone = [med(lambda: train_step(model, optimizer, one, 1.0)) for one in alone]
+    step_alone = [med(lambda: sft_step(model, optimizer, one, 1.0)) for one in alone]
     out["forward_over_step_per_candidate"] = [f / s for f, s in zip(forward_alone, step_alone)]
-    out["sft_step_kept_s"] = med(lambda: train_step(model, optimizer, kept, 1.0))
-    out["sft_step_full_batch_s"] = med(lambda: train_step(model, optimizer, b, 1.0))
+    out["sft_step_kept_s"] = med(lambda: sft_step(model, optimizer, kept, 1.0))
+    out["sft_step_full_batch_s"] = med(lambda: sft_step(model, optimizer, b, 1.0))
     step = out["sft_step_kept_s"]
     for route in ("logits_route", "factored"):
         out[f"overhead_{route}_pct"] = 100 * out[f"scoring_default_{route}_s"] / step
@@ -121,10 +122,10 @@ def bench_overhead(batch: int = 8, keep: int = 2, cutoff: int = 256, repeats: in
 
 
 def bench_demo() -> dict[str, Any]:
+    from engine.models import load_sft_model
     from engine.uds.config import SelectionConfig, TrainConfig
     from engine.uds.data import bundled_dataset
-    from engine.uds.loop import run_selection
-    from engine.models import load_sft_model
+    from engine.uds.run import run_selection
 
     start, cpu_start = time.perf_counter(), time.process_time()
     model, tokenizer = load_sft_model("smollm2")

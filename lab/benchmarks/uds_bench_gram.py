@@ -15,7 +15,7 @@ import torch
 
 from engine.uds.batching import Batch, collate, encode
 from engine.uds.factored import FactoredHead
-from engine.uds.scorer import lower_gram, nuclear_norm, spectrum_of_gram
+from engine.uds.logit_scores import lower_gram, nuclear_norm, spectrum_of_gram
 
 UNIT_ROUNDOFF_32 = 2.0 ** -24
 
@@ -59,10 +59,10 @@ def _padded_candidates(tokenizer: Any, dataset: Any, n: int) -> Batch:
 
 def real_inputs(n: int = 512) -> dict[str, Any]:
     """SmolLM2 with its factored head, a real n-token document and eight padded candidates (hidden states + logits)."""
+    from engine.models import load_sft_model
     from engine.uds.data import bundled_dataset
     from engine.uds.factored import factored_head
-    from engine.models import load_sft_model
-    from engine.uds.scorer import FFTSketch
+    from engine.uds.logit_scores import FFTSketch
 
     model, tokenizer = load_sft_model("smollm2")
     dataset = bundled_dataset()

@@ -1,4 +1,4 @@
-"""One micro-batch's scoring pass: a no-grad forward, then every per-candidate signal the selectors and views use."""
+"""The scoring pass of one micro-batch: a no-grad forward, then every per-candidate signal selectors and views use."""
 from __future__ import annotations
 
 import time
@@ -9,7 +9,7 @@ import torch
 
 from engine.uds.batching import Batch, response_loss
 from engine.uds.factored import FactoredHead
-from engine.uds.scorer import FFTSketch, mean_distance, singular_values, spectrum_stats
+from engine.uds.logit_scores import FFTSketch, mean_distance, singular_values, spectrum_stats
 from engine.uds.static_forward import StaticScoringForward, eval_mode
 
 

@@ -1,4 +1,4 @@
-"""The pure UDS scorer: logits -> utility (nuclear norm), spectrum statistics, sketch embedding, buffer distances.
+"""Pure functions of logits: nuclear norm and spectrum statistics, the FFT sketch, buffer distances, token signals.
 
 Nothing here touches a model or an optimizer; every function maps tensors to tensors and leaves its inputs alone.
 """

@@ -1,0 +1,226 @@
+"""Key/value caches on the GPU, one run side by side: LLaDA-8B's shape (native LLaDA class, published config, random
+bf16 weights built on the GPU, no download) decoding with cache none / prefix / dual, and LLaDA2.0-mini (16B MoE,
+random weights) with its exact block cache, each step against its floor.
+
+Decode: prompt 32 random tokens + gen 256, block 32, batch 1, the credit rule with the trace recorded, no early stop
+(random weights never pass the threshold, so a step commits one token: NFE = 256, 32 steps a block, one of them a
+refresh). Forwards: `none` = engine/models/cuda_graph.py StaticForward replaying a CUDA graph (LM head on the block's
+rows); `prefix` / `dual` = engine/models/kv_forward.py CachedForward with CUDA graphs and, for comparison, eagerly.
+Every decode runs twice on the same callable (the first captures the graphs); the second is reported. Measured:
+1. batch 1, per mode: step time = seconds / NFE, against the floor below; the same decode without the trace (the
+   trace's cost in % of a step);
+2. batch 8 and 32, per mode (graphs, trace on): tokens per second with the fixed-steps rule at 64 steps (4 tokens a
+   step, 8 steps a block), so a batch costs 64 forwards instead of 256;
+3. end to end on the 8B shape: credit + dual cache against LLaDA's fixed steps (one token a step) without a cache,
+   as step time (their NFE on real weights is the bundled-model accuracy tables' business, docs/BENCHMARKS.md);
+4. LLaDA2.0-mini through its exact block cache: step time against the floor of a 32-row step.
+
+Floor of one forward that runs n positions (rows) of a batch of B canvases, its queries attending to K keys:
+    weight_bytes = 2 * (P_body + P_head)                  bf16; the embedding table is only gathered
+    kv_bytes     = 2 * 2 * B * n_layers * K * (KV heads * d_head)   the cached keys and values read (cached modes)
+    flops        = B * (2 * P_body * n + 4 * n * K * (H * d_head) * n_layers + 2 * P_head * block)
+    floor        = max((weight_bytes + kv_bytes) / 4.8 TB/s, flops / 790 TFLOP/s)
+A decode's floor is the mean of its forwards' floors: `none` runs n = K = L = 288 every step (compute-bound at
+batch 1: ~5.2 ms); `prefix` runs n = L - (block start) on 31 steps of 32 and n = L on the refresh; `dual` runs n = 32
+on 31 steps of 32 (then bound by the weight read, ~3.2 ms) and n = L on the refresh. P_body: every parameter but the
+embedding and the head; 4.8 TB/s: the H200's HBM3e (spec sheet); 790 TFLOP/s: the dense bf16 rate the project plans
+with (docs/GPU_NOTES.md measured 4.17 TB/s and 743 TFLOP/s, so floors are ~10% optimistic; `ceilings` re-measures).
+LLaDA2's floor is lab/benchmarks/gpu_moe.py's (experts touched by the 32 rows, keys = the canvas).
+
+Run on the GPU machine (~5 minutes on one H200):  python3 lab/benchmarks/gpu_cache.py --out $OUT/cache.json
+CPU check (tests):  python lab/benchmarks/gpu_cache.py --smoke --out /tmp/cache.json  (the reference fixtures' toy
+configs, float32, eager, prompt 8 + gen 32, block 16 (LLaDA2: 32), batches 2 and 3)
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import traceback
+from pathlib import Path
+
+import torch
+from gpu_common import ceilings, header, sync, write_json
+from gpu_moe import floor as moe_floor
+from gpu_moe import touched_experts
+
+from engine.decoding import Credit, LowConfidence, generate
+from engine.decoding.cache import CACHE_MODES, CacheConfig
+from engine.models.base import LoadedModel, ModelSpec
+from engine.models.cuda_graph import GraphCache, StaticForward
+from engine.models.families import FAMILIES, build_module
+from engine.models.kv_forward import CachedForward
+from engine.models.native import init_random
+
+HBM_BYTES_PER_S = 4.8e12  # H200 HBM3e
+BF16_FLOPS_PER_S = 790e12  # sustained dense bf16 matrix rate on an H200 (large GEMMs)
+ROOT = Path(__file__).resolve().parents[2]
+SEED = 0
+
+
+def sizes(smoke: bool) -> dict:
+    return ({"prompt": 8, "gen": 32, "block": 16, "moe_block": 32, "batches": (2, 3), "batch_steps": 8} if smoke else
+            {"prompt": 32, "gen": 256, "block": 32, "moe_block": 32, "batches": (8, 32), "batch_steps": 64})
+
+
+def build(name: str, smoke: bool, device: torch.device) -> LoadedModel:
+    family = FAMILIES[name]
+    raw = (json.loads((ROOT / "tests" / "fixtures" / "models" / name / "config.json").read_text()) if smoke
+           else family.published_config)
+    config = family.read_config(raw)
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    model = init_random(build_module(family, config, device, dtype), seed=SEED).eval()
+    ids = family.special_ids(raw, None)
+    spec = ModelSpec(f"{name}-random", mask_id=ids.mask_id, eos_ids=ids.eos_ids, shift=family.shift,
+                     max_length=family.context_length(config))
+    return LoadedModel(spec, model, None, device, dtype)
+
+
+def forward_for(loaded: LoadedModel, mode: str, graphs: bool):
+    if mode == "none":
+        return StaticForward(loaded, graphs=GraphCache(loaded.model) if graphs else None)
+    return CachedForward(loaded, CacheConfig(mode), graphs=graphs)
+
+
+def dense_floor(model: torch.nn.Module, rows: list[int], keys: int, block: int, batch: int, cached: bool) -> dict:
+    """Mean floor (module docstring) over forwards that ran `rows[i]` positions each."""
+    c, params = model.config, dict(model.named_parameters())
+    embed = params["model.transformer.wte.weight"].numel()
+    head = params["model.transformer.ff_out.weight"].numel() if not c.weight_tying else embed
+    body = sum(p.numel() for p in params.values()) - embed - (0 if c.weight_tying else head)
+    size = next(model.parameters()).element_size()
+    kv_bytes = 2 * size * batch * c.n_layers * keys * c.n_kv_heads * c.head_dim if cached else 0
+    floors = []
+    for n in rows:
+        flops = batch * (2 * body * n + 4 * n * keys * c.d_model * c.n_layers + 2 * head * block)
+        floors.append(max((size * (body + head) + kv_bytes) / HBM_BYTES_PER_S, flops / BF16_FLOPS_PER_S) * 1e3)
+    n_floor = max(floors)  # the full-canvas forward's
+    return {"floor_ms": sum(floors) / len(floors), "full_forward_floor_ms": n_floor,
+            "weight_read_ms": size * (body + head) / HBM_BYTES_PER_S * 1e3, "kv_read_ms": kv_bytes / HBM_BYTES_PER_S * 1e3,
+            "mean_rows": sum(rows) / len(rows)}
+
+
+def decode(fn, prompt: torch.Tensor, rule, kw: dict, device: torch.device, trace: bool = True) -> dict:
+    """Two decodes on `fn` (the first captures graphs); the second's numbers and the rows its forwards ran."""
+    generate(fn, prompt, rule(), record_trace=trace, **kw)
+    sync(device)
+    before = len(getattr(fn, "computed_rows", []))
+    result = generate(fn, prompt, rule(), record_trace=trace, **kw)
+    rows = getattr(fn, "computed_rows", [])[before:] or [prompt.shape[1] + kw["gen_length"]] * result.nfe
+    tokens = prompt.shape[0] * kw["gen_length"]
+    return {"nfe": result.nfe, "seconds": result.seconds, "step_ms": 1e3 * result.seconds / result.nfe,
+            "tokens_per_s": tokens / result.seconds, "rows": rows}
+
+
+def guarded(out: dict, key: str, fn) -> None:
+    """out[key] = fn(), or the error (one failing measurement costs only itself); then its graphs and caches are
+    freed (a CachedForward and its GraphCache refer to each other, so only the collector frees them)."""
+    try:
+        out[key] = fn()
+    except Exception as err:  # noqa: BLE001 - a GPU run reports every failure and goes on
+        out[key] = {"error": f"{type(err).__name__}: {err}", "where": traceback.format_exc(limit=3)[-600:]}
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def dense_section(smoke: bool, device: torch.device) -> dict:
+    s = sizes(smoke)
+    loaded = build("llada", smoke, device)
+    model, gen, block = loaded.model, s["gen"], s["block"]
+    g = torch.Generator().manual_seed(SEED)
+    length = s["prompt"] + gen
+    prompt = torch.randint(0, 50_000 if not smoke else 100, (1, s["prompt"]), generator=g).to(device)
+    kw = dict(gen_length=gen, block_length=block, mask_id=loaded.spec.mask_id, shift=loaded.spec.shift)
+    graphs = device.type == "cuda"
+    out: dict = {"params": sum(p.numel() for p in model.parameters()), "cuda_graphs": graphs,
+                 "shape": {"batch": 1, "prompt": s["prompt"], "gen_length": gen, "block_length": block}, "modes": {}}
+    for mode in CACHE_MODES:
+        entry: dict = {}
+        out["modes"][mode] = entry
+
+        def batch1(graphed: bool, mode=mode) -> dict:
+            fn = forward_for(loaded, mode, graphed)
+            on = decode(fn, prompt, Credit, kw, device)
+            off = decode(fn, prompt, Credit, kw, device, trace=False)
+            bound = dense_floor(model, on.pop("rows"), length, block, 1, mode != "none")
+            off.pop("rows")
+            return {"trace_on": on, "trace_off": off, "floor": bound, "step_over_floor": on["step_ms"] / bound["floor_ms"],
+                    "trace_cost_pct": 100 * (on["step_ms"] - off["step_ms"]) / off["step_ms"]}
+
+        guarded(entry, "batch1", lambda: batch1(graphs))
+        if mode != "none" and graphs:
+            guarded(entry, "batch1_eager", lambda: batch1(False))
+        for batch in s["batches"]:
+            def batched(batch=batch, mode=mode) -> dict:
+                prompts = torch.randint(0, 100, (batch, s["prompt"]), generator=g).to(device)
+                fixed = lambda: LowConfidence(steps=s["batch_steps"])  # noqa: E731 - a rule factory
+                result = decode(forward_for(loaded, mode, graphs), prompts, fixed, kw, device)
+                result["floor"] = dense_floor(model, result.pop("rows"), length, block, batch, mode != "none")
+                return result
+
+            guarded(entry, f"batch{batch}", batched)
+    guarded(out, "end_to_end", lambda: end_to_end(loaded, prompt, kw, device, out["modes"]))
+    return out
+
+
+def end_to_end(loaded: LoadedModel, prompt: torch.Tensor, kw: dict, device: torch.device, modes: dict) -> dict:
+    """Credit + dual cache against LLaDA's fixed steps (one token a step) without a cache, step times."""
+    fixed = decode(forward_for(loaded, "none", device.type == "cuda"), prompt,
+                   lambda: LowConfidence(steps=kw["gen_length"]), kw, device)
+    fixed.pop("rows")
+    credit_dual = modes["dual"]["batch1"]["trace_on"]
+    return {"fixed_steps_no_cache": fixed, "credit_dual_step_ms": credit_dual["step_ms"],
+            "step_ratio_fixed_over_credit_dual": fixed["step_ms"] / credit_dual["step_ms"]}
+
+
+def moe_section(smoke: bool, device: torch.device) -> dict:
+    s = sizes(smoke)
+    loaded = build("llada2", smoke, device)
+    model, block = loaded.model, s["moe_block"]
+    gen = s["gen"] if s["gen"] % block == 0 else block
+    g = torch.Generator().manual_seed(SEED)
+    prompt = torch.randint(0, 50_000 if not smoke else 100, (1, s["prompt"]), generator=g).to(device)
+    canvas = torch.cat([prompt, torch.full((1, gen), loaded.spec.mask_id, device=device)], 1)  # (1, L)
+    kw = dict(gen_length=gen, block_length=block, mask_id=loaded.spec.mask_id, shift=loaded.spec.shift)
+    start = prompt.shape[1]
+
+    def first_block() -> torch.Tensor:
+        cached = CachedForward(loaded, CacheConfig("prefix"))
+        cached.start_block(start, start + block)
+        return cached.block_logits(canvas, start, start + block)
+
+    touched = touched_experts(model, first_block)
+    fn = CachedForward(loaded, CacheConfig("prefix"))
+    result = decode(fn, prompt, Credit, kw, device)
+    rows = result.pop("rows")
+    bound = moe_floor(model, block, block, touched, keys=canvas.shape[1])
+    out = {"params": sum(p.numel() for p in model.parameters()), "block_cache": result,
+           "extra_forwards": len(rows) - result["nfe"], "experts_touched_per_moe_layer": touched, "floor": bound,
+           "step_over_floor": result["step_ms"] / bound["floor_ms"],
+           "shape": {"batch": 1, "prompt": s["prompt"], "gen_length": gen, "block_length": block}}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="JSON results file")
+    parser.add_argument("--smoke", action="store_true", help="CPU, toy configs from the reference fixtures")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if args.smoke:
+        torch.set_num_threads(1)  # toy matrices gain nothing from threads, and a shared CPU makes them stall
+    torch.manual_seed(SEED)
+    out: dict = {"environment": header(device), "assumed": {"hbm_bytes_per_s": HBM_BYTES_PER_S,
+                                                            "bf16_flops_per_s": BF16_FLOPS_PER_S}}
+    guarded(out, "ceilings", lambda: ceilings(device, args.smoke))
+    with torch.no_grad():
+        guarded(out, "llada_8b_shape", lambda: dense_section(args.smoke, device))
+        write_json(Path(args.out), out)
+        guarded(out, "llada2_mini", lambda: moe_section(args.smoke, device))
+    write_json(Path(args.out), out)
+    print(json.dumps({k: v for k, v in out.items() if k != "environment"}, indent=1, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()

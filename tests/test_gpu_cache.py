@@ -1,0 +1,28 @@
+"""lab/benchmarks/gpu_cache.py --smoke: every cache mode, the batches, the end-to-end pair and LLaDA2's block cache
+run on the CPU through the same code a GPU run uses."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_gpu_cache_smoke_measures_every_mode(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "cache.json"
+    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_cache.py"), "--smoke", "--out", str(out)],
+                   check=True, cwd=root, timeout=300, capture_output=True)
+    result = json.loads(out.read_text())
+    dense = result["llada_8b_shape"]
+    assert dense["shape"] == {"batch": 1, "prompt": 8, "gen_length": 32, "block_length": 16}
+    floors = {}
+    for mode in ("none", "prefix", "dual"):
+        entry = dense["modes"][mode]
+        assert entry["batch1"]["trace_on"]["nfe"] == entry["batch1"]["trace_off"]["nfe"] == 32  # random weights
+        floors[mode] = entry["batch1"]["floor"]["mean_rows"]
+        for batch in ("batch2", "batch3"):
+            assert entry[batch]["nfe"] == 8 and entry[batch]["tokens_per_s"] > 0
+    assert floors["dual"] < floors["prefix"] < floors["none"] == 40  # rows a step runs: block < suffix < canvas
+    assert dense["end_to_end"]["fixed_steps_no_cache"]["nfe"] == 32
+    moe = result["llada2_mini"]
+    assert moe["block_cache"]["nfe"] == 32 and moe["extra_forwards"] == 1  # the prompt, kept once
+    assert moe["floor"]["floor_ms"] > 0 and "error" not in result["ceilings"]
