@@ -22,9 +22,10 @@ def api_decode(prompt: str, model: str = "bundled", rule: str = DEFAULTS["rule"]
     rule: a rule id of the registry (low_confidence, threshold, credit, credit_low_confidence) or its label; steps = 0
     means gen_length (fixed-steps rules);
     tau = threshold τ, alpha = fusion α, beta = decay β, gamma = boost γ (preset custom; paper / dinfer /
-    parameter_free set them); cache = key/value cache none / prefix / dual (Fast-dLLM). While it waits for the model or decodes it streams {"status": ...}; the last message
-    is the result (what gradio_client's predict returns), strict JSON of at most MAX_RESPONSE_BYTES. A cancelled or
-    disconnected call stops the decode within one step."""
+    parameter_free set them); cache = key/value cache none / prefix / dual (Fast-dLLM). While it waits for the
+    model or decodes it streams {"status": ...}; the last message is the result (what gradio_client's predict
+    returns), strict JSON of at most MAX_RESPONSE_BYTES. A cancelled or disconnected call stops the decode within one
+    step."""
     request = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed, cache)
     check_model(model)
     for kind, payload in in_model_job(lambda token, emit: decode_once(model, request, token)):
