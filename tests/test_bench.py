@@ -45,7 +45,7 @@ def test_bench_command_writes_table_and_json(tmp_path):
     (["--rules", "credit:alpha=0.5,beta=2"], "beta=2.0"),
     (["--gen-lengths", "30", "--blocks", "16"], "gen_length=30"),
     (["--tasks", "poetry"], "task set 'poetry' is unknown"),
-    (["--caches", "none,dual"], "cache mode 'dual' is not available in this engine; allowed: none"),
+    (["--caches", "none,warm"], "cache mode 'warm' is not available in this engine; allowed: none, prefix, dual"),
 ])
 def test_bench_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
     from engine.__main__ import main
