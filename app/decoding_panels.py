@@ -191,23 +191,23 @@ def knob_differences(trace: Trace, model: str, prompt: str, request: DecodeReque
     meta = trace.meta
     shown = {"model": meta.get("model"), "prompt": meta.get("prompt"), "rule": colors.rule_label(meta["rule"]),
              "gen_length": meta["gen_length"], "block_length": meta["block_length"], "seed": meta["seed"],
-             **{colors.knob_label(k): v for k, v in meta["params"].items()}}
+             "cache": meta["cache"]["mode"], **{colors.knob_label(k): v for k, v in meta["params"].items()}}
     asked = {"model": model, "prompt": prompt, "rule": colors.rule_label(request.rule),
              "gen_length": request.gen_length, "block_length": request.block_length, "seed": request.seed,
-             **{colors.knob_label(k): v for k, v in request.make_rule().params().items()}}
+             "cache": request.cache, **{colors.knob_label(k): v for k, v in request.make_rule().params().items()}}
     differ = [name for name in asked if not _same(shown.get(name), asked[name])]
     return [f"{name}: {_short(shown.get(name))} → {_short(asked[name])}" for name in differ]
 
 
 def staleness(trace: Trace | None, model: str, prompt: str, rule: str, gen_length: int, block_length: int, steps: int,
-              tau: float, preset: str, alpha: float, beta: float, gamma: float, seed: int) -> str:
+              tau: float, preset: str, alpha: float, beta: float, gamma: float, seed: int, cache: str = "none") -> str:
     """A warning above the views when the knobs no longer match the trace they show (moving a knob never re-draws
     them by itself); empty when they match."""
     if trace is None:
         return ""
     try:
         request = runs.make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma,
-                                    seed)
+                                    seed, cache)
     except gr.Error as err:
         return f"⚠️ **The views below show an earlier decode**; the knobs are not a valid decode yet: {err.message}"
     differ = knob_differences(trace, model, prompt, request)
