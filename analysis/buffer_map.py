@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis.colors import AGE_SCALE, EVICTED, NEUTRAL, REJECTED, SELECTED, SEQUENTIAL, category_colors, field_label
-from analysis.projection import GrowingMap, ProjectionConfig, umap_available
+from analysis.projection import GrowingMap, ProjectionConfig
 from engine.uds.runlog import RunLog
 
 COLOR_BY = ("age", "score", "category", "selected")
@@ -23,8 +23,7 @@ class BufferMap:
     """Coordinates of every candidate of one run log, computed once."""
 
     coords: dict[tuple[int, int], np.ndarray]  # (step, position) -> (2,)
-    method: str  # "umap" or "pca": what was fitted, whatever was asked
-    note: str = ""  # why the map is not what was asked (UMAP asked, PCA fitted), shown in the figure's title
+    method: str  # "umap" or "pca"
 
 
 def build_buffer_map(log: RunLog, config: ProjectionConfig | None = None) -> BufferMap:
@@ -39,13 +38,7 @@ def build_buffer_map(log: RunLog, config: ProjectionConfig | None = None) -> Buf
     growing.finish()
     keys = [(c.step, c.position) for c in log.candidates]
     growing.add(keys, log.all_embeddings())
-    method = growing.method or "pca"
-    config = growing.projector.config
-    note = ""
-    if config.method == "auto" and method == "pca":
-        note = (f"UMAP needs at least {config.min_umap_points} buffer points and this run has fewer, so PCA is drawn"
-                if umap_available() else "umap-learn is not installed, so PCA is drawn")
-    return BufferMap(coords=dict(zip(keys, growing.lookup(keys))), method=method, note=note)
+    return BufferMap(coords=dict(zip(keys, growing.lookup(keys))), method=growing.method or "pca")
 
 
 def buffer_map_figure(log: RunLog, buffer_map: BufferMap, step: int | None = None, color_by: str = "age",
@@ -99,8 +92,7 @@ def buffer_map_figure(log: RunLog, buffer_map: BufferMap, step: int | None = Non
         fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers", name="chosen", hoverinfo="skip",
                                  marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(color="black", width=2.5))))
     fig.update_layout(
-        title=(f"buffer after step {step}: {len(shown)} entries ({buffer_map.method.upper()} of the sketches z)"
-               + (f"<br><sup>{buffer_map.note}</sup>" if buffer_map.note else "")),
+        title=f"buffer after step {step}: {len(shown)} entries ({buffer_map.method.upper()} of the sketches z)",
         template="plotly_white", margin=dict(l=30, r=20, t=50, b=30), legend=dict(orientation="h", y=-0.08),
         xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None), height=520,
         clickmode="event", hovermode="closest", dragmode="zoom", uirevision="buffer-map")

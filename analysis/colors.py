@@ -95,9 +95,6 @@ def rule_label(rule_id: str) -> str:
     return entry.label if entry else rule_id
 
 
-KNOB_SYMBOLS = {knob: symbol for knob, (symbol, _) in KNOBS.items() if symbol}  # short column headers
-
-
 def knob_label(knob: str) -> str:
     """Display name of a rule knob with its paper symbol (from the registry)."""
     return KNOBS[knob][1] if knob in KNOBS else knob

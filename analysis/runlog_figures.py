@@ -19,8 +19,6 @@ from engine.uds.runlog import RunLog, TokenStrip
 
 UTILITY_FIELDS = ("s_intra", "total", "alpha_s_inter", "loss", "effective_rank", "flatness", "fro_norm")
 STRIP_ROWS = ("token_loss", "logit_norm", "entropy")
-MAX_CATEGORIES = 8  # categories named in the share plot (Okabe-Ito has 8 colours); the rest are "other"
-OTHER = "other categories"
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=45), legend=dict(orientation="h", y=-0.18))
 
 
@@ -98,28 +96,10 @@ def token_strip(strip: TokenStrip, tokens: Sequence[str] | None = None) -> go.Fi
     fig = go.Figure(go.Heatmap(z=scaled, x=list(range(n)), y=[field_label(name) for name in STRIP_ROWS],
                                colorscale=SEQUENTIAL, zmin=0, zmax=1, text=hover, hoverinfo="text",
                                colorbar=dict(title="row min→max", tickvals=[0, 1], ticktext=["min", "max"])))
-    real = np.flatnonzero(~strip.is_pad)  # padding is cut from the view: it is never scored or trained on
-    lo, hi = (int(real[0]), int(real[-1])) if real.size else (0, max(n - 1, 0))
-    n_prompt, n_pad = int(strip.is_prompt[~strip.is_pad].sum()), int(strip.is_pad.sum())
-    fig.update_layout(title=f"per-token strip of {strip.sample_id} (step {strip.step}): {hi - lo + 1 - n_prompt} "
-                            f"response tokens coloured; grey = the {n_prompt} prompt tokens, which the loss skips"
-                            + (f" ({n_pad} padding tokens not drawn)" if n_pad else ""),
-                      xaxis_title="token position", xaxis_range=[lo - 0.5, hi + 0.5], plot_bgcolor=GREYED,
-                      height=260, **{**_LAYOUT, "margin": dict(l=130, r=20, t=50, b=45)})
+    fig.update_layout(title=f"per-token strip of {strip.sample_id} (step {strip.step}); grey = prompt or padding",
+                      xaxis_title="token position", plot_bgcolor=GREYED, height=260,
+                      **{**_LAYOUT, "margin": dict(l=130, r=20, t=50, b=45)})
     return fig
-
-
-def category_shares(logs: dict[str, RunLog], names: Sequence[str]) -> dict[str, list[float]]:
-    """Per category, its share of each run's selected samples: the MAX_CATEGORIES largest overall by name, the rest
-    summed as OTHER (a legend of 24 colours reads as none)."""
-    picks = {name: [c.category for c in logs[name].candidates if c.selected] for name in names}
-    shares = {category: [p.count(category) / len(p) if p else 0.0 for p in picks.values()]
-              for category in sorted({c for p in picks.values() for c in p})}
-    if len(shares) <= MAX_CATEGORIES:
-        return shares
-    largest = sorted(sorted(shares, key=lambda c: -sum(shares[c]))[:MAX_CATEGORIES - 1])
-    rest = [sum(shares[c][i] for c in shares if c not in largest) for i in range(len(names))]
-    return {**{c: shares[c] for c in largest}, OTHER: rest}
 
 
 def compare_runs(logs: dict[str, RunLog]) -> go.Figure:
@@ -129,8 +109,8 @@ def compare_runs(logs: dict[str, RunLog]) -> go.Figure:
                                                         "maths exact-answer accuracy", "share of selected per category"),
                         vertical_spacing=0.16)
     names = list(logs)
-    shares_by_category = category_shares(logs, names)
-    colours = category_colors([c for c in shares_by_category if c != OTHER])
+    all_categories = sorted({c.category for log in logs.values() for c in log.candidates if c.selected})
+    colours = category_colors(all_categories)
     for i, name in enumerate(names):
         log = logs[name]
         steps = log.steps_frame()
@@ -144,12 +124,14 @@ def compare_runs(logs: dict[str, RunLog]) -> go.Figure:
         fig.add_trace(go.Bar(x=[name], y=[summary.maths_accuracy if summary else np.nan], marker_color=colour,
                              showlegend=False, hovertemplate="%{x}: %{y:.1%}<extra>maths accuracy</extra>"),
                       row=2, col=1)
-    for category, shares in shares_by_category.items():
-        fig.add_trace(go.Bar(x=names, y=shares, name=category, marker_color=colours.get(category, NEUTRAL),
-                             legend="legend2", hovertemplate=category + ": %{y:.1%}<extra>%{x}</extra>"), row=2, col=2)
-    fig.update_layout(barmode="stack", height=620, **{**_LAYOUT, "margin": dict(l=60, r=200, t=50, b=45)},
-                      legend2=dict(title=dict(text="category (selected)"), x=1.02, xanchor="left", y=0.42,
-                                   yanchor="top", font=dict(size=11)))
+    for category in all_categories:
+        shares = []
+        for name in names:
+            picks = [c.category for c in logs[name].candidates if c.selected]
+            shares.append(picks.count(category) / len(picks) if picks else 0.0)
+        fig.add_trace(go.Bar(x=names, y=shares, name=category, marker_color=colours[category], showlegend=False,
+                             hovertemplate=category + ": %{y:.1%}<extra>%{x}</extra>"), row=2, col=2)
+    fig.update_layout(barmode="stack", height=620, **_LAYOUT)
     fig.update_yaxes(range=[0, 1], row=2, col=1)
     fig.update_yaxes(range=[0, 1], row=2, col=2)
     fig.update_xaxes(title_text="step", row=1, col=1)

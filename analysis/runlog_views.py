@@ -14,19 +14,14 @@ import pandas as pd
 
 from analysis.colors import field_label, selector_label
 from engine.uds.runlog import RunLog
-from engine.uds.selectors import SELECTORS
 
-# Per-candidate table: run-log field -> column header, key columns first (the table scrolls sideways past them).
+# Per-candidate table: run-log field -> column header (short: the table is narrow in the app).
 TABLE_COLUMNS = {
-    "step": "step", "position": "pos", "selected": "selected", "rank": "rank", "total": "s", "s_intra": "s_intra",
-    "alpha_s_inter": "α·s_inter", "loss": "loss", "category": "category", "sample_id": "sample_id", "length": "len",
-    "margin_to_kth": "margin", "flips_utility_only": "flip_util", "flips_diversity_only": "flip_div",
+    "step": "step", "position": "pos", "sample_id": "sample_id", "category": "category", "length": "len",
+    "s_intra": "s_intra", "alpha_s_inter": "α·s_inter", "total": "s", "rank": "rank", "selected": "selected",
+    "margin_to_kth": "margin", "loss": "loss", "flips_utility_only": "flip_util", "flips_diversity_only": "flip_div",
     "effective_rank": "eff_rank", "flatness": "flatness",
 }
-COMPARISON_COLUMNS = ("run", "selector", "mode", "steps", "K of B", "α", "final train loss", "held-out loss",
-                      "maths accuracy", "categories selected", "seconds")  # comparison_table, one row per run
-SCORE_COLUMNS = ("field", "value")  # candidate_scores
-NEIGHBOUR_COLUMNS = ("sample_id", "category", "inserted at step", "distance")  # buffer_neighbours
 STATUS_FILTERS = ("all", "selected", "rejected", "flipped by α·s_inter")
 DETAIL_FIELDS = ("s_intra", "s_inter", "alpha_s_inter", "total", "selector_score", "rank", "selected",
                  "margin_to_kth", "flips_utility_only", "flips_diversity_only", "loss", "length", "n_rows",
@@ -120,36 +115,22 @@ def run_summary(log: RunLog) -> dict[str, Any]:
     }
 
 
-def applies(log: RunLog) -> dict[str, bool]:
-    """Which parts of the UDS summary mean something for the run's selector (engine/uds/selectors.py `reads`): α only
-    when s_intra and s_inter are summed, the scoring mode when a logit score is read, the scale check for both."""
-    selector = SELECTORS.get(str(log.config.get("selector", "")))
-    reads = set(selector().reads) if selector else {"s_intra", "s_inter"}
-    both = {"s_intra", "s_inter"} <= reads
-    return {"alpha": both, "mode": bool(reads & {"s_intra", "s_inter"}), "scale_check": both,
-            "rejected": not (selector and selector().keeps_all)}
-
-
 def summary_markdown(log: RunLog) -> str:
-    """The run summary as a few lines of Markdown for the page: only what applies to the run's selector."""
-    s, shown = run_summary(log), applies(log)
-    mode = f" ({s['mode_label']})" if shown["mode"] else ""
-    alpha = f", α = {s['alpha']:g}" if shown["alpha"] else ""
+    """The run summary as a few lines of Markdown for the page."""
+    s = run_summary(log)
     lines = [
-        f"**{selector_label(s['selector'])}**{mode}, {s['status']}: {s['steps']} steps, "
-        f"K = {s['keep']} of B = {s['batch']}{alpha}, {s['seconds']:.1f} s.",
+        f"**{selector_label(s['selector'])}** ({s['mode_label']}), {s['status']}: {s['steps']} steps, "
+        f"K = {s['keep']} of B = {s['batch']}, α = {s['alpha']:g}, {s['seconds']:.1f} s.",
         f"Final training loss {_fmt(s['final_train_loss'])}; held-out loss {_fmt(s['eval_loss'])}; "
         + (f"maths exact answers {_fmt(s['maths_accuracy'], pct=True)} of {s['n_maths']}." if s["n_maths"]
            else "no maths items were held out."),
-        (f"Mean s_intra: selected {_fmt(s['mean_s_intra_selected'])} vs rejected "
-         f"{_fmt(s['mean_s_intra_rejected'])}. " if shown["rejected"] else "Every candidate was kept. ")
-        + f"Categories selected: {s['categories_selected']} of {s['categories_seen']} seen.",
+        f"Mean s_intra: selected {_fmt(s['mean_s_intra_selected'])} vs rejected {_fmt(s['mean_s_intra_rejected'])}. "
+        f"Categories selected: {s['categories_selected']} of {s['categories_seen']} seen.",
+        (f"Scale check: adding α·s_inter to s_intra changes the top-K in {s['steps_changed_by_diversity']} of "
+         f"{s['steps_compared']} steps (its spread reaches the s_intra gap at the K-th place in "
+         f"{s['steps_diversity_could_change']})." if s["steps_compared"]
+         else "Scale check: not applicable, every candidate was kept."),
     ]
-    if shown["scale_check"]:
-        lines.append(f"Scale check: adding α·s_inter to s_intra changes the top-K in {s['steps_changed_by_diversity']} "
-                     f"of {s['steps_compared']} steps (its spread reaches the s_intra gap at the K-th place in "
-                     f"{s['steps_diversity_could_change']})." if s["steps_compared"]
-                     else "Scale check: not applicable, every candidate was kept.")
     if s["truncated"]:
         lines.append(f"{s['truncated']} samples were longer than the cut-off and truncated.")
     return "  \n".join(lines)
@@ -160,21 +141,19 @@ def comparison_table(logs: dict[str, RunLog]) -> pd.DataFrame:
     rows = []
     for name, log in logs.items():
         s = run_summary(log)
-        shown = applies(log)
-        rows.append({"run": name, "selector": selector_label(s["selector"]),
-                     "mode": s["mode_label"] if shown["mode"] else "–", "steps": s["steps"],
-                     "K of B": f"{s['keep']} of {s['batch']}", "α": f"{s['alpha']:g}" if shown["alpha"] else "–",
+        rows.append({"run": name, "selector": selector_label(s["selector"]), "mode": s["mode_label"],
+                     "steps": s["steps"], "K of B": f"{s['keep']} of {s['batch']}", "α": s["alpha"],
                      "final train loss": round(s["final_train_loss"], 4), "held-out loss": round(s["eval_loss"], 4),
                      "maths accuracy": round(s["maths_accuracy"], 4),
                      "categories selected": s["categories_selected"], "seconds": round(s["seconds"], 1)})
-    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    return pd.DataFrame(rows)
 
 
 def candidate_scores(log: RunLog, step: int, position: int) -> pd.DataFrame:
     """The scores of one candidate, one row per field with its display label."""
     record = _candidate(log, step, position)
-    return pd.DataFrame([(field_label(name), _cell(getattr(record, name))) for name in DETAIL_FIELDS],
-                        columns=list(SCORE_COLUMNS))
+    return pd.DataFrame([{"field": field_label(name), "value": _cell(getattr(record, name))}
+                         for name in DETAIL_FIELDS])
 
 
 def candidate_text(log: RunLog, step: int, position: int) -> str:
@@ -193,7 +172,7 @@ def buffer_neighbours(log: RunLog, step: int, position: int, k: int = 5) -> pd.D
 
     Distances are L2 in sketch space, the same distances whose mean is s_inter."""
     _candidate(log, step, position)
-    columns = list(NEIGHBOUR_COLUMNS)
+    columns = ["sample_id", "category", "inserted at step", "distance"]
     if step == 0:
         return pd.DataFrame(columns=columns)
     buffer = log.buffer_at(step - 1)

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from analysis import colors
 from analysis.trace_data import tokens_per_second
-from engine.decoding.trace import Trace, significant
+from engine.decoding.trace import Trace
 
 
 def token_agreement(tokens: np.ndarray, reference: np.ndarray) -> float:
@@ -43,22 +43,19 @@ def _label(trace: Trace) -> str:
     return f"{colors.rule_label(trace.meta['rule'])} ({knobs}){cached}"
 
 
-COMPARE_COLUMNS = ("rule", "NFE", "tokens/s", "seconds", "same tokens as first", "positions in another order",
-                   "answer")  # compare_table's columns, short enough not to wrap in a narrow column
-
-
 def compare_table(traces: Sequence[Trace], answers: Sequence[str]) -> pd.DataFrame:
     """One row per decode; agreement and order differences are measured against the first."""
     reference = traces[0]
     rows = []
     for trace, answer in zip(traces, answers):
         discordance = order_discordance(reference.arrays["commit_step"][0], trace.arrays["commit_step"][0])
-        rows.append({"rule": _label(trace), "NFE": trace.meta["nfe"], "tokens/s": significant(tokens_per_second(trace)),
+        rows.append({"rule": _label(trace), "NFE": trace.meta["nfe"], "tokens/s": round(tokens_per_second(trace), 2),
                      "seconds": round(float(trace.meta["seconds"]), 3),
                      "same tokens as first": round(token_agreement(trace.arrays["tokens"][0],
                                                                    reference.arrays["tokens"][0]), 3),
-                     "positions in another order": int((discordance > 0).sum()), "answer": answer})
-    return pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))
+                     "positions decoded in another order than first": int((discordance > 0).sum()),
+                     "answer": answer})
+    return pd.DataFrame(rows)
 
 
 def commit_order_figure(traces: Sequence[Trace]) -> go.Figure:
@@ -84,40 +81,20 @@ def commit_order_figure(traces: Sequence[Trace]) -> go.Figure:
     return fig
 
 
-PENDING = "pending"  # a swept value not decoded yet
-
-
-def sweep_table(rows: Sequence[dict], knob: str, values: Sequence[float]) -> pd.DataFrame:
-    """One row per swept value, in the grid's order: NFE, agreement with the fixed-steps answer, tokens/s and the
-    answer for the values decoded so far (rows: dicts with value, nfe, agreement, tokens_per_second, answer), and
-    "pending" for the rest, so the table has its final shape from the first frame."""
-    done = {row["value"]: row for row in rows}
-    symbol = colors.KNOB_SYMBOLS.get(knob, knob)
-    return pd.DataFrame([{symbol: value, "NFE": done[value]["nfe"] if value in done else PENDING,
-                          "agreement": done[value]["agreement"] if value in done else PENDING,
-                          "tokens/s": done[value]["tokens_per_second"] if value in done else PENDING,
-                          "answer": done[value]["answer"] if value in done else PENDING} for value in values])
-
-
-def sweep_figure(rows: Sequence[dict], knob: str, values: Sequence[float], reference_nfe: int | None) -> go.Figure:
-    """NFE (left axis) and agreement with the fixed-steps answer (right axis) against the swept knob, for the values
-    decoded so far; the x axis spans the whole grid from the start (ticks at the swept values), and the fixed-steps
-    NFE is a dotted line once known."""
-    xs = [row["value"] for row in rows]
+def sweep_figure(sweep: pd.DataFrame, knob: str) -> go.Figure:
+    """NFE (left axis) and agreement with the fixed-steps answer (right axis) against the swept knob.
+    sweep has columns value, nfe, agreement (plus the fixed-steps reference NFE as reference_nfe)."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=xs, y=[row["nfe"] for row in rows], mode="lines+markers", name="NFE (credit)",
+    fig.add_trace(go.Scatter(x=sweep["value"], y=sweep["nfe"], mode="lines+markers", name="NFE (credit)",
                              line={"color": colors.COMMIT}))
-    if reference_nfe is not None:
-        fig.add_hline(y=float(reference_nfe), line_dash="dot", line_color=colors.NEUTRAL,
+    if "reference_nfe" in sweep and len(sweep):
+        fig.add_hline(y=float(sweep["reference_nfe"].iloc[0]), line_dash="dot", line_color=colors.NEUTRAL,
                       annotation_text="NFE of fixed steps")
-    fig.add_trace(go.Scatter(x=xs, y=[row["agreement"] for row in rows], mode="lines+markers",
+    fig.add_trace(go.Scatter(x=sweep["value"], y=sweep["agreement"], mode="lines+markers",
                              name="same tokens as fixed steps", line={"color": colors.STABLE}), secondary_y=True)
-    low, high = min(values), max(values)
-    pad = 0.05 * (high - low) or 0.05
-    fig.update_xaxes(title_text=colors.knob_label(knob), range=[low - pad, high + pad], tickvals=list(values))
+    fig.update_xaxes(title_text=colors.knob_label(knob))
     fig.update_yaxes(title_text="NFE (forward passes)", rangemode="tozero")
     fig.update_yaxes(title_text="agreement", range=[0, 1.05], secondary_y=True)
-    fig.update_layout(title=f"speed / agreement trade-off over {colors.knob_label(knob)}: {len(rows)} of "
-                            f"{len(values)} values decoded", height=420,
+    fig.update_layout(title=f"speed / agreement trade-off over {colors.knob_label(knob)}", height=420,
                       legend={"orientation": "h", "y": -0.2}, margin={"l": 60, "r": 60, "t": 50, "b": 60})
     return fig

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.decoding.trace import Trace, rate, significant
+from engine.decoding.trace import Trace, rate
 
 # Heatmap metric -> (trace array, the array whose id is the cell's top-1 token)
 METRIC_ARRAYS = {
@@ -19,9 +19,7 @@ METRIC_ARRAYS = {
     "entropy": ("entropy", "raw_top1_id"),
 }
 VISIBLE_CHARS = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}  # whitespace tokens must stay visible in a cell
-PAGE_POSITIONS = 32  # a heatmap page: whole blocks up to this many positions (one block at the default length 32)
 # What one view draws at once (an imported trace may be far longer than the app's own): the rest is paged.
-MAX_PAGE_WIDTH = 128  # a block longer than this (only in imported traces) is paged in slices of this many positions
 MAX_PAGE_STEPS = 128  # heatmap rows per page; further steps of the same positions are on the next page
 MAX_VIEW_POSITIONS = 1024  # positions the token views and the stability figure draw at once
 MAX_VIEW_STEPS = 512  # steps the timeline and the token inspector draw at once
@@ -86,7 +84,7 @@ def commit_confidence(trace: Trace) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Page:
-    """A window of the heatmap: whole decoded blocks of positions (a slice of MAX_PAGE_WIDTH of a longer block) and
+    """A window of the heatmap: positions (whole decoded blocks, or a slice of one block longer than the page) and
     at most MAX_PAGE_STEPS of the steps that decoded them; the rest of those steps are on the next page."""
 
     index: int  # 0-based page number
@@ -106,14 +104,14 @@ def decoded_blocks(trace: Trace) -> int:
 
 
 def _windows(trace: Trace, max_positions: int) -> list[tuple[int, int]]:
-    """[lo, hi) position windows over the decoded blocks: whole blocks up to max_positions, one block when it is
-    longer, slices of MAX_PAGE_WIDTH of a block longer than that."""
+    """[lo, hi) position windows of at most max_positions over the decoded blocks, never crossing a block edge
+    inside a page."""
     block_length, blocks = trace.meta["block_length"], decoded_blocks(trace)
-    if block_length <= MAX_PAGE_WIDTH:
+    if block_length <= max_positions:
         width = blocks_per_page(trace, max_positions) * block_length
         return [(lo, min(lo + width, blocks * block_length)) for lo in range(0, blocks * block_length, width)]
-    return [(block * block_length + lo, min(block * block_length + lo + MAX_PAGE_WIDTH, (block + 1) * block_length))
-            for block in range(blocks) for lo in range(0, block_length, MAX_PAGE_WIDTH)]
+    return [(block * block_length + lo, min(block * block_length + lo + max_positions, (block + 1) * block_length))
+            for block in range(blocks) for lo in range(0, block_length, max_positions)]
 
 
 def _pages(trace: Trace, max_positions: int, max_steps: int) -> list[tuple[tuple[int, int], tuple[int, int],
@@ -129,13 +127,12 @@ def _pages(trace: Trace, max_positions: int, max_steps: int) -> list[tuple[tuple
     return pages
 
 
-def page_count(trace: Trace, max_positions: int = PAGE_POSITIONS, max_steps: int = MAX_PAGE_STEPS) -> int:
+def page_count(trace: Trace, max_positions: int = 128, max_steps: int = MAX_PAGE_STEPS) -> int:
     return len(_pages(trace, max_positions, max_steps))
 
 
-def page(trace: Trace, index: int, max_positions: int = PAGE_POSITIONS, max_steps: int = MAX_PAGE_STEPS) -> Page:
-    """Page `index` (clipped to the valid range): at most max_positions positions (whole blocks) and max_steps
-    steps."""
+def page(trace: Trace, index: int, max_positions: int = 128, max_steps: int = MAX_PAGE_STEPS) -> Page:
+    """Page `index` (clipped to the valid range): at most max_positions positions and max_steps steps."""
     pages = _pages(trace, max_positions, max_steps)
     index = int(min(max(index, 0), len(pages) - 1))
     positions, steps, window_steps = pages[index]
@@ -178,22 +175,6 @@ def grid(trace: Trace, metric: str, window: Page) -> tuple[np.ndarray, np.ndarra
     return values, ids, committed
 
 
-def masked_mean(trace: Trace, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per answer position, the metric averaged over the steps it was still masked, and how many steps that was:
-    (G,) float (NaN where no step saw it masked: early-stop fills) and (G,) int. The overview of a long trace."""
-    if metric not in METRIC_ARRAYS:
-        raise ValueError(f"metric={metric!r} is unknown; allowed: {', '.join(METRIC_ARRAYS)}")
-    gen_length = trace.meta["gen_length"]
-    cols = step_columns(trace)  # (S, Lb)
-    masked = trace.arrays["masked_before"][:, 0]  # (S, Lb)
-    values = trace.arrays[METRIC_ARRAYS[metric][0]][:, 0].astype(np.float64)  # (S, Lb)
-    inside = masked & (cols < gen_length)
-    total = np.bincount(cols[inside], weights=values[inside], minlength=gen_length)[:gen_length]  # (G,)
-    count = np.bincount(cols[inside], minlength=gen_length)[:gen_length]  # (G,)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan), count
-
-
 @dataclass(frozen=True)
 class SequenceState:
     """The answer as it was right after one step."""
@@ -224,13 +205,3 @@ def sequence_at(trace: Trace, step: int) -> SequenceState:
 def tokens_per_second(trace: Trace) -> float:
     """Answer tokens (up to and including EOS, as the pipeline counts them) per second of decoding."""
     return rate(trace.meta.get("answer_tokens", trace.meta["gen_length"]), float(trace.meta["seconds"]))
-
-
-def rate_text(tokens_per_second: float) -> str:
-    """A rate as every view prints it: three significant digits, never a positive rate shown as 0."""
-    return f"{significant(tokens_per_second):g} tokens/s"
-
-
-def recorded_on(trace: Trace) -> str:
-    """Where a trace was decoded: the machine the example script names, else the model's device."""
-    return str(trace.meta.get("machine") or trace.meta.get("device") or "an unknown device")

@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis import colors
-from analysis.trace_data import (MAX_VIEW_STEPS, credit_forced, rate_text, recorded_on, threshold, token_label,
-                                 tokens_per_second, view_window, window_note)
+from analysis.trace_data import (MAX_VIEW_STEPS, credit_forced, threshold, token_label, tokens_per_second,
+                                 view_window, window_note)
 from engine.decoding.trace import Trace
 
 
@@ -46,8 +46,7 @@ def timeline_figure(trace: Trace) -> go.Figure:
     fig.update_layout(
         title=(f"NFE {trace.meta['nfe']} for {trace.meta['gen_length']} positions · "
                f"{trace.meta.get('answer_tokens', trace.meta['gen_length'])} answer tokens in "
-               f"{trace.meta['seconds']:.2f} s on {recorded_on(trace)} = {rate_text(tokens_per_second(trace))}"
-               + cache_note(cache)
+               f"{trace.meta['seconds']:.2f} s = {tokens_per_second(trace):.1f} tokens/s" + cache_note(cache)
                + (f"<br>steps 0-{shown - 1} of {trace.n_steps} shown (a view draws at most {MAX_VIEW_STEPS} steps; "
                   "the heatmap pages through all)" if shown < trace.n_steps else "")),
         height=560, showlegend=False, margin={"l": 60, "r": 60, "t": 70, "b": 50})

@@ -12,9 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis import colors
-from analysis.trace_data import (METRIC_ARRAYS, PAGE_POSITIONS, page_count, rate_text, recorded_on,
-                                 tokens_per_second)
-from analysis.trace_heatmap import heatmap_figure, overview_figure
+from analysis.trace_data import METRIC_ARRAYS, page_count, tokens_per_second
+from analysis.trace_heatmap import heatmap_figure
 from analysis.trace_inspector import inspector_figure, topk_table
 from analysis.trace_timeline import stability_figure, timeline_figure
 from analysis.trace_tokens import order_html, scrub_html
@@ -25,13 +24,13 @@ from app.decoding_runs import require_trace
 from app.session import CancelToken, session_folder
 from app.session_files import make_room
 from engine.decoding import CREDIT_PRESETS, Trace, rule_entry, save_trace
-from engine.pipeline import DecodeRequest
 
-# The knob components, in make_request's order: every event that decodes takes them in this order.
-KNOBS = ("rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta", "gamma", "seed", "cache")
+PAGE_POSITIONS = 128  # heatmap page width: whole blocks up to this many positions
+KNOBS = ("rule", "gen_length", "block_length", "steps", "tau", "preset", "alpha", "beta", "gamma", "seed", "cache")  # the
+#       knob components, in make_request's order: every event that decodes takes them in this order
 TOP_PANEL_NAMES = ("live", "status", "answer", "stats", "trace")  # what shows the trace on screen, above the views
-VIEW_PANEL_NAMES = ("info", "heatmap", "overview", "timeline", "stability", "order", "scrub", "inspector", "topk",
-                    "page", "step", "position")  # the views of the trace on screen
+VIEW_PANEL_NAMES = ("info", "heatmap", "timeline", "stability", "order", "scrub", "inspector", "topk", "page", "step",
+                    "position")  # the views of the trace on screen
 
 
 def metric_key(metric: str) -> str:
@@ -43,17 +42,8 @@ def metric_key(metric: str) -> str:
 
 
 def heatmap(trace: Trace | None, metric: str, page_number: int) -> go.Figure:
-    """The heatmap for a page (1-based, as the page box shows it)."""
+    """The heatmap for a page (1-based, as the slider shows it)."""
     return heatmap_figure(require_trace(trace), metric_key(metric), int(page_number) - 1, PAGE_POSITIONS)
-
-
-def heatmaps(trace: Trace | None, metric: str, page_number: int) -> dict[str, Any]:
-    """A page of the heatmap and, for a trace of more than one page, the overview of every position (one row per
-    page), both in the picked colour."""
-    trace = require_trace(trace)
-    pages = page_count(trace, PAGE_POSITIONS)
-    overview = overview_figure(trace, metric_key(metric), PAGE_POSITIONS) if pages > 1 else None
-    return {"heatmap": heatmap(trace, metric, page_number), "overview": gr.update(value=overview, visible=pages > 1)}
 
 
 def scrub(trace: Trace | None, step: int) -> str:
@@ -71,14 +61,12 @@ def inspect(trace: Trace | None, position: int) -> tuple[go.Figure, pd.DataFrame
 def trace_info(trace: Trace) -> str:
     """One Markdown line about the trace on screen."""
     meta = trace.meta
-    params = ", ".join(colors.knob_label(k) if v is True else f"{colors.knob_label(k)} = {v}"
-                       for k, v in meta["params"].items() if v is not False)  # a switch shows only when on
+    params = ", ".join(f"{colors.knob_label(k)} = {v}" for k, v in meta["params"].items())
     prompt = meta.get("prompt", "")
     shown = prompt if len(prompt) <= 80 else prompt[:79] + "…"
-    return (f"**NFE {meta['nfe']}** with **{colors.rule_label(meta['rule'])}** ({params}) on "
-            f"**{meta.get('model', 'unknown model')}**, prompt “{shown}”: gen_length {meta['gen_length']}, "
-            f"block_length {meta['block_length']}, seed {meta['seed']}; "
-            f"{rate_text(tokens_per_second(trace))} on {recorded_on(trace)}")
+    return (f"**{colors.rule_label(meta['rule'])}** ({params}) on **{meta.get('model', 'unknown model')}**, "
+            f"prompt “{shown}”: NFE {meta['nfe']}, gen_length {meta['gen_length']}, block_length "
+            f"{meta['block_length']}, {tokens_per_second(trace):.1f} tokens/s, seed {meta['seed']}")
 
 
 def render_views(trace: Trace | None, metric: str, position: int) -> dict:
@@ -87,20 +75,10 @@ def render_views(trace: Trace | None, metric: str, position: int) -> dict:
     last_step = max(trace.n_steps - 1, 0)
     position = min(max(int(position), 0), trace.meta["gen_length"] - 1)
     inspector, table = inspect(trace, position)
-    return {"info": trace_info(trace), **heatmaps(trace, metric, 1), "timeline": timeline_figure(trace),
+    return {"info": trace_info(trace), "heatmap": heatmap(trace, metric, 1), "timeline": timeline_figure(trace),
             "stability": stability_figure(trace), "order": order_html(trace), "scrub": scrub_html(trace, last_step),
             "inspector": inspector, "topk": table, "pages": page_count(trace, PAGE_POSITIONS),
             "last_step": last_step, "position": position, "gen_length": trace.meta["gen_length"]}
-
-
-def page_label(trace: Trace | None, pages: int) -> str:
-    """The page box's label: how many pages, and what one holds (whole blocks: the zoom on a block)."""
-    if trace is None:
-        return f"heatmap page (whole blocks, up to {PAGE_POSITIONS} positions each)"
-    block_length = trace.meta["block_length"]
-    per_page = max(1, PAGE_POSITIONS // block_length)
-    holds = "one block" if per_page == 1 else f"{per_page} blocks"
-    return f"heatmap page, 1 to {pages} ({holds} of {block_length} positions each, every step)"
 
 
 def export_trace(trace: Trace | None, session_id: str | None) -> str:
@@ -119,10 +97,11 @@ def view_panels(trace: Trace | None, metric: str, position: int) -> dict[str, An
     if trace is None:
         return {}
     out = render_views(trace, metric, position)
-    return {"info": out["info"], "heatmap": out["heatmap"], "overview": out["overview"], "timeline": out["timeline"],
+    return {"info": out["info"], "heatmap": out["heatmap"], "timeline": out["timeline"],
             "stability": out["stability"], "order": out["order"], "scrub": out["scrub"],
             "inspector": out["inspector"], "topk": out["topk"],
-            "page": gr.update(maximum=out["pages"], value=1, label=page_label(trace, out["pages"])),
+            "page": gr.update(maximum=out["pages"], value=1,
+                              label=f"page of {out['pages']} ({PAGE_POSITIONS} positions each)"),
             "step": gr.update(maximum=max(out["last_step"], 1), value=out["last_step"]),
             "position": gr.update(maximum=out["gen_length"] - 1, value=out["position"])}
 
@@ -163,11 +142,6 @@ def retune(enabled: bool, model: str, prompt: str, token: CancelToken, rule: str
         yield {"preset": "custom", **panels}
 
 
-def custom_preset() -> str:
-    """A moved α / β / γ leaves its preset (a preset's values win over the knobs), re-decoding or not."""
-    return "custom"
-
-
 def preset_knobs(name: str) -> dict[str, Any]:
     """α, β, γ for a credit preset (parameter_free computes them per step, so they are locked)."""
     if name == "parameter_free":
@@ -184,48 +158,6 @@ def rule_knobs(name: str) -> dict[str, Any]:
     credit = entry.has("credit")
     return {"steps": gr.update(visible=entry.has("step_budget")), "tau": gr.update(visible=entry.has("threshold")),
             **{k: gr.update(visible=credit) for k in ("preset", "alpha", "beta", "gamma")}}
-
-
-def knob_differences(trace: Trace, model: str, prompt: str, request: DecodeRequest) -> list[str]:
-    """What the knobs ask for that the trace on screen was not decoded with: "name: trace value → knob value"."""
-    meta = trace.meta
-    shown = {"model": meta.get("model"), "prompt": meta.get("prompt"), "rule": colors.rule_label(meta["rule"]),
-             "gen_length": meta["gen_length"], "block_length": meta["block_length"], "seed": meta["seed"],
-             "cache": meta["cache"]["mode"], **{colors.knob_label(k): v for k, v in meta["params"].items()}}
-    asked = {"model": model, "prompt": prompt, "rule": colors.rule_label(request.rule),
-             "gen_length": request.gen_length, "block_length": request.block_length, "seed": request.seed,
-             "cache": request.cache, **{colors.knob_label(k): v for k, v in request.make_rule().params().items()}}
-    differ = [name for name in asked if not _same(shown.get(name), asked[name])]
-    return [f"{name}: {_short(shown.get(name))} → {_short(asked[name])}" for name in differ]
-
-
-def staleness(trace: Trace | None, model: str, prompt: str, rule: str, gen_length: int, block_length: int, steps: int,
-              tau: float, preset: str, alpha: float, beta: float, gamma: float, seed: int, cache: str = "none") -> str:
-    """A warning above the views when the knobs no longer match the trace they show (moving a knob never re-draws
-    them by itself); empty when they match."""
-    if trace is None:
-        return ""
-    try:
-        request = runs.make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma,
-                                    seed, cache)
-    except gr.Error as err:
-        return f"⚠️ **The views below show an earlier decode**; the knobs are not a valid decode yet: {err.message}"
-    differ = knob_differences(trace, model, prompt, request)
-    if not differ:
-        return ""
-    return (f"⚠️ **The views below show an earlier decode, not the knobs** ({'; '.join(differ)}). Press **Decode** "
-            "to see the knobs' decode.")
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and abs(float(a) - float(b)) < 1e-9
-    return a == b
-
-
-def _short(value: Any) -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"“{text[:30]}…”" if len(text) > 30 else text
 
 
 def show_example(name: str | None) -> dict[str, Any]:

@@ -16,13 +16,12 @@ import gradio as gr
 import numpy as np
 
 from analysis import colors
-from analysis.trace_data import display_text, rate_text, recorded_on, token_label, tokens_per_second
+from analysis.trace_data import display_text, tokens_per_second
 from analysis.trace_tokens import live_html
 from app.session import DECODE_JOBS, CancelToken, run_in_worker
 from app.space import zero_gpu
 from app.streaming import LiveStep, replay_decode, stream_decode, trace_step
 from engine.decoding import RULES, DecodeCancelled, Trace, TraceFormatError, load_trace
-from engine.decoding.trace import significant
 from engine.models import MODELS, LoadedModel, model_entry, model_ids, unavailable
 from engine.models.cache import shared_dllm
 from engine.pipeline import MAX_PROMPT_CHARS, DecodeOutcome, DecodeRequest, decode
@@ -159,7 +158,7 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
                 done = trace_step(item.trace, meta["nfe"] - 1, item.result.seconds)
                 yield Frame(live_html(done.ids, done.committed, done.confidence, label),
                             f"done: NFE {meta['nfe']}, {meta['answer_tokens']} answer tokens in "
-                            f"{item.result.seconds:.2f} s = {rate_text(item.tokens_per_second)}", outcome=item)
+                            f"{item.result.seconds:.2f} s = {item.tokens_per_second:.1f} tokens/s", outcome=item)
     except DecodeCancelled:
         where = f"after step {last.step} ({int(last.committed.sum())} of {gen} committed)" if last else "at the start"
         yield Frame(live_html(last.ids, last.committed, last.confidence, label) if last else "",
@@ -185,21 +184,20 @@ def summary(outcome: DecodeOutcome) -> dict:
 def trace_summary(trace: Trace) -> dict:
     """The same numbers from a trace alone (a cached example or an imported file)."""
     meta = trace.meta
-    return {"nfe": meta["nfe"], "answer": meta.get("answer", ""), "model": meta.get("model", "?"),
-            "rule": meta["rule"], "params": meta["params"], "gen_length": meta["gen_length"],
+    return {"answer": meta.get("answer", ""), "model": meta.get("model", "?"), "rule": meta["rule"],
+            "params": meta["params"], "nfe": meta["nfe"], "gen_length": meta["gen_length"],
             "block_length": meta["block_length"], "answer_tokens": meta.get("answer_tokens", meta["gen_length"]),
-            "seconds": round(float(meta["seconds"]), 4), "tokens_per_second": significant(tokens_per_second(trace)),
-            "recorded_on": recorded_on(trace), "seed": meta["seed"], "cache": meta["cache"]}
+            "seconds": round(float(meta["seconds"]), 4), "tokens_per_second": round(tokens_per_second(trace), 3),
+            "seed": meta["seed"], "cache": meta["cache"]}
 
 
 def trace_frame(trace: Trace, source: str = "recorded trace") -> Frame:
     """The finished answer of a trace as the live view draws it, with a status line naming where it came from."""
+    label = lambda token: display_text(trace.token_text.get(token, f"#{token}"))  # noqa: E731
     done = trace_step(trace, trace.n_steps - 1, float(trace.meta["seconds"]))
-    html = live_html(done.ids, done.committed, done.confidence, lambda token: token_label(trace, token))
-    meta = trace.meta
-    return Frame(html, f"{source} of {meta.get('model', '?')} ({colors.rule_label(meta['rule'])}): NFE {meta['nfe']} "
-                       f"for {meta.get('answer_tokens', meta['gen_length'])} answer tokens; recorded on "
-                       f"{recorded_on(trace)} in {meta['seconds']:.2f} s = {rate_text(tokens_per_second(trace))}")
+    html = live_html(done.ids, done.committed, done.confidence, label)
+    return Frame(html, f"{source} of {trace.meta.get('model', '?')} ({colors.rule_label(trace.meta['rule'])}): "
+                       f"NFE {trace.meta['nfe']}, {trace.meta['seconds']:.2f} s when it was recorded")
 
 
 def decode_once(model_name: str, request: DecodeRequest, token: CancelToken | None = None) -> DecodeOutcome:
@@ -212,15 +210,13 @@ def decode_once(model_name: str, request: DecodeRequest, token: CancelToken | No
         raise gr.Error(f"The decode was refused: {err}.") from None
 
 
-def in_model_job(work: Callable[[CancelToken, Callable[[Any], None]], Any],
-                 newest_only: bool = True) -> Iterator[tuple[str, Any]]:
+def in_model_job(work: Callable[[CancelToken, Callable[[Any], None]], Any]) -> Iterator[tuple[str, Any]]:
     """Run work(token, emit) as a model job (one decode at a time, stopped within a step when the caller is closed);
     yields ("starting" | "waiting" | "running", None) keep-alives and ("progress", item), then ("done", result). A
     cancelled job raises gr.Error."""
     token = CancelToken()
     try:
-        yield from run_in_worker(lambda emit: work(token, emit), token, DECODE_JOBS, name="dllm-model-job",
-                                 newest_only=newest_only)
+        yield from run_in_worker(lambda emit: work(token, emit), token, DECODE_JOBS, name="dllm-model-job")
     except DecodeCancelled:
         raise gr.Error("Cancelled: the run stopped at its next step.") from None
 

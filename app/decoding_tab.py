@@ -8,10 +8,8 @@ import inspect
 from typing import Any, Callable, Iterator
 
 import gradio as gr
-import pandas as pd
 
 from analysis import colors
-from analysis.trace_compare import COMPARE_COLUMNS
 from app import decoding_api
 from app import decoding_experiments as experiments
 from app import decoding_panels as panels
@@ -60,8 +58,7 @@ def _controls() -> dict[str, Any]:
     c["rule"] = gr.Radio(runs.RULE_CHOICES, value=defaults["rule"], label="decoding rule",
                          info="fixed steps = LLaDA; threshold = Fast-dLLM; credit = CreditDecoding")
     with gr.Row():
-        c["gen_length"] = gr.Dropdown(list(runs.GEN_LENGTHS), value=defaults["gen_length"], label="gen_length (tokens)",
-                                      elem_id="dllm-gen-length")
+        c["gen_length"] = gr.Dropdown(list(runs.GEN_LENGTHS), value=defaults["gen_length"], label="gen_length (tokens)")
         c["block_length"] = gr.Dropdown(list(runs.BLOCK_LENGTHS), value=defaults["block_length"], label="block_length")
     c["steps"] = gr.Slider(0, LONGEST, value=defaults["steps"] or 0, step=1, label=colors.knob_label("steps"),
                            visible=False,
@@ -71,8 +68,7 @@ def _controls() -> dict[str, Any]:
                            info="paper (default): α .65 β .7 γ .2 · dinfer: α .7 β .8 γ .2 · "
                                 "parameter_free: α_k = β_k = 1 - mask ratio, γ = 1")
     c["alpha"] = gr.Slider(0.0, 5.0, value=knobs["alpha"], step=0.05, label=colors.knob_label("alpha"))
-    c["beta"] = gr.Slider(0.0, 1.0, value=knobs["beta"], step=0.05, label=colors.knob_label("beta"),
-                          elem_id="dllm-beta")
+    c["beta"] = gr.Slider(0.0, 1.0, value=knobs["beta"], step=0.05, label=colors.knob_label("beta"))
     c["gamma"] = gr.Slider(0.0, 1.0, value=knobs["gamma"], step=0.05, label=colors.knob_label("gamma"))
     c["cache"] = gr.Radio(list(CACHE_MODES), value=defaults["cache"], label="key/value cache",
                           info="Fast-dLLM: prefix reuses the prompt's and finished blocks' keys, dual also the masked "
@@ -99,18 +95,15 @@ def _top_panel() -> dict[str, Any]:
 
 def _views() -> dict[str, Any]:
     c: dict[str, Any] = {}
-    c["stale"] = gr.Markdown(elem_id="dllm-stale")
     c["info"] = gr.Markdown(elem_id="dllm-trace-info")
     with gr.Tabs():
         with gr.Tab("Heatmap"):
             with gr.Row():
                 c["metric"] = gr.Radio(list(colors.HEATMAP_METRICS.values()), value=colors.HEATMAP_METRICS["raw"],
                                        label="colour cells by")
-                c["page"] = gr.Number(1, minimum=1, precision=0, label=panels.page_label(None, 1),
-                                      elem_id="dllm-page")
-            c["overview"] = gr.Plot(label="overview of a long answer: every position once, one row per page",
-                                    visible=False, elem_id="dllm-overview")
-            c["heatmap"] = gr.Plot(label="step x position (one page)", elem_id="dllm-heatmap")
+                c["page"] = gr.Number(1, minimum=1, precision=0, label=f"page ({panels.PAGE_POSITIONS} positions "
+                                                                       "each)", elem_id="dllm-page")
+            c["heatmap"] = gr.Plot(label="step x position", elem_id="dllm-heatmap")
         with gr.Tab("Timeline"):
             c["timeline"] = gr.Plot(label="timeline")
         with gr.Tab("Stable vs committed"):
@@ -130,24 +123,16 @@ def _views() -> dict[str, Any]:
             with gr.Row():
                 c["compare"] = gr.Button("Compare")
                 c["compare_cache"] = gr.Button("Compare cache modes (the rule above; none / prefix / dual)")
-            c["compare_table"] = gr.Dataframe(pd.DataFrame(columns=list(COMPARE_COLUMNS)), interactive=False,
-                                              label="one row per rule after Compare; click a row to show that decode "
-                                                    "above (same tokens / order: against the first rule)",
-                                              wrap=True, elem_id="dllm-compare-table",
-                                              column_widths=["20%", "6%", "8%", "7%", "10%", "10%", "39%"])
+            c["compare_table"] = gr.Dataframe(label="answers, NFE, tokens/s (click a row to show that decode above)",
+                                              interactive=False, wrap=True, elem_id="dllm-compare-table")
             c["compare_plot"] = gr.Plot(label="where commit orders differ")
         with gr.Tab("Tune credit"):
             with gr.Row():
                 c["sweep_knob"] = gr.Radio(list(experiments.SWEEP_KNOBS), value="beta", label="sweep")
-                c["sweep_grid"] = gr.Textbox(experiments.DEFAULT_GRIDS["beta"], label="values",
-                                             elem_id="dllm-sweep-grid")
+                c["sweep_grid"] = gr.Textbox(experiments.DEFAULT_GRIDS["beta"], label="values")
             c["sweep"] = gr.Button("Sweep (one fixed-steps decode + one credit decode per value)")
-            c["sweep_status"] = gr.Markdown("Press **Sweep**: the table lists every value at once and fills in as "
-                                            "each decode ends.", elem_id="dllm-sweep-status")
-            c["sweep_plot"] = gr.Plot(label="NFE and agreement with fixed steps", elem_id="dllm-sweep-plot")
-            c["sweep_table"] = gr.Dataframe(experiments.empty_sweep_table("beta"), label="sweep: one row per value",
-                                            interactive=False, wrap=True, elem_id="dllm-sweep-table",
-                                            column_widths=["9%", "9%", "14%", "12%", "56%"])
+            c["sweep_plot"] = gr.Plot(label="NFE and agreement with fixed steps")
+            c["sweep_table"] = gr.Dataframe(label="sweep", interactive=False, wrap=True)
         with gr.Tab("Export / import"):
             c["export"] = gr.Button("Export the trace")
             c["exported"] = gr.File(label="trace (engine schema, gzipped JSON)", interactive=False)
@@ -185,30 +170,18 @@ def _wire(c: dict[str, Any]) -> None:
     decoding = gr.on([c["decode"].click, c["prompt"].submit], _named(c, panels.live_decode),
                      inputs=[*pick("model", "prompt", "token"), *knobs], outputs=top, api_name="decode_live",
                      **model_job)
-    stale_inputs = pick("trace", "model", "prompt", *panels.KNOBS)
-
-    def then_views(event: Any, suffix: str) -> None:
-        """A trace-changing event: the views follow it, then the stale mark is checked against the knobs."""
-        shown = event.success(show_views, view_inputs, views, api_name=f"render_views{suffix}")
-        shown.then(panels.staleness, stale_inputs, [c["stale"]], api_name=f"staleness{suffix}",
-                   show_progress="hidden")
-
-    then_views(decoding, "")
-    gr.on([c[name].change for name in ("model", "prompt", *panels.KNOBS)], panels.staleness, stale_inputs,
-          [c["stale"]], api_name="staleness_knobs", trigger_mode="always_last", show_progress="hidden")
+    decoding.success(show_views, view_inputs, views, api_name="render_views")
     c["cancel"].click(lambda token: token.cancel(), [c["token"]], None, api_name="cancel", concurrency_limit=None)
     retuning = gr.on([c["alpha"].release, c["beta"].release], _named(c, panels.retune),
                      inputs=[*pick("auto", "model", "prompt", "token"), *knobs], outputs=[c["preset"], *top],
                      api_name="retune", **model_job)
-    then_views(retuning, "_retuned")
-    gr.on([c[k].input for k in ("alpha", "beta", "gamma")], panels.custom_preset, None, [c["preset"]],
-          api_name="custom_preset", trigger_mode="always_last", queue=False)
+    retuning.success(show_views, view_inputs, views, api_name="render_views_retuned")
     c["preset"].change(_named(c, panels.preset_knobs), [c["preset"]], pick("alpha", "beta", "gamma"),
                        api_name="preset")
     c["rule"].change(_named(c, panels.rule_knobs), [c["rule"]], pick("steps", "tau", "preset", "alpha", "beta",
                                                                      "gamma"), api_name="rule_knobs")
-    gr.on([c["metric"].change, c["page"].input], _named(c, panels.heatmaps), pick("trace", "metric", "page"),
-          pick("heatmap", "overview"), api_name="heatmap")
+    gr.on([c["metric"].change, c["page"].input], panels.heatmap, pick("trace", "metric", "page"), [c["heatmap"]],
+          api_name="heatmap")
     c["step"].change(panels.scrub, pick("trace", "step"), [c["scrub"]], api_name="scrub", trigger_mode="always_last")
     c["position"].change(panels.inspect, pick("trace", "position"), pick("inspector", "topk"), api_name="inspect",
                          trigger_mode="always_last")
@@ -221,19 +194,15 @@ def _wire(c: dict[str, Any]) -> None:
         return _named(c, panels.pick_compared)(compared, evt.index[0])
 
     comparing = c["compare_table"].select(picked, [c["compared"]], top, api_name="compare_pick")
-    then_views(comparing, "_compared")
-    sweeping = c["sweep"].click(_named(c, experiments.sweep),
-                                pick("model", "prompt", "sweep_knob", "sweep_grid", "gen_length", "block_length",
-                                     "tau", "alpha", "beta", "gamma", "seed"),
-                                pick("sweep_status", "sweep_table", "sweep_plot"), api_name="sweep", **model_job)
-    c["sweep_knob"].change(_named(c, experiments.sweep_knob_changed), [c["sweep_knob"]],
-                           pick("sweep_grid", "sweep_status", "sweep_table", "sweep_plot"), api_name="sweep_grid",
-                           cancels=[sweeping])
-    c["cancel"].click(None, None, None, cancels=[sweeping], queue=False).then(
-        experiments.sweep_cancelled, [c["sweep_status"]], [c["sweep_status"]], api_name="sweep_cancelled", queue=False)
+    comparing.success(show_views, view_inputs, views, api_name="render_views_compared")
+    c["sweep_knob"].change(lambda knob: experiments.DEFAULT_GRIDS[knob], [c["sweep_knob"]], [c["sweep_grid"]],
+                           api_name="sweep_grid")
+    c["sweep"].click(experiments.sweep, pick("model", "prompt", "sweep_knob", "sweep_grid", "gen_length",
+                                             "block_length", "tau", "alpha", "beta", "gamma", "seed"),
+                     pick("sweep_table", "sweep_plot"), api_name="sweep", **model_job)
     c["export"].click(panels.export, [c["trace"]], [c["exported"]], api_name="export_trace")
     showing = gr.on(None, _named(c, panels.show_example), [c["example"]], top, api_name="example_trace")
-    then_views(showing, "_example")
+    showing.success(show_views, view_inputs, views, api_name="render_views_example")
     importing = c["uploaded"].upload(_named(c, panels.import_file), [c["uploaded"]], top, api_name="import_trace")
-    then_views(importing, "_imported")
+    importing.success(show_views, view_inputs, views, api_name="render_views_imported")
     gr.api(decoding_api.api_decode, api_name="decode", **model_job)

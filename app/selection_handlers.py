@@ -13,13 +13,11 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 import numpy as np
-import pandas as pd
 
 from analysis import runlog_figures, runlog_views, selection_bias
 from analysis.buffer_map import COLOR_BY, BufferMap, buffer_map_figure, build_buffer_map
 from analysis.projection import ProjectionConfig
 from app import session, session_files
-from app.selection_progress import RunPhases, reuse_note
 from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background
 from engine.models.cache import shared_sft_tokenizer
 from engine.uds.runlog import RunLog
@@ -27,12 +25,7 @@ from engine.uds.runlog_zip import ZipCaps, export_runlog_zip, import_runlog_zip
 
 MAX_RUNS = 6  # runs kept per session; the oldest is dropped past this (bounds memory per session)
 RUNLOG_ZIP_CAPS = ZipCaps(max_zip_bytes=50 * 2**20)  # the page's 50 MB upload cap; unpacked size, rows: the defaults
-MAP_METHODS = {"UMAP": "auto", "PCA": "pca"}  # radio label -> ProjectionConfig.method
-
-
-def empty_frame(columns) -> pd.DataFrame:
-    """A table before there is anything to show: its headers, no rows (not Gradio's placeholder "1 | 2 | 3")."""
-    return pd.DataFrame(columns=list(columns))
+MAP_METHODS = {"UMAP": "auto", "PCA": "pca"}
 
 
 def new_state() -> dict[str, Any]:
@@ -107,7 +100,6 @@ def run_views(state: dict[str, Any], name: str, utility_field: str = "s_intra", 
         "utility": runlog_figures.utility_over_steps(log, utility_field),
         "decomposition": runlog_figures.score_decomposition(log),
         "map": buffer_map_figure(log, fitted, step, color_by, show_rejected, highlight),
-        "map_method": shown_method(fitted),
         "map_step": gr.update(minimum=0, maximum=max(last, 1), value=step),
         "comparison": runlog_figures.compare_runs(state["runs"]),
         "comparison_table": runlog_views.comparison_table(state["runs"]),
@@ -147,13 +139,7 @@ def map_view(state: dict[str, Any], name: str, color_by: str, map_method: str, m
     last = log.steps[-1].step
     at = min(max(int(map_step if map_step is not None else last), 0), last)
     highlight = _key(step, position)
-    return {"state": state, "map": buffer_map_figure(log, fitted, at, color_by, show_rejected, highlight),
-            "map_method": shown_method(fitted)}
-
-
-def shown_method(fitted: BufferMap) -> str:
-    """The projection radio's value for a fitted map: what was drawn (a UMAP request on too few points is PCA)."""
-    return "UMAP" if fitted.method == "umap" else "PCA"
+    return {"state": state, "map": buffer_map_figure(log, fitted, at, color_by, show_rejected, highlight)}
 
 
 def detail(state: dict[str, Any], name: str, step: float | None, position: float | None) -> dict[str, Any]:
@@ -240,28 +226,22 @@ def run_events(state: dict[str, Any], selector: str, steps: float, batch: float,
     dataset = load_dataset(dataset_source, upload, prompt_col, response_col, messages_col, category_col, answer_col,
                            int(seed), hub_id)
     progress((0, train.steps), desc="starting")
-    reuse, phases = reuse_note(dataset, selection, train), RunPhases(train, bool(dataset.heldout))
-    head = (f"Running {selector} on {dataset.name}: {train.steps} steps, K = {selection.keep} of B = "
-            f"{selection.batch}. {reuse}  \n")
-    shown = head + phases.text()
-    yield {"status": shown}
+    yield {"status": f"Running {selector} on {dataset.name}: {train.steps} steps, K = {selection.keep} of "
+                     f"B = {selection.batch}…"}
     for kind, payload in run_in_background(MODEL_CHOICES[model_label], dataset, selection, train,
                                            finish=lambda log: (log, build_buffer_map(log))):
         if kind == "progress":
             done, total, text = payload
             progress((done, total), desc=text)
-            shown = head + phases.update(text)
-            yield {"status": shown}
-        elif kind == "tick":  # the seconds move once a second: other ticks only keep the stream alive
-            text = head + phases.tick()
-            yield {"status": text} if text != shown else {}
-            shown = text
+            yield {"status": text}
+        elif kind == "tick":
+            yield {}
         elif kind == "error":
             raise gr.Error(f"The run failed: {payload}.")
         else:
             log, fitted = payload
             state, name = add_run(state, log, run_label(log), fitted)
-            yield {**run_views(state, name), "status": f"Done: {name}." + (f" {reuse}" if reuse else "")}
+            yield {**run_views(state, name), "status": f"Done: {name}."}
 
 
 def session_folder(state: dict[str, Any]) -> tuple[dict[str, Any], Path]:

@@ -133,7 +133,7 @@ def run_in_background(model_name: str, dataset: Dataset, selection: SelectionCon
     waiting = (0, train.steps, "waiting: another selection run is using the model (one at a time)")
     try:
         for kind, payload in run_in_worker(job, token, SELECTION_JOBS, name="selection-run",
-                                          poll_seconds=POLL_SECONDS, newest_only=False):  # every phase, in order
+                                          poll_seconds=POLL_SECONDS):
             if kind == "waiting":
                 yield "progress", waiting
             else:

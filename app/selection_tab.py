@@ -12,19 +12,12 @@ import gradio as gr
 
 from analysis.buffer_map import COLOR_BY
 from analysis.runlog_figures import UTILITY_FIELDS
-from analysis.runlog_views import (COMPARISON_COLUMNS, NEIGHBOUR_COLUMNS, SCORE_COLUMNS, STATUS_FILTERS,
-                                   TABLE_COLUMNS)
+from analysis.runlog_views import STATUS_FILTERS
 from app import selection_handlers as h
 from app.selection_runs import DATASET_CHOICES, MODEL_CHOICES, SELECTOR_CHOICES
 from engine.uds.config import SelectionConfig, TrainConfig
 
 MAP_ID = "uds-buffer-map"
-DETAIL_EMPTY = ("_Click a point of the buffer map or a row of the Candidates table, or type a step and a position and "
-                "press Enter: that candidate's prompt and response, its scores, its nearest buffer entries and its "
-                "per-token strip appear here._")
-# Candidate table column widths in pixels, in TABLE_COLUMNS order: headers fit on one line, the table scrolls sideways.
-TABLE_WIDTHS = ["60px", "52px", "84px", "60px", "80px", "84px", "96px", "72px", "170px", "230px", "56px", "84px",
-                "84px", "80px", "84px", "84px"]
 SELECTION, TRAIN = SelectionConfig(), TrainConfig()  # the engine's defaults: the controls start here
 # Re-binds after every redraw of the plot (Gradio replaces the Plotly div); one listener per div.
 CLICK_BRIDGE_JS = """
@@ -116,8 +109,7 @@ def _views() -> dict[str, Any]:
         with gr.Tab("Buffer map"):
             with gr.Row():
                 v["color_by"] = gr.Radio(list(COLOR_BY), value="age", label="colour by")
-                v["map_method"] = gr.Radio(list(h.MAP_METHODS), value="UMAP", label="projection",
-                                           elem_id="uds-map-method")
+                v["map_method"] = gr.Radio(list(h.MAP_METHODS), value="UMAP", label="projection")
                 v["show_rejected"] = gr.Checkbox(True, label="show rejected candidates")
             v["map_step"] = gr.Slider(0, 1, value=0, step=1, label="buffer after step")
             v["map"] = gr.Plot(elem_id=MAP_ID, show_label=False)
@@ -128,10 +120,8 @@ def _views() -> dict[str, Any]:
                 v["category"] = gr.Dropdown(["all"], value="all", label="category")
                 v["status_filter"] = gr.Radio(list(STATUS_FILTERS), value="all", label="show")
                 v["query"] = gr.Textbox("", label="search id or category")
-            v["table"] = gr.Dataframe(h.empty_frame(TABLE_COLUMNS.values()), interactive=False, max_height=420,
-                                      show_search="none", elem_id="uds-table", column_widths=TABLE_WIDTHS,
-                                      label="one row per candidate per step (after a run); click a row to inspect "
-                                            "it")
+            v["table"] = gr.Dataframe(interactive=False, max_height=420, show_search="none", elem_id="uds-table",
+                                      label="one row per candidate per step; click a row to inspect it")
         with gr.Tab("Utility over steps"):
             v["utility_field"] = gr.Dropdown(list(UTILITY_FIELDS), value="s_intra", label="quantity")
             v["utility"] = gr.Plot(show_label=False)
@@ -139,8 +129,7 @@ def _views() -> dict[str, Any]:
             v["decomposition"] = gr.Plot(show_label=False)
         with gr.Tab("Compare runs"):
             v["comparison"] = gr.Plot(show_label=False)
-            v["comparison_table"] = gr.Dataframe(h.empty_frame(COMPARISON_COLUMNS), interactive=False,
-                                                 label="runs kept in this session (one row per run)")
+            v["comparison_table"] = gr.Dataframe(interactive=False, label="runs kept in this session")
             v["length_bias"] = gr.Plot(show_label=False, elem_id="uds-length-bias")
             v["seeds"] = gr.Dataframe(interactive=False, elem_id="uds-seeds",
                                       label="seeds: mean ± sd per configuration loaded at two seeds or more")
@@ -152,15 +141,13 @@ def _views() -> dict[str, Any]:
         v["show"] = gr.Button("Show", size="sm")
     with gr.Row():
         with gr.Column(scale=1):
-            v["text"] = gr.Markdown(DETAIL_EMPTY, elem_id="uds-detail-text")
+            v["text"] = gr.Markdown("", elem_id="uds-detail-text")
         with gr.Column(scale=1):
-            v["scores"] = gr.Dataframe(h.empty_frame(SCORE_COLUMNS), interactive=False,
-                                       label="scores (of the picked candidate)", elem_id="uds-detail-scores",
+            v["scores"] = gr.Dataframe(interactive=False, label="scores", elem_id="uds-detail-scores",
                                        column_widths=["60%", "40%"], max_height=360)
-            v["neighbours"] = gr.Dataframe(h.empty_frame(NEIGHBOUR_COLUMNS), interactive=False,
-                                           label="nearest buffer entries when it was scored",
+            v["neighbours"] = gr.Dataframe(interactive=False, label="nearest buffer entries when it was scored",
                                            elem_id="uds-neighbours")
-    v["strip"] = gr.Plot(show_label=False, elem_id="uds-strip", visible=False)  # shown once a candidate is picked
+    v["strip"] = gr.Plot(show_label=False, elem_id="uds-strip")
     return v
 
 
@@ -174,8 +161,8 @@ def _as_components(result: dict[str, Any], comps: dict[str, Any], state) -> dict
 
 def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
     comps = {**c, **v}
-    view_names = ("summary", "table", "category", "utility", "decomposition", "map", "map_method", "map_step",
-                  "comparison", "comparison_table", "length_bias", "seeds", "runs", "status")
+    view_names = ("summary", "table", "category", "utility", "decomposition", "map", "map_step", "comparison",
+                  "comparison_table", "length_bias", "seeds", "runs", "status")
     view_outs = [state] + [comps[n] for n in view_names]
     detail_outs = [v[n] for n in ("text", "scores", "neighbours", "strip", "pick_step", "pick_position")]
     detail_names = {"step": "pick_step", "position": "pick_position"}
@@ -185,12 +172,8 @@ def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
     map_inputs = [state, c["runs"], v["color_by"], v["map_method"], v["map_step"], v["show_rejected"],
                   v["pick_step"], v["pick_position"]]
 
-    def run(state_value, selector, steps, batch, keep, alpha, lora, seed, dataset, upload, prompt_col, response_col,
-            messages_col, category_col, answer_col, model, cutoff, eval_items, hub_id,
-            progress=gr.Progress()) -> Iterator[dict[Any, Any]]:  # named: the API shows these names
-        for result in h.run_events(state_value, selector, steps, batch, keep, alpha, lora, seed, dataset, upload,
-                                   prompt_col, response_col, messages_col, category_col, answer_col, model, cutoff,
-                                   eval_items, hub_id, progress=progress):
+    def run(*args: Any, progress=gr.Progress()) -> Iterator[dict[Any, Any]]:
+        for result in h.run_events(*args, progress=progress):
             yield _as_components(result, comps, state) if result else {c["status"]: gr.skip()}
 
     run_event = c["run"].click(run, run_inputs, view_outs, api_name="selection_run", concurrency_limit=1,
@@ -208,13 +191,12 @@ def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
                                v["show_rejected"], v["category"], v["status_filter"], v["query"]], view_outs,
                     api_name="selection_show_run")
 
-    def redraw_map(st, name, color_by, method, map_step, show_rejected, step, position) -> dict[Any, Any]:
-        return _as_components(h.map_view(st, name, color_by, method, map_step, show_rejected, step, position), comps,
-                              state)
+    def redraw_map(*args: Any) -> dict[Any, Any]:
+        return _as_components(h.map_view(*args), comps, state)
 
     for key in ("color_by", "map_method", "show_rejected"):
-        v[key].input(redraw_map, map_inputs, [state, v["map"], v["map_method"]], api_name=f"selection_map_{key}")
-    v["map_step"].release(redraw_map, map_inputs, [state, v["map"], v["map_method"]], api_name="selection_map_step")
+        v[key].input(redraw_map, map_inputs, [state, v["map"]], api_name=f"selection_map_{key}")
+    v["map_step"].release(redraw_map, map_inputs, [state, v["map"]], api_name="selection_map_step")
 
     v["utility_field"].input(h.utility_view, [state, c["runs"], v["utility_field"]], v["utility"],
                              api_name="selection_utility")
@@ -226,14 +208,12 @@ def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
         result = h.detail(st, name, step, position)
         shown = h.map_view(st, name, color_by, method, map_step, show_rejected, result["step"], result["position"])
         named = {detail_names.get(k, k): val for k, val in result.items()}
-        named["strip"] = gr.update(value=result["strip"], visible=result["strip"] is not None)
         return {**_as_components(named, comps, state), **_as_components(shown, comps, state)}
 
     detail_inputs = [state, c["runs"], v["pick_step"], v["pick_position"], v["color_by"], v["map_method"],
                      v["map_step"], v["show_rejected"]]
-    outs = detail_outs + [state, v["map"], v["map_method"]]
-    gr.on([v["show"].click, v["pick_step"].submit, v["pick_position"].submit], open_detail, detail_inputs, outs,
-          api_name="selection_detail")  # Show, or Enter in either box
+    outs = detail_outs + [state, v["map"]]
+    v["show"].click(open_detail, detail_inputs, outs, api_name="selection_detail")
 
     def from_row(st, name, color_by, method, map_step, show_rejected, evt: gr.SelectData):
         step, position = h.row_to_key(evt.row_value)

@@ -52,12 +52,11 @@ def session_folder(session_id: str | None = None) -> Path:
 
 
 def run_in_worker(job: Callable[[Callable[[Any], None]], Any], token: CancelToken, slots: JobSlots, *, name: str,
-                  poll_seconds: float = 0.25, newest_only: bool = True) -> Iterator[tuple[str, Any]]:
+                  poll_seconds: float = 0.25) -> Iterator[tuple[str, Any]]:
     """Run `job(emit)` as a model job (engine.jobs.run_job: a worker thread holding one of `slots` until the job has
     really returned); yield ("starting" | "waiting" | "running", None) keep-alives (waiting: another job holds the
-    slot), ("progress", item) with the newest item it emitted (every item with newest_only=False), then ("done", its
-    result). An exception of the job is
+    slot), ("progress", item) with the newest item it emitted, then ("done", its result). An exception of the job is
     raised here, in the reading thread. The job checks the token between its steps (a decode: through
     token.observer()); closing this iterator cancels the token, so the job stops within one step and only then frees
     its slot."""
-    return run_job(lambda run, emit: job(emit), slots, token, poll_seconds, name, newest_only)
+    return run_job(lambda run, emit: job(emit), slots, token, poll_seconds, name)

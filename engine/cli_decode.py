@@ -6,7 +6,6 @@ import json
 
 from engine.decoding import RULES, save_trace
 from engine.decoding.cache import CACHE_MODES
-from engine.decoding.trace import significant
 from engine.models.families import FAMILIES
 from engine.models.registry import model_ids
 from engine.pipeline import DecodeRequest, decode
@@ -72,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
         "answer": outcome.answer, "model": args.model, "rule": outcome.trace.meta["rule"],
         "params": outcome.trace.meta["params"], "nfe": outcome.result.nfe, "gen_length": args.gen_length,
         "block_length": args.block_length, "seconds": round(outcome.result.seconds, 4),
-        "tokens_per_second": significant(outcome.tokens_per_second),
-        "answer_tokens": outcome.trace.meta["answer_tokens"],
+        "tokens_per_second": round(outcome.tokens_per_second, 3), "answer_tokens": outcome.trace.meta["answer_tokens"],
         "commit_step": outcome.result.commit_step[0].tolist(), "device": outcome.trace.meta["device"],
         "cache": outcome.trace.meta["cache"],
         "trace": args.trace_out,

@@ -96,13 +96,12 @@ class JobSlots:
 
 
 def run_job(work: Work, slots: JobSlots, token: CancelToken | None = None, poll_seconds: float = 0.25,
-            name: str = "model-job", newest_only: bool = True) -> Iterator[tuple[str, Any]]:
+            name: str = "model-job") -> Iterator[tuple[str, Any]]:
     """Run `work(token, emit)` in a worker thread once `slots` has room. Yields (kind, payload): ("starting", None)
     first, before the worker starts (a server that can close an iterator only after its first step, as Gradio, never
     loses a running job); then ("waiting", None) / ("running", None) every poll_seconds in which nothing else
     happened (keep-alive ticks: a caller can be closed only while it is suspended); ("progress", item) with the newest
-    item emitted since the last yield (older ones are skipped; with newest_only=False every item, in order); then
-    ("done", the work's return value). The work's
+    item emitted since the last yield (older ones are skipped); then ("done", the work's return value). The work's
     exception (JobCancelled included) is raised here. Closing the iterator early cancels the token; the slot is freed
     when the work stops. `name` names the worker thread."""
     token = token or CancelToken()
@@ -137,8 +136,8 @@ def run_job(work: Work, slots: JobSlots, token: CancelToken | None = None, poll_
                 pending.append(messages.get())
             progress = [payload for kind, payload in pending if kind == "progress"]
             state = "running" if any(kind == "running" for kind, _ in pending) else state
-            for item in progress[-1:] if newest_only else progress:
-                yield "progress", item
+            if progress:
+                yield "progress", progress[-1]
             for kind, payload in pending:
                 if kind == "done":
                     yield "done", payload

@@ -55,21 +55,3 @@ def test_bad_arguments_give_one_line_and_exit_2(args, words):
 def test_unknown_rule_is_refused():
     out = cli("--model", "tiny-random", "--prompt", "hi", "--rule", "magic")
     assert out.returncode == 2 and "rule 'magic' is unknown" in out.stderr
-
-
-@pytest.mark.parametrize("argv, words", [
-    (["decode", "--model", "tiny-random"], "the following arguments are required: --prompt"),
-    (["decode", "--prompt", "hi", "--gen-length", "many"], "argument --gen-length: invalid int value: 'many'"),
-    (["decode", "--prompt", "hi", "--colour", "red"], "unrecognized arguments: --colour red"),
-    (["decoed"], "invalid choice: 'decoed'"),
-    ([], "the following arguments are required: command"),
-])
-def test_usage_errors_are_one_line_pointing_at_help(argv, words, capsys):
-    """argparse's own errors (missing, mistyped or unknown options) are one line too, with --help for more."""
-    from engine.__main__ import main
-
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and words in err and "--help" in err
-    assert len(err.strip().splitlines()) == 1 and "usage:" not in err

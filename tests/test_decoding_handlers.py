@@ -4,8 +4,6 @@ every bad input."""
 import copy
 import gzip
 import json
-import os
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from app import decoding_runs as handlers
 from app import session
 from app.session import CancelToken
 from app.streaming import LiveStep, stream_decode
-from engine.decoding import Trace, load_trace
+from engine.decoding import Trace
 from engine.models import MODELS, model_ids, unavailable
 from engine.pipeline import DecodeOutcome
 
@@ -238,27 +236,13 @@ def test_compare_cache_modes_on_one_prompt(tiny_model):
 
 
 def test_sweep_fills_in_point_by_point(tiny_model):
-    """Issue 17, item 3: "k of n" from the first frame, every value listed at once (pending until decoded), the x axis
-    fixed to the swept values, and the previous knob's rows cleared when the swept knob changes."""
     knobs = {k: KNOBS[k] for k in ("gen_length", "block_length", "tau", "alpha", "beta", "gamma", "seed")}
-    frames = list(experiments.sweep("tiny-random", "hi", "beta", "0.9, 0.1", **knobs))
-    statuses = [f["sweep_status"] for f in frames if "sweep_status" in f]
-    assert statuses == ["decode 1 of 3: fixed steps, the reference answer…",
-                        "1 of 3 decodes done; decode 2: credit with β = 0.1…",
-                        "2 of 3 decodes done; decode 3: credit with β = 0.9…",
-                        "done: 3 of 3 decodes (fixed steps NFE 32)."]
-    tables = [f["sweep_table"] for f in frames if "sweep_table" in f]
-    assert [(t["NFE"] == "pending").sum() for t in tables] == [2, 1, 0] and tables[0]["β"].tolist() == [0.1, 0.9]
-    table, figure = tables[-1], [f["sweep_plot"] for f in frames if "sweep_plot" in f][-1]
-    assert table["agreement"].between(0, 1).all() and list(figure.data[0].y) == table["NFE"].tolist()
-    first = frames[0]["sweep_plot"]
-    assert list(first.layout.xaxis.tickvals) == [0.1, 0.9] and first.layout.xaxis.range[0] < 0.1 < 0.9 < \
-        first.layout.xaxis.range[1] and "0 of 2 values" in first.layout.title.text
-    changed = experiments.sweep_knob_changed("alpha")
-    assert changed["sweep_plot"] is None and changed["sweep_grid"] == experiments.DEFAULT_GRIDS["alpha"]
-    assert "α" in changed["sweep_table"].columns and (changed["sweep_table"]["NFE"] == "pending").all()
-    assert experiments.sweep_cancelled(statuses[1]) == "1 of 3 decodes done; cancelled, the rows above are the " \
-                                                      "values decoded."
+    results = [r for r in experiments.sweep("tiny-random", "hi", "beta", "0.9, 0.1", **knobs)
+               if not isinstance(r[0], dict)]  # (gr.skip(), gr.skip()) keep-alives are dicts
+    assert [len(table) for table, _ in results] == [1, 2]
+    table, figure = results[-1]
+    assert table["value"].tolist() == [0.1, 0.9] and table["reference_nfe"].tolist() == [32, 32]
+    assert table["agreement"].between(0, 1).all() and list(figure.data[0].y) == table["nfe"].tolist()
     for grid, message in (("1", "give 2 to"), ("0.1, x", "not numbers"), ("0.1, 1.5", "outside beta's range")):
         with pytest.raises(gr.Error, match=message):
             experiments.parse_grid("beta", grid)
@@ -301,40 +285,6 @@ def test_cached_examples_render_without_a_model():
         trace = examples.example_trace(name)
         assert trace.meta["model"] == "bundled" and trace.meta["answer"]
         frame = handlers.trace_frame(trace)
-        assert "masked" not in frame.html and frame.status.startswith(f"recorded trace of bundled (")
-        assert f": NFE {trace.meta['nfe']} for" in frame.status and "recorded on a 2-core CPU" in frame.status
-        # Issue 17: the end-of-answer id reads [EOS] (its run collapsed) as in live decodes, never the raw token text
-        assert "[EOS] ×" in frame.html and "im_end" not in frame.html
-        assert list(handlers.trace_summary(trace))[0] == "nfe"
+        assert "masked" not in frame.html and f"NFE {trace.meta['nfe']}" in frame.status
         assert handlers.trace_summary(trace)["nfe"] == trace.n_steps
         assert render_views(trace, "raw", 0)["heatmap"] is not None
-
-
-def test_views_are_marked_stale_when_the_knobs_leave_the_trace(tiny_decodes):
-    """Issue 17, item 4: with re-decode off, a moved knob changes no view, so the page says the views show an
-    earlier decode (and what differs); knobs that match the trace again clear the mark."""
-    trace = tiny_decodes["credit"].trace
-    knobs = dict(KNOBS, steps=0)
-    args = lambda **changes: ["tiny-random", trace.meta["prompt"], "credit", *{**knobs, **changes}.values()]  # noqa
-    assert views.staleness(trace, *args()) == "" and views.staleness(None, *args(beta=0.3)) == ""
-    assert views.custom_preset() == "custom"  # a moved α / β / γ leaves the preset, so a Decode would use it
-    moved = views.staleness(trace, *args(preset="custom", beta=0.3))
-    assert "earlier decode" in moved and "credit decay β: 0.7 → 0.3" in moved and "Decode" in moved
-    assert "rule: credit (CreditDecoding) → threshold τ (Fast-dLLM)" in views.staleness(
-        trace, "tiny-random", trace.meta["prompt"], "threshold", *knobs.values())
-    assert "seed: 0 → 5" in views.staleness(trace, *args(seed=5))
-    assert "not a valid decode" in views.staleness(trace, *args(gen_length=40))
-    assert views.staleness(trace, *args(preset="custom")) == ""  # custom with the paper's values is the same decode
-
-
-def test_example_recorder_names_the_machine(tmp_path):
-    """The script that records the cached examples (`python -m app.examples`; `--smoke`: the first example with
-    tiny-random): the trace loads back and names the machine it was decoded on, which the page prints."""
-    from app import examples
-
-    examples.main(["--smoke", "--out", str(tmp_path)])
-    for stem, prompt, rule, gen_length in examples.EXAMPLES[:1]:
-        trace = load_trace(tmp_path / f"{stem}.json.gz")
-        assert (trace.meta["prompt"], trace.meta["rule"], trace.meta["gen_length"]) == (prompt, rule, gen_length)
-        assert trace.meta["machine"] == f"a {len(os.sched_getaffinity(0))}-core CPU"
-        assert "recorded on " + trace.meta["machine"] in handlers.trace_frame(trace).status

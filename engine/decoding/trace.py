@@ -6,7 +6,6 @@ Memory grows with S x B x Lb x k, never with the vocabulary.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,13 +181,6 @@ def rate(answer_tokens: int, seconds: float) -> float:
     """Tokens per second, counted one way everywhere: answer tokens up to and including EOS (never the EOS padding
     after it) over the decode's wall time."""
     return float(answer_tokens) / max(float(seconds), 1e-9)
-
-
-def significant(value: float, digits: int = 3) -> float:
-    """A rate rounded to `digits` significant digits, the one rounding every printed rate goes through: a slow but
-    positive rate (0.0004 tokens/s on a loaded CPU) keeps its digits instead of rounding to 0."""
-    value = float(value)
-    return float(f"{value:.{digits}g}") if math.isfinite(value) and value else value
 
 
 def stable_steps(arrays: dict[str, np.ndarray], block_length: int) -> np.ndarray:

@@ -27,7 +27,6 @@ class CandidateScores:
 class Selector(Protocol):
     name: str  # key in SELECTORS and in the run log config
     keeps_all: bool  # True only for Full: every candidate is trained on
-    reads: tuple[str, ...]  # the CandidateScores fields its choice depends on ("alpha" matters when both s_ are read)
 
     def score(self, scores: CandidateScores, generator: torch.Generator) -> torch.Tensor:
         """float64 (B,): higher is kept first."""
@@ -37,7 +36,6 @@ class Selector(Protocol):
 class UDS:
     name: str = "uds"
     keeps_all: bool = False
-    reads: tuple[str, ...] = ("s_intra", "s_inter")
 
     def score(self, scores: CandidateScores, generator: torch.Generator) -> torch.Tensor:
         return scores.total
@@ -47,7 +45,6 @@ class UDS:
 class UtilityOnly:
     name: str = "utility"
     keeps_all: bool = False
-    reads: tuple[str, ...] = ("s_intra",)
 
     def score(self, scores: CandidateScores, generator: torch.Generator) -> torch.Tensor:
         return scores.s_intra
@@ -57,7 +54,6 @@ class UtilityOnly:
 class DiversityOnly:
     name: str = "diversity"
     keeps_all: bool = False
-    reads: tuple[str, ...] = ("s_inter",)
 
     def score(self, scores: CandidateScores, generator: torch.Generator) -> torch.Tensor:
         return scores.s_inter
@@ -67,7 +63,6 @@ class DiversityOnly:
 class MaxLoss:
     name: str = "maxloss"
     keeps_all: bool = False
-    reads: tuple[str, ...] = ("loss",)
 
     def score(self, scores: CandidateScores, generator: torch.Generator) -> torch.Tensor:
         return scores.loss
@@ -77,7 +72,6 @@ class MaxLoss:
 class Random:
     name: str = "random"
     keeps_all: bool = False
-    reads: tuple[str, ...] = ()
 
     def score(self, scores: CandidateScores, generator: torch.Generator) -> torch.Tensor:
         return torch.rand(scores.s_intra.shape[0], generator=generator, dtype=torch.float64)
@@ -87,7 +81,6 @@ class Random:
 class Full:
     name: str = "full"
     keeps_all: bool = True
-    reads: tuple[str, ...] = ()
 
     def score(self, scores: CandidateScores, generator: torch.Generator) -> torch.Tensor:
         return scores.total
