@@ -9,13 +9,18 @@ the map barely changes (the sketches are a random projection already).
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Hashable, Sequence
 
 import numpy as np
 import scipy.linalg
 
 METHODS = ("auto", "umap", "pca")
+NUMBA_CACHE = "dllm-numba-cache"  # folder under the system temp dir for numba's compiled-code cache
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,18 @@ class ProjectionConfig:
             raise ValueError(f"ProjectionConfig.min_umap_points={self.min_umap_points}; it must be at least 4.")
         if self.fit_after < 1:
             raise ValueError(f"ProjectionConfig.fit_after={self.fit_after}; it must be at least 1.")
+
+
+def use_writable_numba_cache() -> Path:
+    """Point numba's cache (UMAP's first fit compiles and caches code) at a folder under the system temp dir unless
+    NUMBA_CACHE_DIR is set: by default numba writes next to the installed package, which fails on a read-only
+    install (a Space). Returns the folder."""
+    folder = Path(os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / NUMBA_CACHE)))
+    folder.mkdir(parents=True, exist_ok=True)
+    numba = sys.modules.get("numba")
+    if numba is not None and not numba.config.CACHE_DIR:  # imported already: its config read the environment then
+        numba.config.CACHE_DIR = str(folder)
+    return folder
 
 
 def umap_available() -> bool:
@@ -107,6 +124,7 @@ class Projector:
             self._reduce = _PCA(points, 2)
             self.method = "pca"
             return self._reduce.transform(points)[:, :2]
+        use_writable_numba_cache()
         import umap  # deferred: importing umap compiles numba code for seconds
 
         if cfg.pca_dims:

@@ -20,6 +20,11 @@ METRIC_ARRAYS = {
 }
 VISIBLE_CHARS = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}  # whitespace tokens must stay visible in a cell
 PAGE_POSITIONS = 32  # a heatmap page: whole blocks up to this many positions (one block at the default length 32)
+# What one view draws at once (an imported trace may be far longer than the app's own): the rest is paged.
+MAX_PAGE_WIDTH = 128  # a block longer than this (only in imported traces) is paged in slices of this many positions
+MAX_PAGE_STEPS = 128  # heatmap rows per page; further steps of the same positions are on the next page
+MAX_VIEW_POSITIONS = 1024  # positions the token views and the stability figure draw at once
+MAX_VIEW_STEPS = 512  # steps the timeline and the token inspector draw at once
 
 
 def token_label(trace: Trace, token_id: int, max_chars: int = 12) -> str:
@@ -81,12 +86,14 @@ def commit_confidence(trace: Trace) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Page:
-    """A window of the heatmap: whole decoded blocks of positions and the steps that decoded them."""
+    """A window of the heatmap: whole decoded blocks of positions (a slice of MAX_PAGE_WIDTH of a longer block) and
+    at most MAX_PAGE_STEPS of the steps that decoded them; the rest of those steps are on the next page."""
 
     index: int  # 0-based page number
     count: int  # number of pages
     positions: tuple[int, int]  # [lo, hi) answer positions
-    steps: tuple[int, int]  # [lo, hi) steps whose block lies in the page
+    steps: tuple[int, int]  # [lo, hi) steps drawn
+    window_steps: tuple[int, int]  # [lo, hi) every step whose block lies in the positions
 
 
 def blocks_per_page(trace: Trace, max_positions: int) -> int:
@@ -98,20 +105,56 @@ def decoded_blocks(trace: Trace) -> int:
     return int(trace.arrays["step_block"].max()) + 1 if trace.n_steps else 1
 
 
-def page_count(trace: Trace, max_positions: int = PAGE_POSITIONS) -> int:
-    return -(-decoded_blocks(trace) // blocks_per_page(trace, max_positions))
+def _windows(trace: Trace, max_positions: int) -> list[tuple[int, int]]:
+    """[lo, hi) position windows over the decoded blocks: whole blocks up to max_positions, one block when it is
+    longer, slices of MAX_PAGE_WIDTH of a block longer than that."""
+    block_length, blocks = trace.meta["block_length"], decoded_blocks(trace)
+    if block_length <= MAX_PAGE_WIDTH:
+        width = blocks_per_page(trace, max_positions) * block_length
+        return [(lo, min(lo + width, blocks * block_length)) for lo in range(0, blocks * block_length, width)]
+    return [(block * block_length + lo, min(block * block_length + lo + MAX_PAGE_WIDTH, (block + 1) * block_length))
+            for block in range(blocks) for lo in range(0, block_length, MAX_PAGE_WIDTH)]
 
 
-def page(trace: Trace, index: int, max_positions: int = PAGE_POSITIONS) -> Page:
-    """Page `index` (clipped to the valid range) of at most max_positions positions, aligned to blocks."""
-    per_page, block_length = blocks_per_page(trace, max_positions), trace.meta["block_length"]
-    count = page_count(trace, max_positions)
-    index = int(min(max(index, 0), count - 1))
-    first_block, last_block = index * per_page, (index + 1) * per_page
-    in_page = np.flatnonzero((trace.arrays["step_block"] >= first_block) & (trace.arrays["step_block"] < last_block))
-    steps = (int(in_page[0]), int(in_page[-1]) + 1) if in_page.size else (0, 0)
-    hi = min(last_block, decoded_blocks(trace)) * block_length
-    return Page(index=index, count=count, positions=(first_block * block_length, hi), steps=steps)
+def _pages(trace: Trace, max_positions: int, max_steps: int) -> list[tuple[tuple[int, int], tuple[int, int],
+                                                                          tuple[int, int]]]:
+    """(positions, steps drawn, all steps of the positions) for every page, in order."""
+    block_length, step_block = trace.meta["block_length"], trace.arrays["step_block"]
+    pages = []
+    for lo, hi in _windows(trace, max_positions):
+        in_window = np.flatnonzero((step_block >= lo // block_length) & (step_block <= (hi - 1) // block_length))
+        first, last = (int(in_window[0]), int(in_window[-1]) + 1) if in_window.size else (0, 0)
+        starts = range(first, last, max_steps) if last > first else [first]
+        pages += [((lo, hi), (start, min(start + max_steps, last)), (first, last)) for start in starts]
+    return pages
+
+
+def page_count(trace: Trace, max_positions: int = PAGE_POSITIONS, max_steps: int = MAX_PAGE_STEPS) -> int:
+    return len(_pages(trace, max_positions, max_steps))
+
+
+def page(trace: Trace, index: int, max_positions: int = PAGE_POSITIONS, max_steps: int = MAX_PAGE_STEPS) -> Page:
+    """Page `index` (clipped to the valid range): at most max_positions positions (whole blocks) and max_steps
+    steps."""
+    pages = _pages(trace, max_positions, max_steps)
+    index = int(min(max(index, 0), len(pages) - 1))
+    positions, steps, window_steps = pages[index]
+    return Page(index=index, count=len(pages), positions=positions, steps=steps, window_steps=window_steps)
+
+
+def view_window(length: int, around: int = 0, max_positions: int = MAX_VIEW_POSITIONS) -> tuple[int, int]:
+    """[lo, hi): the aligned chunk of at most max_positions positions that holds `around`."""
+    lo = min(max(int(around), 0), max(length - 1, 0)) // max_positions * max_positions
+    return lo, min(lo + max_positions, length)
+
+
+def window_note(window: tuple[int, int], length: int, where: str) -> str:
+    """The sentence a capped view shows: which positions it draws and where the others are; empty when it draws
+    all of them."""
+    if window == (0, length):
+        return ""
+    return (f"positions {window[0]}-{window[1] - 1} of {length} shown (a view draws at most {MAX_VIEW_POSITIONS} at "
+            f"once); {where}")
 
 
 def grid(trace: Trace, metric: str, window: Page) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,7 +5,8 @@ Rows are steps (forward passes), columns answer positions; a cell is blank once 
 its block has not started. Cells keep one size however long the answer is (CELL_WIDTH_PX x CELL_HEIGHT_PX, narrower
 only for blocks too wide for the plot; in the app gr.Plot stretches the width to the tab, so a page's 32 columns stay
 ~30 px wide): a long answer is paged by whole blocks (at the app's page width, one block of 32 per page), so each page
-is a readable zoom on one block; the overview draws every position once, a row per page.
+is a readable zoom on one block; the overview draws every position once, a row per page. An imported trace's block
+longer than MAX_PAGE_WIDTH is paged in slices, and a block's steps past MAX_PAGE_STEPS go on the next page.
 Cell text is dropped past TEXT_CELL_LIMIT live cells (the hover still has everything).
 """
 from __future__ import annotations
@@ -14,8 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis import colors
-from analysis.trace_data import (METRIC_ARRAYS, PAGE_POSITIONS, Page, credit_forced, grid, masked_mean,
-                                 page, page_count, token_label)
+from analysis.trace_data import (MAX_PAGE_STEPS, METRIC_ARRAYS, PAGE_POSITIONS, Page, credit_forced, grid,
+                                 masked_mean, page, page_count, token_label)
 from engine.decoding.trace import Trace
 
 PLOT_WIDTH_PX = 1100  # the widest plot area the tab gives a figure; wider pages get narrower cells
@@ -112,10 +113,12 @@ def heatmap_figure(trace: Trace, metric: str = "raw", page_index: int = 0,
                                  marker={"symbol": "square-open", "size": outline, "color": color,
                                          "line": {"width": 2, "color": color}}, hoverinfo="skip"))
     blocks = sorted({p // trace.meta["block_length"] for p in (p_lo, p_hi - 1)})
+    (w_lo, w_hi) = window.window_steps
+    more = f" of {w_lo}-{w_hi - 1} ({MAX_PAGE_STEPS} a page)" if (s_lo, s_hi) != (w_lo, w_hi) else ""
     fig.update_layout(
         title=(f"{colors.HEATMAP_METRICS[metric]}: page {window.index + 1} of {window.count}, "
                f"block{'s' if blocks[-1] > blocks[0] else ''} {'-'.join(map(str, blocks))} = positions "
-               f"{p_lo}-{p_hi - 1}, steps {s_lo}-{s_hi - 1}"),
+               f"{p_lo}-{p_hi - 1}, steps {s_lo}-{s_hi - 1}{more}"),
         xaxis_title="answer position", yaxis_title="step (forward pass)",
         yaxis={"range": [s_hi - 0.5, s_lo - 0.5]},  # reversed: step 0 on top; exactly the page's rows
         plot_bgcolor=colors.MASKED, showlegend=True, legend=_legend_below(s_hi - s_lo),

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis import colors
-from analysis.trace_data import credit_forced, threshold, token_label
+from analysis.trace_data import MAX_VIEW_STEPS, credit_forced, threshold, token_label
 from engine.decoding.trace import Trace
 
 
@@ -20,8 +20,12 @@ def check_position(trace: Trace, position: int) -> int:
 
 
 def position_steps(trace: Trace, position: int) -> np.ndarray:
-    """The steps of the position's block (all of them: before, at and after its commit)."""
-    return np.flatnonzero(trace.arrays["step_block"] == position // trace.meta["block_length"])
+    """The steps of the position's block (before, at and after its commit), at most MAX_VIEW_STEPS of them: those
+    up to the position's commit first."""
+    steps = np.flatnonzero(trace.arrays["step_block"] == position // trace.meta["block_length"])
+    commit = int(trace.arrays["commit_step"][0, position])
+    end = max(int(np.searchsorted(steps, commit, side="right")), MAX_VIEW_STEPS)
+    return steps[max(end - MAX_VIEW_STEPS, 0):end]
 
 
 def inspector_figure(trace: Trace, position: int) -> go.Figure:
@@ -59,7 +63,10 @@ def inspector_figure(trace: Trace, position: int) -> go.Figure:
     fig.update_yaxes(title_text="probability", range=[0, 1.05], row=1, col=1)
     fig.update_yaxes(title_text="credit", row=2, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
-    fig.update_layout(title=f"position {position}: final {final!r}, committed at step {commit}{forced}",
+    block_steps = int((arrays["step_block"] == position // trace.meta["block_length"]).sum())
+    capped = (f"<br>steps {steps[0]}-{steps[-1]} of the block's {block_steps} shown (a view draws at most "
+              f"{MAX_VIEW_STEPS} steps)" if len(steps) < block_steps else "")
+    fig.update_layout(title=f"position {position}: final {final!r}, committed at step {commit}{forced}{capped}",
                       height=460, legend={"orientation": "h", "y": -0.18}, margin={"l": 60, "r": 20, "t": 50, "b": 60})
     return fig
 

@@ -11,7 +11,8 @@ import numpy as np
 from plotly.colors import sample_colorscale
 
 from analysis import colors
-from analysis.trace_data import commit_confidence, credit_forced, sequence_at, token_label
+from analysis.trace_data import (commit_confidence, credit_forced, sequence_at, token_label, view_window,
+                                 window_note)
 from engine.decoding.trace import Trace
 
 LUT_SIZE = 101
@@ -89,12 +90,16 @@ def live_html(ids: np.ndarray, committed: np.ndarray, confidence: np.ndarray, la
 
 def scrub_html(trace: Trace, step: int) -> str:
     """The answer right after `step`: committed tokens by confidence, this step's commits outlined, and the
-    current block's masked positions showing the step's top-1 guess."""
+    current block's masked positions showing the step's top-1 guess. Long answers: the MAX_VIEW_POSITIONS positions
+    around the step's block."""
     state = sequence_at(trace, step)
+    shown = min(max(int(step), 0), max(trace.n_steps - 1, 0))
+    block_start = int(trace.arrays["step_block"][shown]) * trace.meta["block_length"] if trace.n_steps else 0
+    lo, hi = window = view_window(len(state.ids), block_start)
     confidence = commit_confidence(trace)
     commit = trace.arrays["commit_step"][0]
     spans = []
-    for position in range(len(state.ids)):
+    for position in range(lo, hi):
         if not state.committed[position]:
             guess = state.guess[position]
             spans.append(masked_span(token_label(trace, guess) if guess >= 0 else None, position))
@@ -106,22 +111,25 @@ def scrub_html(trace: Trace, step: int) -> str:
         outline = f"outline:2px solid {colors.CREDIT_FORCED};" if state.just_committed[position] else ""
         background = scale_color(colors.CONFIDENCE_SCALE, conf) if np.isfinite(conf) else colors.GREYED
         spans.append(span(text, background, title, outline))
-    shown = min(max(int(step), 0), max(trace.n_steps - 1, 0))
+    note = window_note(window, len(state.ids), "scrub to another block's steps to see its positions")
     caption = (f"after step {shown} of {trace.n_steps - 1}: {int(state.committed.sum())} of {len(state.ids)} "
-               f"committed, {int(state.just_committed.sum())} by this step (outlined); italics = current guess")
-    labels = [token_label(trace, t) for t in state.ids.tolist()]
-    return wrap(collapse_eos_tail(spans, labels, state.committed.tolist()), caption)
+               f"committed, {int(state.just_committed.sum())} by this step (outlined); italics = current guess"
+               + (f"; {note}" if note else ""))
+    labels = [token_label(trace, t) for t in state.ids[lo:hi].tolist()]
+    return wrap(collapse_eos_tail(spans, labels, state.committed[lo:hi].tolist()), caption)
 
 
 def order_html(trace: Trace) -> str:
     """The final answer, each token coloured by the step that committed it (dark = early); credit-forced commits
-    underlined."""
+    underlined. Long answers: the first MAX_VIEW_POSITIONS positions."""
+    window = view_window(trace.meta["gen_length"])
     commit = trace.arrays["commit_step"][0]
     stable = trace.arrays["stable_step"][0]
     forced = credit_forced(trace)
     last = max(trace.n_steps - 1, 1)
+    tokens = trace.arrays["tokens"][0, :window[1]].tolist()
     spans = []
-    for position, token in enumerate(trace.arrays["tokens"][0].tolist()):
+    for position, token in enumerate(tokens):
         text = token_label(trace, token)
         if commit[position] < 0:
             spans.append(span(text, colors.GREYED, f"position {position}: {text!r}, filled by early stop"))
@@ -131,7 +139,8 @@ def order_html(trace: Trace) -> str:
                  + ("; committed because of credit" if forced[position] else ""))
         extra = f"border-bottom:3px solid {colors.CREDIT_FORCED};" if forced[position] else ""
         spans.append(span(text, scale_color(colors.ORDER_SCALE, commit[position] / last), title, extra))
+    note = window_note(window, trace.meta["gen_length"], "the heatmap pages through all")
     caption = (f"coloured by decode order: dark = committed early (step 0), light = late (step {last}); "
-               "underlined = committed because of credit; grey = early-stop fill")
-    labels = [token_label(trace, t) for t in trace.arrays["tokens"][0].tolist()]
+               "underlined = committed because of credit; grey = early-stop fill" + (f"; {note}" if note else ""))
+    labels = [token_label(trace, t) for t in tokens]
     return wrap(collapse_eos_tail(spans, labels, [True] * len(labels)), caption)

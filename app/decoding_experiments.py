@@ -1,5 +1,6 @@
 """Handlers that decode several times: compare rules (or cache modes) on one prompt and seed, and sweep a credit
-knob."""
+knob. Each runs as one model job (app.decoding_runs.in_model_job): it yields keep-alives while it works, so a Cancel
+or a closed page stops it within one decoding step."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,7 +12,7 @@ import plotly.graph_objects as go
 
 from analysis import colors
 from analysis.trace_compare import commit_order_figure, compare_table, sweep_figure, sweep_table, token_agreement
-from app.decoding_runs import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, get_model, make_request
+from app.decoding_runs import MAX_COMPARE, MAX_SWEEP_POINTS, decode_once, get_model, in_model_job, make_request
 from engine.decoding.registry import BASELINE
 from engine.decoding.trace import significant
 from engine.models.kv_forward import cache_modes
@@ -24,24 +25,26 @@ RUNNING = "…"  # a sweep status ending so is still decoding
 
 def compare_outcomes(model_name: str, prompt: str, rules: Sequence[str], gen_length: int, block_length: int,
                      steps: int, tau: float, preset: str, alpha: float, beta: float, gamma: float,
-                     seed: int, cache: str = "none") -> list[DecodeOutcome]:
-    """Decode the prompt with 2-3 rules, same seed, knobs and cache."""
+                     seed: int, cache: str = "none") -> Iterator[tuple[str, list[DecodeOutcome] | None]]:
+    """Decode the prompt with 2-3 rules, same seed, knobs and cache, as one model job: keep-alives (see
+    app.decoding_runs.in_model_job), then ("done", the outcomes)."""
     rules = list(rules or [])
     if not 2 <= len(rules) <= MAX_COMPARE:
         raise gr.Error(f"{len(rules)} rules are ticked; tick 2 or {MAX_COMPARE} rules to compare.")
     requests = [make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed,
                              cache) for rule in rules]
-    return [decode_once(model_name, request) for request in requests]
+    yield from in_model_job(lambda token, emit: [decode_once(model_name, request, token) for request in requests])
 
 
 def cache_outcomes(model_name: str, prompt: str, rule: str, gen_length: int, block_length: int, steps: int,
                    tau: float, preset: str, alpha: float, beta: float, gamma: float,
-                   seed: int) -> list[DecodeOutcome]:
+                   seed: int) -> Iterator[tuple[str, list[DecodeOutcome] | None]]:
     """Decode the prompt with one rule and every cache mode the model can use (no cache first), same seed and
-    knobs: what a cache changes in the answer, the NFE and the time."""
+    knobs, as one model job: what a cache changes in the answer, the NFE and the time."""
     base = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed)
-    modes = cache_modes(get_model(model_name), int(block_length))
-    return [decode_once(model_name, replace(base, cache=mode)) for mode in modes]
+    modes = cache_modes(get_model(model_name), base.block_length)
+    yield from in_model_job(lambda token, emit: [decode_once(model_name, replace(base, cache=mode), token)
+                                                 for mode in modes])
 
 
 def compare_views(outcomes: Sequence[DecodeOutcome]) -> tuple[pd.DataFrame, go.Figure]:
@@ -70,8 +73,9 @@ def parse_grid(knob: str, text: str) -> list[float]:
 def sweep(model_name: str, prompt: str, knob: str, grid_text: str, gen_length: int, block_length: int, tau: float,
           alpha: float, beta: float, gamma: float, seed: int) -> Iterator[dict[str, Any]]:
     """Decode once with fixed steps (one token per step, the reference answer), then once per knob value with
-    credit. Yields the status ("k of n decodes"), the table (every value from the start, "pending" until decoded)
-    and the figure (x axis over the whole grid) before the first decode and after every one."""
+    credit, as one model job. Yields the status ("k of n decodes"), the table (every value from the start, "pending"
+    until decoded) and the figure (x axis over the whole grid) before the first decode and after every one; {}
+    (nothing new) while a decode runs, so a Cancel or a closed page stops it within one step."""
     values = parse_grid(knob, grid_text)
     base = make_request(prompt, "credit", gen_length, block_length, 0, tau, "custom", alpha, beta, gamma, seed)
     requests = []
@@ -84,18 +88,37 @@ def sweep(model_name: str, prompt: str, knob: str, grid_text: str, gen_length: i
     rows: list[dict] = []
     yield {"sweep_status": f"decode 1 of {total}: fixed steps, the reference answer{RUNNING}",
            "sweep_table": sweep_table(rows, knob, values), "sweep_plot": sweep_figure(rows, knob, values, None)}
-    reference = decode_once(model_name, replace(base, rule=BASELINE, steps=None))
-    reference_tokens = reference.trace.arrays["tokens"][0]
-    for index, (value, request) in enumerate(zip(values, requests)):
-        yield {"sweep_status": f"{index + 1} of {total} decodes done; decode {index + 2}: credit with {symbol} = "
-                               f"{value:g}{RUNNING}"}
-        outcome = decode_once(model_name, request)
-        rows.append({"value": value, "nfe": outcome.result.nfe,
-                     "agreement": round(token_agreement(outcome.trace.arrays["tokens"][0], reference_tokens), 4),
-                     "tokens_per_second": significant(outcome.tokens_per_second), "answer": outcome.answer})
-        yield {"sweep_table": sweep_table(rows, knob, values),
-               "sweep_plot": sweep_figure(rows, knob, values, reference.result.nfe)}
-    yield {"sweep_status": f"done: {total} of {total} decodes (fixed steps NFE {reference.result.nfe})."}
+
+    def work(token, emit) -> int:
+        """Emits (reference NFE, the rows so far, the index of the value decoding now): each supersedes the last."""
+        reference = decode_once(model_name, replace(base, rule=BASELINE, steps=None), token)
+        reference_tokens = reference.trace.arrays["tokens"][0]
+        done: list[dict] = []
+        for index, (value, request) in enumerate(zip(values, requests)):
+            emit((reference.result.nfe, list(done), index))
+            outcome = decode_once(model_name, request, token)
+            done.append({"value": value, "nfe": outcome.result.nfe,
+                         "agreement": round(token_agreement(outcome.trace.arrays["tokens"][0], reference_tokens), 4),
+                         "tokens_per_second": significant(outcome.tokens_per_second), "answer": outcome.answer})
+        emit((reference.result.nfe, done, len(values)))
+        return reference.result.nfe
+
+    for kind, payload in in_model_job(work, newest_only=False):  # every decode's row and status, in order
+        if kind == "done":
+            yield {"sweep_status": f"done: {total} of {total} decodes (fixed steps NFE {payload})."}
+        elif kind != "progress":
+            yield {}
+        else:
+            reference_nfe, decoded, index = payload
+            shown = {}
+            if len(decoded) > len(rows):
+                rows = decoded
+                shown = {"sweep_table": sweep_table(rows, knob, values),
+                         "sweep_plot": sweep_figure(rows, knob, values, reference_nfe)}
+            if index < len(values):
+                shown["sweep_status"] = (f"{index + 1} of {total} decodes done; decode {index + 2}: credit with "
+                                         f"{symbol} = {values[index]:g}{RUNNING}")
+            yield shown
 
 
 def sweep_knob_changed(knob: str) -> dict[str, Any]:

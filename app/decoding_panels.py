@@ -23,6 +23,7 @@ from app import decoding_runs as runs
 from app import examples as cached
 from app.decoding_runs import require_trace
 from app.session import CancelToken, session_folder
+from app.session_files import make_room
 from engine.decoding import CREDIT_PRESETS, Trace, rule_entry, save_trace
 from engine.pipeline import DecodeRequest
 
@@ -103,10 +104,13 @@ def page_label(trace: Trace | None, pages: int) -> str:
 
 
 def export_trace(trace: Trace | None, session_id: str | None) -> str:
-    """Write the trace (engine schema, gzipped JSON) into the session's folder; return the path to download."""
+    """Write the trace (engine schema, gzipped JSON) into the session's folder (removed when the session ends or
+    ages out, app/session_files.py); return the path to download."""
     trace = require_trace(trace)
     name = f"trace-{trace.meta['rule']}-nfe{trace.meta['nfe']}-seed{trace.meta['seed']}.json.gz"
-    return str(save_trace(trace, session_folder(session_id) / name))
+    folder = session_folder(session_id)
+    make_room(folder)
+    return str(save_trace(trace, folder / name))
 
 
 def view_panels(trace: Trace | None, metric: str, position: int) -> dict[str, Any]:
@@ -137,7 +141,9 @@ def live_decode(model: str, prompt: str, token: CancelToken, rule: str, gen_leng
     request = runs.make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed,
                                 cache)
     for frame in runs.decode_frames(model, request, token):
-        if frame.outcome is None:
+        if frame is None:  # keep-alive: nothing new, but the server may close the stream here
+            yield {}
+        elif frame.outcome is None:
             yield {"live": frame.html, "status": frame.status}
         else:
             yield {"live": frame.html, "status": frame.status, "answer": frame.outcome.answer,
@@ -233,23 +239,29 @@ def import_file(path: str | None) -> dict[str, Any]:
 
 
 def compare(model: str, prompt: str, rules: list[str], gen_length: int, block_length: int, steps: int, tau: float,
-            preset: str, alpha: float, beta: float, gamma: float, seed: int, cache: str = "none") -> dict[str, Any]:
-    """Decode with 2-3 rules; the table, the figure and the decodes (kept in the session to pick one)."""
-    outcomes = experiments.compare_outcomes(model, prompt, rules, gen_length, block_length, steps, tau, preset, alpha,
-                                            beta, gamma, seed, cache)
-    return _compared(outcomes)
+            preset: str, alpha: float, beta: float, gamma: float, seed: int,
+            cache: str = "none") -> Iterator[dict[str, Any]]:
+    """Decode with 2-3 rules as one model job (nothing to show while it runs); the table, the figure and the decodes
+    (kept in the session to pick one)."""
+    yield from _compared(experiments.compare_outcomes(model, prompt, rules, gen_length, block_length, steps, tau,
+                                                      preset, alpha, beta, gamma, seed, cache))
 
 
 def compare_caches(model: str, prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float,
-                   preset: str, alpha: float, beta: float, gamma: float, seed: int) -> dict[str, Any]:
+                   preset: str, alpha: float, beta: float, gamma: float, seed: int) -> Iterator[dict[str, Any]]:
     """Decode with the rule and every cache mode the model can use, no cache first; as `compare`."""
-    return _compared(experiments.cache_outcomes(model, prompt, rule, gen_length, block_length, steps, tau, preset,
-                                                alpha, beta, gamma, seed))
+    yield from _compared(experiments.cache_outcomes(model, prompt, rule, gen_length, block_length, steps, tau, preset,
+                                                    alpha, beta, gamma, seed))
 
 
-def _compared(outcomes: list) -> dict[str, Any]:
-    table, figure = experiments.compare_views(outcomes)
-    return {"compare_table": table, "compare_plot": figure, "compared": [o.trace for o in outcomes]}
+def _compared(job: Iterator[tuple[str, Any]]) -> Iterator[dict[str, Any]]:
+    """{} while the model job runs (a keep-alive the server may close), then the comparison panels."""
+    for kind, outcomes in job:
+        if kind != "done":
+            yield {}
+            continue
+        table, figure = experiments.compare_views(outcomes)
+        yield {"compare_table": table, "compare_plot": figure, "compared": [o.trace for o in outcomes]}
 
 
 def pick_compared(compared: list[Trace] | None, row: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 import numpy as np
@@ -18,17 +18,16 @@ import numpy as np
 from analysis import colors
 from analysis.trace_data import display_text, rate_text, recorded_on, token_label, tokens_per_second
 from analysis.trace_tokens import live_html
-from app.session import CancelToken
+from app.session import DECODE_JOBS, CancelToken, run_in_worker
 from app.space import zero_gpu
 from app.streaming import LiveStep, replay_decode, stream_decode, trace_step
 from engine.decoding import RULES, DecodeCancelled, Trace, TraceFormatError, load_trace
 from engine.decoding.trace import significant
 from engine.models import MODELS, LoadedModel, model_entry, model_ids, unavailable
 from engine.models.cache import shared_dllm
-from engine.pipeline import DecodeOutcome, DecodeRequest, decode
+from engine.pipeline import MAX_PROMPT_CHARS, DecodeOutcome, DecodeRequest, decode
 
 RULE_CHOICES = [(entry.label, entry.id) for entry in RULES.values()]  # the rule picker: labels shown, ids sent
-MAX_PROMPT_CHARS = 2000  # longer prompts are refused before tokenising
 MAX_TRACE_BYTES = 50 * 2**20  # upload cap for trace files
 GEN_LENGTHS = (32, 64, 128, 256, 512, 1024)
 BLOCK_LENGTHS = (8, 16, 32, 64)
@@ -87,17 +86,13 @@ def warm_default_model() -> None:
 
 def make_request(prompt: str, rule: str, gen_length: int, block_length: int, steps: int, tau: float, preset: str,
                  alpha: float, beta: float, gamma: float, seed: int, cache: str = "none") -> DecodeRequest:
-    """The engine request for the knobs; steps = 0 means one token per step (steps = gen_length)."""
-    if not prompt or not prompt.strip():
-        raise gr.Error("The prompt is empty: type a question or pick an example.")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise gr.Error(f"The prompt has {len(prompt)} characters; shorten it to at most {MAX_PROMPT_CHARS}.")
+    """The engine request for the knobs (the page and the API both come through here; DecodeRequest checks every
+    value: finite, in range, integral where it must be); steps = 0 means one token per step (steps = gen_length)."""
     try:
-        return DecodeRequest(prompt=prompt, rule=rule, gen_length=int(gen_length),
-                             block_length=int(block_length), steps=int(steps) if steps else None,
-                             threshold=float(tau), preset=preset, alpha=float(alpha), beta=float(beta),
-                             gamma=float(gamma), seed=int(seed), cache=cache)
-    except (ValueError, TypeError) as err:
+        return DecodeRequest(prompt=prompt, rule=rule, gen_length=gen_length, block_length=block_length,
+                             steps=None if steps in (0, None) else steps, threshold=tau, preset=preset, alpha=alpha,
+                             beta=beta, gamma=gamma, seed=seed, cache=cache)
+    except ValueError as err:
         raise gr.Error(f"These settings are refused: {err}. Change that setting and decode again.") from None
 
 
@@ -127,19 +122,20 @@ def _status(step: LiveStep, gen_length: int) -> str:
 
 
 def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
-                  replay: bool | None = None) -> Iterator[Frame]:
+                  replay: bool | None = None) -> Iterator[Frame | None]:
     """Stream a decode: a first frame with every position masked, one frame per step the reader keeps up with, and
-    a last frame carrying the outcome. Cancel ends the stream with a 'cancelled' frame (no outcome). The first frame
-    comes before the model is loaded, so the page answers at once even on the first click after a start.
+    a last frame carrying the outcome; None in between is a keep-alive (nothing new to show) that lets a server
+    close the stream at once. Cancel ends the stream with a 'cancelled' frame (no outcome). The first frame comes
+    before the model is loaded, so the page answers at once even on the first click after a start.
     replay (default: on a ZeroGPU Space) computes the whole trace in one GPU call and animates it afterwards."""
     replay = zero_gpu() if replay is None else replay
     check_model(model_name)
     run = token.start()  # before the model loads: a Cancel during the load stops the decode at its first step
     gen = request.gen_length
     masked = np.zeros(gen, dtype=bool)
-    yield Frame(live_html(np.zeros(gen, dtype=np.int64), masked, np.full(gen, np.nan), str),
-                f"{colors.rule_label(request.rule)}: {gen} positions masked; loading {model_name} (first use "
-                "only) and reading the prompt")
+    blank = live_html(np.zeros(gen, dtype=np.int64), masked, np.full(gen, np.nan), str)
+    yield Frame(blank, f"{colors.rule_label(request.rule)}: {gen} positions masked; loading {model_name} (first use "
+                       "only) and reading the prompt")
     model = get_model(model_name)
     label = _labeller(model)
     last: LiveStep | None = None
@@ -147,21 +143,29 @@ def decode_frames(model_name: str, request: DecodeRequest, token: CancelToken,
     steps = replay_decode(model_name, request, run) if replay else stream_decode(model, request, run)
     try:
         for item in _refusing(steps):
-            if isinstance(item, LiveStep):
+            if item == "waiting" and last is None:
+                yield Frame(blank, "waiting: another decode is using the model (one at a time); Cancel leaves the line")
+            elif isinstance(item, str):
+                yield None
+            elif isinstance(item, LiveStep):
                 last = item
-                if time.perf_counter() - shown_at >= MIN_FRAME_SECONDS:
-                    shown_at = time.perf_counter()
-                    yield Frame(live_html(item.ids, item.committed, item.confidence, label), _status(item, gen))
-                continue
-            meta = item.trace.meta
-            done = trace_step(item.trace, meta["nfe"] - 1, item.result.seconds)
-            yield Frame(live_html(done.ids, done.committed, done.confidence, label),
-                        f"done: NFE {meta['nfe']}, {meta['answer_tokens']} answer tokens in "
-                        f"{item.result.seconds:.2f} s = {rate_text(item.tokens_per_second)}", outcome=item)
+                if time.perf_counter() - shown_at < MIN_FRAME_SECONDS:
+                    yield None
+                    continue
+                shown_at = time.perf_counter()
+                yield Frame(live_html(item.ids, item.committed, item.confidence, label), _status(item, gen))
+            else:
+                meta = item.trace.meta
+                done = trace_step(item.trace, meta["nfe"] - 1, item.result.seconds)
+                yield Frame(live_html(done.ids, done.committed, done.confidence, label),
+                            f"done: NFE {meta['nfe']}, {meta['answer_tokens']} answer tokens in "
+                            f"{item.result.seconds:.2f} s = {rate_text(item.tokens_per_second)}", outcome=item)
     except DecodeCancelled:
         where = f"after step {last.step} ({int(last.committed.sum())} of {gen} committed)" if last else "at the start"
         yield Frame(live_html(last.ids, last.committed, last.confidence, label) if last else "",
                     f"cancelled {where}; the views keep the previous trace")
+    finally:
+        steps.close()  # a stream closed by the server cancels the decode now, not when it is garbage-collected
 
 
 def _refusing(stream: Iterator) -> Iterator:
@@ -198,13 +202,27 @@ def trace_frame(trace: Trace, source: str = "recorded trace") -> Frame:
                        f"{recorded_on(trace)} in {meta['seconds']:.2f} s = {rate_text(tokens_per_second(trace))}")
 
 
-def decode_once(model_name: str, request: DecodeRequest) -> DecodeOutcome:
-    """A whole decode without streaming (compare, sweep, the /decode API)."""
+def decode_once(model_name: str, request: DecodeRequest, token: CancelToken | None = None) -> DecodeOutcome:
+    """A whole decode without streaming, in the caller's thread (compare, sweep and /decode run it inside a model
+    job, `in_model_job`); the token stops it within one step."""
     model = get_model(model_name)
     try:
-        return decode(model, request)
+        return decode(model, request, observers=[token.observer()] if token else ())
     except ValueError as err:
         raise gr.Error(f"The decode was refused: {err}.") from None
+
+
+def in_model_job(work: Callable[[CancelToken, Callable[[Any], None]], Any],
+                 newest_only: bool = True) -> Iterator[tuple[str, Any]]:
+    """Run work(token, emit) as a model job (one decode at a time, stopped within a step when the caller is closed);
+    yields ("starting" | "waiting" | "running", None) keep-alives and ("progress", item), then ("done", result). A
+    cancelled job raises gr.Error."""
+    token = CancelToken()
+    try:
+        yield from run_in_worker(lambda emit: work(token, emit), token, DECODE_JOBS, name="dllm-model-job",
+                                 newest_only=newest_only)
+    except DecodeCancelled:
+        raise gr.Error("Cancelled: the run stopped at its next step.") from None
 
 
 def require_trace(trace: Trace | None) -> Trace:
@@ -226,18 +244,3 @@ def import_trace(path: str | None) -> Trace:
     except TraceFormatError as err:
         raise gr.Error(f"This file is not a usable decoding trace: {err}. Upload a trace exported from this app.") \
             from None
-
-
-def api_decode(prompt: str, model: str = "bundled", rule: str = DEFAULTS["rule"],
-               gen_length: int = DEFAULTS["gen_length"], block_length: int = DEFAULTS["block_length"], steps: int = 0,
-               tau: float = DEFAULTS["threshold"], preset: str = DEFAULTS["preset"], alpha: float = DEFAULTS["alpha"],
-               beta: float = DEFAULTS["beta"], gamma: float = DEFAULTS["gamma"], seed: int = DEFAULTS["seed"],
-               cache: str = DEFAULTS["cache"]) -> dict:
-    """Decode a prompt; return the answer, NFE, tokens/s and the whole trace (the engine's schema, as exported).
-    rule: a rule id of the registry (low_confidence, threshold, credit, credit_low_confidence) or its label; steps = 0
-    means gen_length (fixed-steps rules);
-    tau = threshold τ, alpha = fusion α, beta = decay β, gamma = boost γ (preset custom; paper / dinfer /
-    parameter_free set them); cache = key/value cache none / prefix / dual (Fast-dLLM)."""
-    request = make_request(prompt, rule, gen_length, block_length, steps, tau, preset, alpha, beta, gamma, seed, cache)
-    outcome = decode_once(model, request)
-    return {**summary(outcome), "trace": outcome.trace.to_dict()}

@@ -12,11 +12,12 @@ import pandas as pd
 
 from analysis import colors
 from analysis.trace_compare import COMPARE_COLUMNS
+from app import decoding_api
 from app import decoding_experiments as experiments
 from app import decoding_panels as panels
 from app import decoding_runs as runs
 from app import examples as cached
-from app.session import CancelToken
+from app.session import DECODE_JOBS, CancelToken
 from engine.decoding import DEFAULT_CREDIT_PRESET, RULES
 from engine.decoding.cache import CACHE_MODES
 from engine.decoding.registry import BASELINE
@@ -24,7 +25,7 @@ from engine.decoding.registry import BASELINE
 EXAMPLES = ["What is the capital of France?", "Write a short poem about the sea.",
             "Give three tips for learning to code.", "Explain what a diffusion language model is in one sentence."]
 MODEL_JOBS = "dllm-model"  # events that run the model share these queue slots
-MODEL_SLOTS = 1  # one model job at a time: a decode uses every core of a 2-core CPU, and the whole GPU
+MODEL_SLOTS = DECODE_JOBS.slots  # queue slots of model jobs: as many as the engine-side limit (app/session.py)
 LONGEST = max(runs.GEN_LENGTHS)  # slider ranges before a trace narrows them (API callers never get narrowed)
 CREDIT_PRESET_CHOICES = [*RULES["credit"].presets, "custom"]
 INTRO = ("Watch a diffusion LLM fill in its answer, see what it believed at every step before committing each "
@@ -235,4 +236,4 @@ def _wire(c: dict[str, Any]) -> None:
     then_views(showing, "_example")
     importing = c["uploaded"].upload(_named(c, panels.import_file), [c["uploaded"]], top, api_name="import_trace")
     then_views(importing, "_imported")
-    gr.api(runs.api_decode, api_name="decode", **model_job)
+    gr.api(decoding_api.api_decode, api_name="decode", **model_job)

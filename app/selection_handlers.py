@@ -7,6 +7,7 @@ except `run_events`, which delegates to app.selection_runs.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -17,7 +18,7 @@ import pandas as pd
 from analysis import runlog_figures, runlog_views, selection_bias
 from analysis.buffer_map import COLOR_BY, BufferMap, buffer_map_figure, build_buffer_map
 from analysis.projection import ProjectionConfig
-from app import session
+from app import session, session_files
 from app.selection_progress import RunPhases, reuse_note
 from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background
 from engine.models.cache import shared_sft_tokenizer
@@ -25,7 +26,7 @@ from engine.uds.runlog import RunLog
 from engine.uds.runlog_zip import ZipCaps, export_runlog_zip, import_runlog_zip
 
 MAX_RUNS = 6  # runs kept per session; the oldest is dropped past this (bounds memory per session)
-RUNLOG_ZIP_CAPS = ZipCaps(max_zip_bytes=50 * 2**20, max_unzipped_bytes=400 * 2**20)  # the page's 50 MB upload cap
+RUNLOG_ZIP_CAPS = ZipCaps(max_zip_bytes=50 * 2**20)  # the page's 50 MB upload cap; unpacked size, rows: the defaults
 MAP_METHODS = {"UMAP": "auto", "PCA": "pca"}  # radio label -> ProjectionConfig.method
 
 
@@ -264,12 +265,20 @@ def run_events(state: dict[str, Any], selector: str, steps: float, batch: float,
 
 
 def session_folder(state: dict[str, Any]) -> tuple[dict[str, Any], Path]:
-    """The session's private folder (app/session.py, created on first use); every file this tab writes goes there."""
+    """The session's private folder (app/session.py, created on first use; removed when the session ends or ages
+    out, app/session_files.py); every file this tab writes goes there, after making room under the disk cap."""
     folder = state.get("folder")
-    if folder and Path(folder).is_dir():
-        return state, Path(folder)
-    made = session.session_folder()
-    return {**state, "folder": str(made)}, made
+    if not (folder and Path(folder).is_dir()):
+        folder = str(session.session_folder())
+        state = {**state, "folder": folder}
+    os.utime(folder)
+    session_files.make_room(Path(folder))
+    return state, Path(folder)
+
+
+def drop_state(state: dict[str, Any]) -> None:
+    """gr.State's delete_callback: the session ended; its folder goes."""
+    session_files.remove_folder(state.get("folder") if isinstance(state, dict) else None)
 
 
 def _token_strings(log: RunLog, token_ids: np.ndarray) -> list[str] | None:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from app.session import CancelToken, run_in_worker
+from app.session import SELECTION_JOBS, CancelToken, run_in_worker
 from engine.models import MODELS, model_ids
 from engine.models.cache import shared_sft_model
 from engine.uds.config import SelectionConfig, TrainConfig
@@ -106,12 +106,13 @@ def load_dataset(source: str, upload: str | None, prompt_col: str = "prompt", re
 def run_in_background(model_name: str, dataset: Dataset, selection: SelectionConfig, train: TrainConfig,
                       finish: Callable[[Any], Any] | None = None,
                       token: CancelToken | None = None) -> Iterator[tuple[str, Any]]:
-    """Run one selection in the session's worker thread (app/session.py); yield ("progress", (done, total, message))
-    while it runs, ("tick", None) every POLL_SECONDS, then ("done", finish(log)) or ("error", message).
+    """Run one selection as a model job in the session's worker thread (app/session.py: one selection run at a
+    time); yield ("progress", (done, total, message)) while it runs or waits for the model, ("tick", None) every
+    POLL_SECONDS otherwise, then ("done", finish(log)) or ("error", message).
 
-    Closing the iterator (Gradio does so when the event is cancelled or the client goes away) cancels the token, and
-    the loop stops before its next step; `finish` (e.g. fitting the buffer map) runs in the worker too, so a slow
-    finish keeps the page responsive."""
+    Closing the iterator (Gradio does so when the event is cancelled or the client goes away) cancels the token: the
+    run stops after the step in progress, in training or in the held-out evaluation, and only then frees its slot.
+    `finish` (e.g. fitting the buffer map) runs in the worker too, so a slow finish keeps the page responsive."""
     token = token or CancelToken()
 
     def job(emit: Callable[[tuple[int, int, str]], None]) -> Any:
@@ -119,16 +120,24 @@ def run_in_background(model_name: str, dataset: Dataset, selection: SelectionCon
         model, tokenizer = shared_sft_model(model_name)
         from engine.uds.run import run_selection
 
-        log = run_selection(model, tokenizer, dataset, selection, train, model_name=model_name,
-                            progress=lambda done, total, text: emit((done, total, text)),
+        def progress(done: int, total: int, text: str) -> None:
+            emit((done, total, text))
+            token.check()
+
+        log = run_selection(model, tokenizer, dataset, selection, train, model_name=model_name, progress=progress,
                             should_stop=lambda: token.cancelled)
-        if token.cancelled:
-            return None
+        token.check()
         emit((train.steps, train.steps, "projecting the buffer (the first UMAP fit in a process compiles for a while)"))
         return finish(log) if finish else log
 
+    waiting = (0, train.steps, "waiting: another selection run is using the model (one at a time)")
     try:
-        yield from run_in_worker(job, token, name="selection-run", poll_seconds=POLL_SECONDS, join_seconds=0)
+        for kind, payload in run_in_worker(job, token, SELECTION_JOBS, name="selection-run",
+                                          poll_seconds=POLL_SECONDS, newest_only=False):  # every phase, in order
+            if kind == "waiting":
+                yield "progress", waiting
+            else:
+                yield ("tick", None) if kind in ("starting", "running") else (kind, payload)
     except ValueError as err:
         yield "error", str(err)
 

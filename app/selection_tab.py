@@ -50,7 +50,7 @@ INTRO = (
 
 def build_selection_tab() -> None:
     """Create the Selection Lab's components and events inside the current Blocks (call inside a gr.Tab)."""
-    state = gr.State(h.new_state())
+    state = gr.State(h.new_state(), delete_callback=h.drop_state)  # the session's folder goes with it
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):

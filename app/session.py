@@ -2,38 +2,34 @@
 worker thread a long job (a decode, a selection run) runs in while the event's generator streams its progress.
 
 Closing the stream (Gradio does so when the client goes away or the event is cancelled) cancels the job's token, so
-the job stops at its next step and frees its slot.
+the job stops within one step and only then frees its slot: at most one decode and one selection run at a time
+(DECODE_JOBS, SELECTION_JOBS), however many clients cancel. The folders are cleaned by app/session_files.py.
 """
 from __future__ import annotations
 
-import queue
+import os
 import re
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from engine.jobs import CancelToken as JobToken
+from engine.jobs import JobSlots, run_job
+
 SESSION_ROOT = Path(tempfile.gettempdir()) / "dllm-app"  # one folder per session below it (Gradio serves from tmp)
-JOIN_SECONDS = 30.0  # how long closing a stream waits for its worker to stop (a model job frees the model first)
+DECODE_JOBS = JobSlots(1)  # decodes at once, process-wide (a decode uses every core of a 2-core CPU, and the GPU)
+SELECTION_JOBS = JobSlots(1)  # selection runs at once, process-wide (a run trains a model copy on every core)
 
 
-class CancelToken:
-    """Cancel for one session (kept in gr.State) or one run. `start()` gives a new run its own token, which the
-    session's `cancel()` reaches until the next `start()`; an earlier Cancel never stops a later run. A deep copy
-    (gr.State copies its initial value per session) is a fresh token, never a shared one."""
-
-    def __init__(self, event: threading.Event | None = None) -> None:
-        self._event = event or threading.Event()
+class CancelToken(JobToken):
+    """Cancel for one session (kept in gr.State) or one run: an engine.jobs.CancelToken, which the decoding loop
+    checks every step through its observer(). `start()` gives a new run its own token, which the session's
+    `cancel()` reaches until the next `start()`; an earlier Cancel never stops a later run. A deep copy (gr.State
+    copies its initial value per session) is a fresh token, never a shared one."""
 
     def __deepcopy__(self, memo: dict) -> "CancelToken":
         return CancelToken()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def cancel(self) -> None:
-        self._event.set()
 
     def start(self) -> "CancelToken":
         """A fresh token for a new run of this session."""
@@ -51,40 +47,17 @@ def session_folder(session_id: str | None = None) -> Path:
         return Path(tempfile.mkdtemp(prefix="session-", dir=SESSION_ROOT))
     folder = SESSION_ROOT / safe
     folder.mkdir(exist_ok=True)
+    os.utime(folder)  # in use: the janitor (app/session_files.py) removes folders untouched for long
     return folder
 
 
-def run_in_worker(job: Callable[[Callable[[Any], None]], Any], token: CancelToken, *, name: str,
-                  poll_seconds: float | None = None, newest_only: bool = False,
-                  join_seconds: float = JOIN_SECONDS) -> Iterator[tuple[str, Any]]:
-    """Run `job(emit)` in a worker thread; yield ("progress", item) for what it emits, ("tick", None) every
-    poll_seconds while it is quiet (when given), then ("done", its result). An exception of the job is raised here,
-    in the reading thread. newest_only skips progress items the reader was too slow to take. The job checks
-    `token.cancelled` between its steps; closing this iterator cancels the token and waits up to join_seconds."""
-    messages: queue.Queue = queue.Queue()
-
-    def work() -> None:
-        try:
-            messages.put(("done", job(lambda item: messages.put(("progress", item)))))
-        except BaseException as err:  # handed to the reading thread, which raises it
-            messages.put(("error", err))
-
-    worker = threading.Thread(target=work, name=name, daemon=True)
-    worker.start()
-    try:
-        while True:
-            try:
-                kind, payload = messages.get(timeout=poll_seconds)
-            except queue.Empty:
-                yield "tick", None
-                continue
-            while newest_only and kind == "progress" and not messages.empty():
-                kind, payload = messages.get()
-            if kind == "error":
-                raise payload
-            yield kind, payload
-            if kind == "done":
-                return
-    finally:
-        token.cancel()
-        worker.join(timeout=join_seconds)
+def run_in_worker(job: Callable[[Callable[[Any], None]], Any], token: CancelToken, slots: JobSlots, *, name: str,
+                  poll_seconds: float = 0.25, newest_only: bool = True) -> Iterator[tuple[str, Any]]:
+    """Run `job(emit)` as a model job (engine.jobs.run_job: a worker thread holding one of `slots` until the job has
+    really returned); yield ("starting" | "waiting" | "running", None) keep-alives (waiting: another job holds the
+    slot), ("progress", item) with the newest item it emitted (every item with newest_only=False), then ("done", its
+    result). An exception of the job is
+    raised here, in the reading thread. The job checks the token between its steps (a decode: through
+    token.observer()); closing this iterator cancels the token, so the job stops within one step and only then frees
+    its slot."""
+    return run_job(lambda run, emit: job(emit), slots, token, poll_seconds, name, newest_only)

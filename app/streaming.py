@@ -1,6 +1,7 @@
-"""Live decoding: the decode runs in the session's worker thread (app/session.py); an observer hands each step to the
-reader, and the run's cancel token makes the observer raise DecodeCancelled at the next step. A finished trace is
-shown the same way: `trace_step` turns step k of a trace into the frame the live view draws."""
+"""Live decoding: the decode runs as a model job in the session's worker thread (app/session.py: one decode at a
+time); an observer hands each step to the reader, and the run's cancel token (through its observer) stops the
+decode at the end of the step in progress. A finished trace is shown the same way: `trace_step` turns step k of
+a trace into the frame the live view draws."""
 from __future__ import annotations
 
 import time
@@ -10,7 +11,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from analysis.trace_data import commit_confidence, sequence_at
-from app.session import CancelToken, run_in_worker
+from app.session import DECODE_JOBS, CancelToken, run_in_worker
 from app.space import gpu_function
 from engine.decoding import DecodeCancelled, StepEvent, StepObserver, Trace
 from engine.models import LoadedModel
@@ -40,12 +41,11 @@ def trace_step(trace: Trace, step: int, seconds: float) -> LiveStep:
 
 
 class _LiveObserver(StepObserver):
-    """Keeps the running commit mask and commit confidences from the engine's step events; stops the decode when
-    the run's token is cancelled."""
+    """Keeps the running commit mask and commit confidences from the engine's step events and emits a LiveStep after
+    every step."""
 
-    def __init__(self, gen_length: int, block_length: int, token: CancelToken,
-                 emit: Callable[[LiveStep], None]) -> None:
-        self.block_length, self.token, self.emit = block_length, token, emit
+    def __init__(self, gen_length: int, block_length: int, emit: Callable[[LiveStep], None]) -> None:
+        self.block_length, self.emit = block_length, emit
         self.committed = np.zeros(gen_length, dtype=bool)
         self.confidence = np.full(gen_length, np.nan)
         self.started = time.perf_counter()
@@ -57,20 +57,21 @@ class _LiveObserver(StepObserver):
         self.confidence[lo:lo + self.block_length][new] = event.fused_top1_prob[0][new]
         self.emit(LiveStep(step=event.step, ids=event.tokens[0].copy(), committed=self.committed.copy(),
                            confidence=self.confidence.copy(), seconds=time.perf_counter() - self.started))
-        if self.token.cancelled:
-            raise DecodeCancelled(f"cancelled after step {event.step}")
 
 
-def stream_decode(model: LoadedModel, request: DecodeRequest, token: CancelToken) -> Iterator[LiveStep | DecodeOutcome]:
+def stream_decode(model: LoadedModel, request: DecodeRequest,
+                  token: CancelToken) -> Iterator[LiveStep | DecodeOutcome | str]:
     """Yield the newest LiveStep whenever one is ready (older ones are skipped when the reader is slower than the
-    model), then the DecodeOutcome. Errors of the decode (ValueError, DecodeCancelled) are raised here. Closing the
-    iterator early cancels the decode, so an abandoned run frees its slot."""
+    model), "starting" / "waiting" (another decode holds the model) / "running" as keep-alives while there is nothing
+    new, then the DecodeOutcome. Errors of the decode (ValueError, DecodeCancelled) are raised here. Closing the
+    iterator early cancels the decode within one step, so an abandoned run frees its slot."""
 
     def job(emit: Callable[[LiveStep], None]) -> DecodeOutcome:
-        return decode(model, request, observers=[_LiveObserver(request.gen_length, request.block_length, token, emit)])
+        live = _LiveObserver(request.gen_length, request.block_length, emit)
+        return decode(model, request, observers=[live, token.observer()])
 
-    for _, item in run_in_worker(job, token, name="dllm-decode", newest_only=True):
-        yield item
+    for kind, item in run_in_worker(job, token, DECODE_JOBS, name="dllm-decode"):
+        yield item if kind in ("progress", "done") else kind
 
 
 @gpu_function(duration=120)
@@ -91,8 +92,10 @@ def replay_steps(trace: Trace, seconds_per_frame: float = 0.0) -> Iterator[LiveS
 
 
 def replay_decode(model_name: str, request: DecodeRequest, token: CancelToken) -> Iterator[LiveStep | DecodeOutcome]:
-    """As stream_decode, for GPU Spaces: compute the trace in one GPU call, then animate it on the CPU."""
-    outcome = decode_on_gpu(model_name, request)
+    """As stream_decode, for GPU Spaces: compute the trace in one GPU call (in the caller's thread: ZeroGPU ties the
+    call to the request; it cannot be stopped midway), then animate it on the CPU."""
+    with DECODE_JOBS.hold(token):
+        outcome = decode_on_gpu(model_name, request)
     for step in replay_steps(outcome.trace, REPLAY_FRAME_SECONDS):
         if token.cancelled:
             raise DecodeCancelled(f"cancelled after step {step.step}")

@@ -1,6 +1,8 @@
 """From a prompt string and knob values to an answer and a trace: what the CLI, the app and the benchmarks call."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -16,34 +18,58 @@ from engine.models.kv_forward import CachedForward, check_cache
 from engine.models.llama_native import native_model
 
 
+# What any caller (the app's page, its API, the CLI) may ask for; one request is bounded by these.
+MAX_PROMPT_CHARS = 2000  # longer prompts are refused before tokenising
+MAX_GEN_LENGTH = 1024  # answer tokens
+MAX_BLOCK_LENGTH = 64  # block size
+MAX_SEED = 2**63 - 1  # torch.Generator takes a 64-bit seed
+KNOB_RANGES: dict[str, tuple[float, float]] = {  # name -> [low, high] of the real-valued knobs
+    "threshold": (0.0, 1.0), "alpha": (0.0, 5.0), "beta": (0.0, 1.0), "gamma": (0.0, 1.0), "temperature": (0.0, 100.0)}
+
+
 @dataclass(frozen=True)
 class DecodeRequest:
-    prompt: str  # the user's text; the chat template is applied by the model adapter
+    prompt: str  # the user's text (1..MAX_PROMPT_CHARS characters); the chat template is applied by the model adapter
     rule: str = "credit"  # a rule id or label from the registry (engine/decoding/registry.py); stored as the id
-    gen_length: int = 64  # answer length in tokens (a multiple of block_length)
-    block_length: int = 32  # semi-autoregressive block size
+    gen_length: int = 64  # answer length in tokens (a multiple of block_length), 1..MAX_GEN_LENGTH
+    block_length: int = 32  # semi-autoregressive block size, 1..MAX_BLOCK_LENGTH
     steps: int | None = None  # fixed-steps rules only; None = gen_length (one token per step)
-    threshold: float = 0.9  # tau, threshold and credit rules
+    threshold: float = 0.9  # tau, threshold and credit rules, in (0, 1]
     preset: str | None = DEFAULT_CREDIT_PRESET  # a preset of the rule (credit: paper, dinfer, parameter_free), or
     #                                             "custom" / None to use the knobs below; ignored by rules without
-    alpha: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["alpha"]  # credit fusion strength (custom preset)
-    beta: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["beta"]  # credit decay (custom preset)
-    gamma: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["gamma"]  # credit boost exponent (custom preset)
-    temperature: float = 0.0  # Gumbel noise of the fixed-steps rule; 0 = greedy
-    seed: int = 0  # seeds the Gumbel noise; the same request gives the same trace
-    top_k: int = 5  # top-k kept per step and position in the trace
+    alpha: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["alpha"]  # credit fusion strength (custom preset), [0, 5]
+    beta: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["beta"]  # credit decay (custom preset), [0, 1]
+    gamma: float = CREDIT_PRESETS[DEFAULT_CREDIT_PRESET]["gamma"]  # credit boost exponent (custom preset), [0, 1]
+    temperature: float = 0.0  # Gumbel noise of the fixed-steps rule; 0 = greedy; [0, 100]
+    seed: int = 0  # seeds the Gumbel noise; the same request gives the same trace; 0..MAX_SEED
+    top_k: int = 5  # top-k kept per step and position in the trace, 1..20
     cache: str = "none"  # key/value cache mode (engine/decoding/cache.py): none, prefix or dual
     refresh: int | None = None  # cache refresh period in steps inside a block; None = each block's first step only
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rule", rule_entry(self.rule).id)  # labels are accepted, ids are kept
-        if self.gen_length < 1 or self.block_length < 1 or self.gen_length % self.block_length:
-            raise ValueError(f"gen_length={self.gen_length} must be a positive multiple of "
-                             f"block_length={self.block_length}")
-        if not 1 <= self.top_k <= 20:
-            raise ValueError(f"top_k={self.top_k} must be in [1, 20]")
-        self.make_rule()  # raises ValueError naming any bad knob
-        self.cache_config()
+        """Every knob checked (finite, in range, integral where it must be) with a message naming the value and the
+        range; whole-valued floats (64.0, as JSON clients send) are stored as ints."""
+        _check_prompt(self.prompt)
+        if not isinstance(self.rule, str):
+            raise ValueError(f"rule={self.rule!r:.60} must be a rule id or label")
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise ValueError(f"preset={self.preset!r:.60} must be a preset name, 'custom' or None")
+        self._set("rule", rule_entry(self.rule).id)  # labels are accepted, ids are kept
+        self._set("gen_length", _integer("gen_length", self.gen_length, 1, MAX_GEN_LENGTH))
+        self._set("block_length", _integer("block_length", self.block_length, 1, MAX_BLOCK_LENGTH))
+        if self.gen_length % self.block_length:
+            raise ValueError(f"gen_length={self.gen_length} must be a multiple of block_length={self.block_length}")
+        if self.steps is not None:
+            self._set("steps", _integer("steps", self.steps, 1, self.gen_length))
+        for name, (low, high) in KNOB_RANGES.items():
+            self._set(name, _real(name, getattr(self, name), low, high, low_open=name == "threshold"))
+        self._set("seed", _integer("seed", self.seed, 0, MAX_SEED))
+        self._set("top_k", _integer("top_k", self.top_k, 1, 20))
+        self.make_rule()  # raises ValueError naming any knob the rule refuses
+        self.cache_config()  # and the cache mode / refresh (engine/decoding/cache.py)
+
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)  # frozen: normalising in __post_init__ is the one write
 
     def cache_config(self) -> CacheConfig:
         return CacheConfig(self.cache, self.refresh)
@@ -59,6 +85,36 @@ class DecodeRequest:
         preset = self.preset if entry.presets else None
         return make_rule(entry.id, preset, steps=steps, threshold=self.threshold, alpha=self.alpha, beta=self.beta,
                          gamma=self.gamma, temperature=self.temperature)
+
+
+def _check_prompt(prompt: object) -> None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("the prompt is empty: type a question or pick an example")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt has {len(prompt)} characters; shorten it to at most {MAX_PROMPT_CHARS}")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"the prompt holds a lone surrogate {ascii(prompt[err.start])} at character {err.start}, "
+                         "which is not text; send whole characters (an emoji is two surrogates together)") from None
+
+
+def _integer(name: str, value: object, low: int, high: int) -> int:
+    """value as an int in [low, high]; whole-valued floats are accepted, 1.5 / NaN / True / "3" are not."""
+    whole = (isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())) \
+        and not isinstance(value, bool)
+    if not whole or not low <= value <= high:
+        raise ValueError(f"{name}={value!r:.40} must be an integer in [{low}, {high}]")
+    return int(value)
+
+
+def _real(name: str, value: object, low: float, high: float, low_open: bool = False) -> float:
+    """value as a finite float in [low, high] (or (low, high])."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or value > high or value < low or (low_open and value == low):
+        raise ValueError(f"{name}={value!r:.40} must be a finite number in {'(' if low_open else '['}{low:g}, "
+                         f"{high:g}]")
+    return float(value)
 
 
 @dataclass

@@ -44,7 +44,7 @@ def test_unknown_and_offline_hub_models_fail_clearly(monkeypatch):
 
 def test_prompt_longer_than_context_is_refused(tiny_model):
     with pytest.raises(ValueError, match="exceeds the model's context of 2048"):
-        decode(tiny_model, DecodeRequest(prompt="word " * 2100, gen_length=64))
+        decode(tiny_model, DecodeRequest(prompt="word " * 399, gen_length=1024))  # 1995 bytes + 1024 > 2048
 
 
 def test_decode_attaches_token_text_and_meta(tiny_model):

@@ -1,7 +1,6 @@
 """Selection Lab handlers, called directly (no server): a real run with progress, Cancel, linked detail, exports, run
 log upload, and a clear gr.Error for each bad input."""
 import json
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from app import selection_handlers as h
 from app.selection_progress import reuse_note
 from app.selection_runs import MODEL_CHOICES, SELECTOR_CHOICES, build_configs, load_dataset, run_in_background
+from app.session import SELECTION_JOBS
 
 TINY = next(label for label, name in MODEL_CHOICES.items() if name == "tiny-random")
 UDS = next(iter(SELECTOR_CHOICES))
@@ -71,16 +71,18 @@ def test_a_small_dataset_says_its_rows_are_reused(tmp_path):
 
 
 def test_cancel_stops_the_training_loop():
-    """Closing the run generator (what Gradio does on Cancel) stops the worker before its next step."""
+    """Closing the run generator (what Gradio does on Cancel) stops the worker after the step in progress; only then
+    is its slot free."""
+    cancelled = SELECTION_JOBS.outcomes["cancelled"]
     events = _run(steps=500)
     for result in events:
         if "step 1/500" in result.get("status", ""):
             break
     events.close()
     deadline = time.monotonic() + 60
-    while any(t.name == "selection-run" for t in threading.enumerate()) and time.monotonic() < deadline:
+    while SELECTION_JOBS.running and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(t.name == "selection-run" for t in threading.enumerate())
+    assert SELECTION_JOBS.running == 0 and SELECTION_JOBS.outcomes["cancelled"] == cancelled + 1
 
 
 def test_background_runner_reports_engine_errors_as_messages(bundled_uds_dataset):

@@ -65,7 +65,7 @@ def corrupt(tmp_path, trace, edit):
     (lambda o: o["meta"].pop("nfe"), "meta lacks nfe"),
     (lambda o: o["arrays"].pop("tokens"), "tokens is missing"),
     (lambda o: o["arrays"]["tokens"].update(dtype="float32"), "dtype 'float32'"),
-    (lambda o: o["arrays"]["tokens"].update(shape=[2, 3]), "cannot be read"),
+    (lambda o: o["arrays"]["tokens"].update(shape=[2, 3]), r"declares shape \[2, 3\] \(6 values\) but holds 32"),
     (lambda o: o["arrays"]["commit_step"].update(data=[999] * 32), "commit_step holds a step"),
     (lambda o: o["meta"].update(gen_length=64), "disagree with meta"),
 ])

@@ -76,5 +76,5 @@ def test_bad_shapes_found_by_fuzzing_are_refused(tmp_path, good, shape):
     obj["arrays"]["commit_step"]["shape"] = shape
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(obj))
-    with pytest.raises(TraceFormatError, match="commit_step shape"):
+    with pytest.raises(TraceFormatError, match="commit_step shape|Infinity, which strict JSON"):
         load_trace(path)
