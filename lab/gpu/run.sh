@@ -13,15 +13,16 @@ mkdir -p "$W" "$OUT"
 start=$(date +%s)
 
 # The bundled model's GGUF (98 MB) arrives in five parts: r0..r3 copied to $W by earlier calls, r4 carried now.
+# Joined once: runners started side by side (one per GPU) after a first one find it joined and the wheels installed.
 if [ -f .gguf/r4 ]; then
-  cat "$W"/r0 "$W"/r1 "$W"/r2 "$W"/r3 .gguf/r4 > "$W/smollm2.gguf"
+  [ -f "$W/smollm2.gguf" ] || cat "$W"/r0 "$W"/r1 "$W"/r2 "$W"/r3 .gguf/r4 > "$W/smollm2.gguf"
   echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $W/smollm2.gguf" | sha256sum -c - || exit 3
   export SMOLLM2_GGUF=$W/smollm2.gguf
 fi
 # Wheels the image lacks (gguf and the data packages), carried in .whl/.
 if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 4
+  [ -f /tmp/site/.installed ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && touch /tmp/site/.installed; } || exit 4
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
