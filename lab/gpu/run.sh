@@ -3,8 +3,9 @@
 #   bash lab/gpu/run.sh lab/gpu/plans/NAME.plan
 # A plan holds one section per line, "SECONDS COMMAND..." ('#' starts a comment; $OUT and $W expand). Each section
 # runs in its own shell with its own time limit, never past BUDGET_S seconds (default 560) from the start, so one
-# failure or hang costs only that section. DETACH=1 starts the plan detached (setsid) from a copy of the tree, for work
-# longer than one call: it outlives the call; poll with `tail $W/detached/*.log` in later calls.
+# failure or hang costs only that section. ONLY=REGEX runs only the sections whose command matches. DETACH=1 starts
+# the plan detached (setsid) from a copy of the tree, for work longer than one call: it outlives the call; poll with
+# `tail $W/detached/*.log` in later calls.
 set -u
 PLAN=${1:?usage: bash lab/gpu/run.sh lab/gpu/plans/NAME.plan}
 export W=${W:-/root/w} OUT=${OUT:-/tmp/out}
@@ -15,8 +16,12 @@ start=$(date +%s)
 # The bundled model's GGUF (98 MB) arrives in five parts: r0..r3 copied to $W by earlier calls, r4 carried now.
 # Joined once: runners started side by side (one per GPU) after a first one find it joined and the wheels installed.
 if [ -f .gguf/r4 ]; then
-  [ -f "$W/smollm2.gguf" ] || cat "$W"/r0 "$W"/r1 "$W"/r2 "$W"/r3 .gguf/r4 > "$W/smollm2.gguf"
-  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $W/smollm2.gguf" | sha256sum -c - || exit 3
+  sum=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+  if ! [ -f "$W/smollm2.gguf" ]; then
+    cat "$W"/r0 "$W"/r1 "$W"/r2 "$W"/r3 .gguf/r4 > "$W/joining.gguf" || exit 3
+    echo "$sum  $W/joining.gguf" | sha256sum -c - || exit 3
+    mv "$W/joining.gguf" "$W/smollm2.gguf"
+  fi
   export SMOLLM2_GGUF=$W/smollm2.gguf
 fi
 # Wheels the image lacks (gguf and the data packages), carried in .whl/.
@@ -40,6 +45,7 @@ python3 -c "import torch, transformers; print(torch.__version__, transformers.__
 git rev-parse --short HEAD 2>/dev/null || echo "commit: ${BENCH_COMMIT:-unknown}"
 while read -r limit cmd; do
   case "$limit" in ''|'#'*) continue ;; esac
+  if [ -n "${ONLY:-}" ] && ! [[ "$cmd" =~ $ONLY ]]; then continue; fi  # ONLY: a regex choosing sections
   left=$(( ${BUDGET_S:-560} - ($(date +%s) - start) ))
   [ "$left" -lt "$limit" ] && limit=$left
   if [ "$limit" -lt 15 ]; then echo "skipped (no time): $cmd"; continue; fi
