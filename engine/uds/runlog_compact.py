@@ -39,4 +39,4 @@ def compact_runlog(log: RunLog) -> RunLog:
 
 def is_compact(log: RunLog) -> bool:
     """True when the log has no sketches to draw (a compact log, or one whose embeddings are empty)."""
-    return COMPACT_KEY in log.config or not log.embeddings or log.embeddings[0].shape[1] == 0
+    return COMPACT_KEY in log.config or (bool(log.embeddings) and log.embeddings[0].shape[1] == 0)
