@@ -18,8 +18,8 @@ engine/uds/runlog_compact.py: what ships as the Selection Lab's fair-test exampl
 once, so a section cut short keeps its finished runs; `--summarize` reads them all and writes OUT/summary.json:
 mean +- sd per arm, the paired difference to Random per seed, kept length against the candidates', module mix.
 `--runs base,random:21,full:22` runs an explicit list instead of arms x seeds (what gpu_uds_fair_pool.py hands each
-worker); with `--deadline` (Unix seconds) a run is not started when the previous one of this process, as long again,
-would end past it.
+worker); with `--deadline` (Unix seconds) a run is not started when 0.8 times the previous run of this process would
+end past it (a later wave shares the GPUs with fewer workers, so it runs faster).
 
 Run: python lab/benchmarks/gpu_uds_fair.py --out OUT --arms random,uds_released [--seeds 21,22,23] [--smoke]
      python lab/benchmarks/gpu_uds_fair.py --out OUT --summarize
@@ -190,7 +190,7 @@ def main() -> None:
                                                  "test": len(dataset.heldout), "changes_from_paper": CHANGES})
     last_seconds = 0.0
     for arm, seed in runs:
-        if time.time() + last_seconds > args.deadline:
+        if time.time() + 0.8 * last_seconds > args.deadline:  # later runs share the GPUs with fewer others
             print(f"skipped {arm} seed {seed}: the last run took {last_seconds:.0f} s and the deadline is "
                   f"{args.deadline - time.time():.0f} s away", flush=True)
             continue
