@@ -186,7 +186,7 @@ def main() -> None:
         from engine.models.smollm import load_smollm
         base, tokenizer = load_smollm(device, dtype=torch.float32)
     dataset = maths_split(n_train, n_test)
-    write_json(out / "results" / "setup.json", {"environment": header(device), "train": len(dataset.train),
+    write_atomic(out / "results" / "setup.json", {"environment": header(device), "train": len(dataset.train),
                                                  "test": len(dataset.heldout), "changes_from_paper": CHANGES})
     last_seconds = 0.0
     for arm, seed in runs:
