@@ -16,6 +16,9 @@ from analysis.projection import GrowingMap, ProjectionConfig, umap_available
 from engine.uds.runlog import RunLog
 
 COLOR_BY = ("age", "score", "category", "selected")
+NO_SKETCHES = ("This is a compact run log: its sketches z were dropped to ship it small (engine/uds/runlog_compact.py), "
+               "so there is no buffer map and no nearest buffer entries; the tables, utility, decomposition, "
+               "comparison and seeds views are complete.")
 
 
 @dataclass
@@ -106,6 +109,16 @@ def buffer_map_figure(log: RunLog, buffer_map: BufferMap, step: int | None = Non
         clickmode="event", hovermode="closest", dragmode="zoom", uirevision="buffer-map")
     if not len(frame):
         fig.add_annotation(text="empty", showarrow=False, font=dict(color=NEUTRAL))
+    return fig
+
+
+def no_map_figure() -> go.Figure:
+    """What the map shows for a run log without sketches (a compact one): why there is nothing to draw."""
+    fig = go.Figure()
+    fig.add_annotation(text=NO_SKETCHES.replace(" (engine", "<br>(engine").replace(", so", ",<br>so"),
+                       showarrow=False, font=dict(color=NEUTRAL), xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_layout(title="buffer map: not available for a compact run log", template="plotly_white", height=320,
+                      xaxis=dict(visible=False), yaxis=dict(visible=False))
     return fig
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.colors import field_label, selector_label
 from engine.uds.runlog import RunLog
+from engine.uds.runlog_compact import is_compact
 from engine.uds.selectors import SELECTORS
 
 # Per-candidate table: run-log field -> column header, key columns first (the table scrolls sideways past them).
@@ -150,6 +151,9 @@ def summary_markdown(log: RunLog) -> str:
                      f"of {s['steps_compared']} steps (its spread reaches the s_intra gap at the K-th place in "
                      f"{s['steps_diversity_could_change']})." if s["steps_compared"]
                      else "Scale check: not applicable, every candidate was kept.")
+    if is_compact(log):
+        lines.append("_Compact run log: no sketches or per-token strips, so the buffer map, the nearest buffer "
+                     "entries and the strip are not available; every score, pick and evaluation is._")
     if s["truncated"]:
         lines.append(f"{s['truncated']} samples were longer than the cut-off and truncated.")
     return "  \n".join(lines)
@@ -194,7 +198,7 @@ def buffer_neighbours(log: RunLog, step: int, position: int, k: int = 5) -> pd.D
     Distances are L2 in sketch space, the same distances whose mean is s_inter."""
     _candidate(log, step, position)
     columns = list(NEIGHBOUR_COLUMNS)
-    if step == 0:
+    if step == 0 or is_compact(log):  # a compact log has no sketches to measure distances in
         return pd.DataFrame(columns=columns)
     buffer = log.buffer_at(step - 1)
     if not buffer.sample_ids:

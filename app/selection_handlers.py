@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 
 from analysis import runlog_figures, runlog_views, selection_bias
-from analysis.buffer_map import COLOR_BY, BufferMap, buffer_map_figure, build_buffer_map
+from analysis.buffer_map import COLOR_BY, NO_SKETCHES, BufferMap, buffer_map_figure, build_buffer_map, no_map_figure
 from analysis.projection import ProjectionConfig
-from app import session, session_files
+from app import selection_examples, session, session_files
 from app.selection_progress import RunPhases, reuse_note
 from app.selection_runs import MODEL_CHOICES, build_configs, load_dataset, run_in_background
 from engine.models.cache import shared_sft_tokenizer
 from engine.uds.runlog import RunLog
+from engine.uds.runlog_compact import is_compact
 from engine.uds.runlog_zip import ZipCaps, export_runlog_zip, import_runlog_zip
 
 MAX_RUNS = 6  # runs kept per session; the oldest is dropped past this (bounds memory per session)
@@ -43,17 +44,26 @@ def new_state() -> dict[str, Any]:
 def add_run(state: dict[str, Any], log: RunLog, label: str, buffer_map: BufferMap | None = None) -> tuple[
         dict[str, Any], str]:
     """A new state with `log` kept under a fresh name (the oldest run dropped past MAX_RUNS); returns (state, name)."""
-    counter = state["counter"] + 1
-    name = f"#{counter} {label}"
-    runs = {**state["runs"], name: log}
-    maps = {**state["maps"]}
+    state, names = add_runs(state, [(log, label)])
     if buffer_map is not None:
-        maps[(name, "UMAP")] = buffer_map
-    while len(runs) > MAX_RUNS:
+        state = {**state, "maps": {**state["maps"], (names[0], "UMAP"): buffer_map}}
+    return state, names[0]
+
+
+def add_runs(state: dict[str, Any], logs: list[tuple[RunLog, str]]) -> tuple[dict[str, Any], list[str]]:
+    """A new state with every log kept under a fresh name; older runs are dropped, oldest first, past MAX_RUNS or
+    past the number just added (a shipped set is kept whole); returns (state, the new names)."""
+    counter, runs, names = state["counter"], {**state["runs"]}, []
+    for log, label in logs:
+        counter += 1
+        names.append(f"#{counter} {label}")
+        runs[names[-1]] = log
+    maps = {**state["maps"]}
+    while len(runs) > max(MAX_RUNS, len(logs)):
         oldest = next(iter(runs))
         runs.pop(oldest)
         maps = {k: v for k, v in maps.items() if k[0] != oldest}
-    return {**state, "runs": runs, "maps": maps, "counter": counter}, name
+    return {**state, "runs": runs, "maps": maps, "counter": counter}, names
 
 
 def run_label(log: RunLog) -> str:
@@ -72,11 +82,14 @@ def get_run(state: dict[str, Any], name: str | None) -> RunLog:
     return state["runs"][name]
 
 
-def get_map(state: dict[str, Any], name: str, method: str) -> tuple[dict[str, Any], BufferMap]:
-    """The run's buffer map for `method` ("UMAP" or "PCA"), fitted on first use and kept in the state."""
+def get_map(state: dict[str, Any], name: str, method: str) -> tuple[dict[str, Any], BufferMap | None]:
+    """The run's buffer map for `method` ("UMAP" or "PCA"), fitted on first use and kept in the state; None for a
+    compact run log (no sketches to project)."""
     if method not in MAP_METHODS:
         raise gr.Error(f"Map method {method!r} is not offered; choose UMAP or PCA.")
     key = (name, method)
+    if is_compact(get_run(state, name)):
+        return state, None
     if key in state["maps"]:
         return state, state["maps"][key]
     fitted = build_buffer_map(get_run(state, name), ProjectionConfig(method=MAP_METHODS[method]))
@@ -106,8 +119,8 @@ def run_views(state: dict[str, Any], name: str, utility_field: str = "s_intra", 
         "category": gr.update(choices=choices, value=category if category in choices else "all"),
         "utility": runlog_figures.utility_over_steps(log, utility_field),
         "decomposition": runlog_figures.score_decomposition(log),
-        "map": buffer_map_figure(log, fitted, step, color_by, show_rejected, highlight),
-        "map_method": shown_method(fitted),
+        "map": draw_map(log, fitted, step, color_by, show_rejected, highlight),
+        "map_method": shown_method(fitted, map_method),
         "map_step": gr.update(minimum=0, maximum=max(last, 1), value=step),
         "comparison": runlog_figures.compare_runs(state["runs"]),
         "comparison_table": runlog_views.comparison_table(state["runs"]),
@@ -147,12 +160,22 @@ def map_view(state: dict[str, Any], name: str, color_by: str, map_method: str, m
     last = log.steps[-1].step
     at = min(max(int(map_step if map_step is not None else last), 0), last)
     highlight = _key(step, position)
-    return {"state": state, "map": buffer_map_figure(log, fitted, at, color_by, show_rejected, highlight),
-            "map_method": shown_method(fitted)}
+    return {"state": state, "map": draw_map(log, fitted, at, color_by, show_rejected, highlight),
+            "map_method": shown_method(fitted, map_method)}
 
 
-def shown_method(fitted: BufferMap) -> str:
-    """The projection radio's value for a fitted map: what was drawn (a UMAP request on too few points is PCA)."""
+def draw_map(log: RunLog, fitted: BufferMap | None, step: int, color_by: str, show_rejected: bool,
+             highlight: tuple[int, int] | None):
+    """The buffer map, or for a compact run log (no fitted map) a figure saying why there is none."""
+    return no_map_figure() if fitted is None else buffer_map_figure(log, fitted, step, color_by, show_rejected,
+                                                                    highlight)
+
+
+def shown_method(fitted: BufferMap | None, asked: str = "UMAP") -> str:
+    """The projection radio's value for a fitted map: what was drawn (a UMAP request on too few points is PCA); the
+    request unchanged when nothing was drawn."""
+    if fitted is None:
+        return asked
     return "UMAP" if fitted.method == "umap" else "PCA"
 
 
@@ -170,7 +193,9 @@ def detail(state: dict[str, Any], name: str, step: float | None, position: float
     except ValueError as err:
         raise gr.Error(str(err)) from None
     strip = log.strip(*key)
-    if strip is None:
+    if is_compact(log):
+        strip_figure, note = None, NO_SKETCHES
+    elif strip is None:
         strip_figure, note = None, "No per-token strip was stored for this step (the run stores the first steps only)."
     else:
         strip_figure, note = runlog_figures.token_strip(strip, _token_strings(log, strip.token_ids)), ""
@@ -225,6 +250,18 @@ def load_runlog_zip(state: dict[str, Any], upload: str | None) -> tuple[dict[str
     except ValueError as err:
         raise gr.Error(f"{err}.") from None
     return add_run(state, log, f"upload {run_label(log)}")
+
+
+def load_example_set(state: dict[str, Any], label: str | None) -> tuple[dict[str, Any], list[str]]:
+    """Every run of a shipped set (app/selection_examples.py) into the session, no model needed; returns (state, the
+    runs' names)."""
+    if not label:
+        raise gr.Error("Pick a set of shipped run logs first.")
+    try:
+        logs = selection_examples.load_set(label)
+    except ValueError as err:
+        raise gr.Error(f"{err}.") from None
+    return add_runs(state, [(log, name) for name, log in logs])
 
 
 def run_events(state: dict[str, Any], selector: str, steps: float, batch: float, keep: float, alpha: float,

@@ -15,6 +15,7 @@ from analysis.runlog_figures import UTILITY_FIELDS
 from analysis.runlog_views import (COMPARISON_COLUMNS, NEIGHBOUR_COLUMNS, SCORE_COLUMNS, STATUS_FILTERS,
                                    TABLE_COLUMNS)
 from app import selection_handlers as h
+from app.selection_examples import example_sets
 from app.selection_runs import DATASET_CHOICES, MODEL_CHOICES, SELECTOR_CHOICES
 from engine.uds.config import SelectionConfig, TrainConfig
 
@@ -102,6 +103,11 @@ def _controls() -> dict[str, Any]:
     c["file"] = gr.File(label="Download", interactive=False, elem_id="uds-file")
     c["runlog_upload"] = gr.File(label="Load a saved run log (.zip)", file_types=[".zip"], type="filepath",
                                   elem_id="uds-runlog-upload")
+    shipped = example_sets()
+    with gr.Row(visible=bool(shipped)):
+        c["example_set"] = gr.Dropdown(shipped, value=shipped[0] if shipped else None, scale=3,
+                                       label="Shipped run logs (no model needed)", elem_id="uds-example-set")
+        c["load_examples"] = gr.Button("Load all runs", size="sm", scale=1, elem_id="uds-load-examples")
     return c
 
 
@@ -253,6 +259,15 @@ def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
         result = h.run_views(st, name, field, color_by, method, None, show_rejected)
         return _as_components({**result, "status": f"Loaded {name}."}, comps, state)
 
+    def load_examples(st, label, field, color_by, method, show_rejected):
+        st, names = h.load_example_set(st, label)
+        result = h.run_views(st, names[0], field, color_by, method, None, show_rejected)
+        return _as_components({**result, "status": f"Loaded {len(names)} run logs ({label}); Compare runs has the "
+                                                   "seeds table: mean ± sd per arm."}, comps, state)
+
+    c["load_examples"].click(load_examples, [state, c["example_set"], v["utility_field"], v["color_by"],
+                                             v["map_method"], v["show_rejected"]], view_outs,
+                             api_name="selection_load_examples")
     c["runlog_upload"].upload(load_log, [state, c["runlog_upload"], v["utility_field"], v["color_by"],
                                          v["map_method"], v["show_rejected"]], view_outs,
                               api_name="selection_load_runlog")

@@ -13,9 +13,13 @@ utility (alpha = 0), each at every `--seeds`, and full (all candidates, the same
 order (the same for every arm at that seed), the adapter init, the sketch and Random's draws. Scores on the test set:
 greedy exact-match accuracy (16 new tokens, first line, trailing period dropped) and the mean response-token loss.
 
-Each run writes OUT/runs/ARM-sSEED (its run log, loadable in the Selection Lab) and OUT/results/ARM-sSEED.json at
+Each run writes OUT/runs/ARM-sSEED (its full run log), OUT/compact/ARM-sSEED.zip (the compact run log,
+engine/uds/runlog_compact.py: what ships as the Selection Lab's fair-test example) and OUT/results/ARM-sSEED.json at
 once, so a section cut short keeps its finished runs; `--summarize` reads them all and writes OUT/summary.json:
 mean +- sd per arm, the paired difference to Random per seed, kept length against the candidates', module mix.
+`--runs base,random:21,full:22` runs an explicit list instead of arms x seeds (what gpu_uds_fair_pool.py hands each
+worker); with `--deadline` (Unix seconds) a run is not started when 0.8 times the previous run of this process would
+end past it (a later wave shares the GPUs with fewer workers, so it runs faster).
 
 Run: python lab/benchmarks/gpu_uds_fair.py --out OUT --arms random,uds_released [--seeds 21,22,23] [--smoke]
      python lab/benchmarks/gpu_uds_fair.py --out OUT --summarize
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -38,7 +43,9 @@ from engine.uds.evaluate import normalise_answer
 from engine.uds.presets import PRESETS, resolve
 from engine.uds.run import train_selection
 from engine.uds.runlog import EvalItem, EvalSummary, SampleRecord
+from engine.uds.runlog_compact import compact_runlog
 from engine.uds.runlog_io import save_runlog
+from engine.uds.runlog_zip import export_runlog_zip
 
 ARMS = {"random": ("random", "default"), "uds_released": ("uds", "as_released"), "uds_default": ("uds", "default"),
         "utility": ("utility", "default"), "full": ("full", "default")}
@@ -116,14 +123,38 @@ def run_arm(arm: str, seed: int, base, tokenizer, dataset: Dataset, out: Path) -
     log.samples += [SampleRecord(s.sample_id, s.source, s.category, s.prompt, s.response, "heldout")
                     for s in dataset.heldout]
     save_runlog(log, folder)
+    (out / "compact").mkdir(parents=True, exist_ok=True)
+    export_runlog_zip(compact_runlog(log), out / "compact", name=f"{arm}-s{seed}")
     frame = log.candidates_frame()
     kept = frame[frame["selected"]]
     row = {"arm": arm, "seed": seed, "train_seconds": seconds, **scores, "steps": len(log.steps),
            "kept_mean_length": float(kept["length"].mean()), "candidate_mean_length": float(frame["length"].mean()),
            "kept_module_mix": (kept["category"].value_counts(normalize=True).sort_index()).to_dict(),
            "candidate_module_mix": (frame["category"].value_counts(normalize=True).sort_index()).to_dict()}
-    write_json(out / "results" / f"{arm}-s{seed}.json", row)
+    write_atomic(out / "results" / f"{arm}-s{seed}.json", row)
     return row
+
+
+def write_atomic(path: Path, row: dict) -> None:
+    """Results land whole or not at all: a worker stopped at the deadline leaves no half-written file."""
+    partial = path.with_name(path.name + ".part")
+    write_json(partial, row)
+    os.replace(partial, path)
+
+
+def run_list(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """The runs of this process in order: `--runs` as given ("base" scores the untrained model), else `--base`
+    first, then every arm at every seed, seed by seed."""
+    if args.runs:
+        runs = [("base", 0) if item == "base" else (item.split(":")[0], int(item.split(":")[1]))
+                for item in args.runs.split(",")]
+    else:
+        runs = [("base", 0)] * args.base + [(arm, int(seed)) for seed in args.seeds.split(",")
+                                            for arm in args.arms.split(",")]
+    unknown = [arm for arm, _ in runs if arm != "base" and arm not in ARMS]
+    if unknown:
+        raise SystemExit(f"unknown arm(s) {unknown}; choose from {', '.join(ARMS)}")
+    return runs
 
 
 def main() -> None:
@@ -131,9 +162,13 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--seeds", default="21,22,23")
-    parser.add_argument("--train", type=int, default=1600)
-    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--train", type=int, default=None, help="pool size (default 1600; 64 with --smoke)")
+    parser.add_argument("--test", type=int, default=None, help="test set size (default 1000; 16 with --smoke)")
     parser.add_argument("--base", action="store_true", help="also score the untrained model")
+    parser.add_argument("--runs", default="", help="explicit runs, e.g. base,random:21,full:22 (overrides arms x "
+                                                   "seeds)")
+    parser.add_argument("--deadline", type=float, default=math.inf, help="Unix seconds: start no run that would "
+                                                                         "end past it")
     parser.add_argument("--summarize", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny random model on the CPU, a small pool")
     args = parser.parse_args()
@@ -141,26 +176,35 @@ def main() -> None:
     if args.summarize:
         summarize(out)
         return
+    runs = run_list(args)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    n_train, n_test = args.train or (64 if args.smoke else 1600), args.test or (16 if args.smoke else 1000)
     if args.smoke:
         from engine.models.tiny import tiny_causal
         base, tokenizer = tiny_causal(str(device))
-        dataset = maths_split(64, 16)
     else:
         from engine.models.smollm import load_smollm
         base, tokenizer = load_smollm(device, dtype=torch.float32)
-        dataset = maths_split(args.train, args.test)
-    write_json(out / "results" / "setup.json", {"environment": header(device), "train": len(dataset.train),
+    dataset = maths_split(n_train, n_test)
+    write_atomic(out / "results" / "setup.json", {"environment": header(device), "train": len(dataset.train),
                                                  "test": len(dataset.heldout), "changes_from_paper": CHANGES})
-    if args.base:
-        write_json(out / "results" / "base.json", {"arm": "base", **evaluate_batched(base, tokenizer,
-                                                                                     list(dataset.heldout))[0]})
-    for seed in (int(s) for s in args.seeds.split(",")):
-        for arm in args.arms.split(","):
-            row = run_arm(arm, seed, base, tokenizer, dataset, out)
-            print(f"{arm} seed {seed}: accuracy {row['accuracy']:.3f}, loss {row['loss']:.3f}, kept length "
-                  f"{row['kept_mean_length']:.1f} of {row['candidate_mean_length']:.1f}, {row['train_seconds']:.0f} s",
-                  flush=True)
+    last_seconds = 0.0
+    for arm, seed in runs:
+        if time.time() + 0.8 * last_seconds > args.deadline:  # later runs share the GPUs with fewer others
+            print(f"skipped {arm} seed {seed}: the last run took {last_seconds:.0f} s and the deadline is "
+                  f"{args.deadline - time.time():.0f} s away", flush=True)
+            continue
+        began = time.perf_counter()
+        if arm == "base":
+            write_atomic(out / "results" / "base.json",
+                         {"arm": "base", **evaluate_batched(base, tokenizer, list(dataset.heldout))[0]})
+            print(f"base: scored in {time.perf_counter() - began:.0f} s", flush=True)
+            continue
+        row = run_arm(arm, seed, base, tokenizer, dataset, out)
+        last_seconds = time.perf_counter() - began
+        print(f"{arm} seed {seed}: accuracy {row['accuracy']:.3f}, loss {row['loss']:.3f}, kept length "
+              f"{row['kept_mean_length']:.1f} of {row['candidate_mean_length']:.1f}, {row['train_seconds']:.0f} s "
+              f"training, {last_seconds:.0f} s in all", flush=True)
 
 
 def _mean_sd(values: list[float]) -> dict:
@@ -170,6 +214,8 @@ def _mean_sd(values: list[float]) -> dict:
 
 def summarize(out: Path) -> dict:
     rows = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*-s*.json"))]
+    if not rows:
+        raise SystemExit(f"no finished runs under {out / 'results'}; nothing to summarize")
     by_arm: dict[str, list[dict]] = {}
     for row in rows:
         by_arm.setdefault(row["arm"], []).append(row)
