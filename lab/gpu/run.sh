@@ -13,12 +13,17 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARA
 mkdir -p "$W" "$OUT"
 start=$(date +%s)
 
-# The bundled model's GGUF (98 MB) arrives in five parts: r0..r3 copied to $W by earlier calls, r4 carried now.
-# Joined once: runners started side by side (one per GPU) after a first one find it joined and the wheels installed.
-if [ -f .gguf/r4 ]; then
+# The bundled model's GGUF (98 MB) arrives in parts r0, r1, ... (each small enough to travel beside the tree): all but
+# the last copied to $W by earlier calls, the last carried now in .gguf/. Joined once: runners started side by side
+# (one per GPU) after a first one find it joined and the wheels installed.
+if ls .gguf/r[0-9] >/dev/null 2>&1; then
   sum=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
   if ! [ -f "$W/smollm2.gguf" ]; then
-    cat "$W"/r0 "$W"/r1 "$W"/r2 "$W"/r3 .gguf/r4 > "$W/joining.gguf" || exit 3
+    parts=()
+    for i in 0 1 2 3 4 5 6 7 8 9; do
+      if [ -f ".gguf/r$i" ]; then parts+=(".gguf/r$i"); elif [ -f "$W/r$i" ]; then parts+=("$W/r$i"); fi
+    done
+    cat "${parts[@]}" > "$W/joining.gguf" || exit 3
     echo "$sum  $W/joining.gguf" | sha256sum -c - || exit 3
     mv "$W/joining.gguf" "$W/smollm2.gguf"
   fi
