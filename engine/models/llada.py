@@ -153,6 +153,9 @@ class LLaDAModel(NativeLM):
             x = block(x, mask, cos, sin, None if kv is None else kv.layer(i))
         return t.ln_f(x)
 
+    def layers(self) -> nn.ModuleList:
+        return self.model.transformer.blocks
+
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         t = self.model.transformer
         return F.linear(hidden, t.wte.weight) if self.config.weight_tying else t.ff_out(hidden)  # (B, n, V)

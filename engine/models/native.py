@@ -21,7 +21,6 @@ positions), writes their keys and values into the window's `KeyValueStore` and a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Callable
 
 import torch
@@ -71,6 +70,19 @@ class NativeLM(nn.Module):
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # (B, n, D) -> (B, n, V)
+
+    def layers(self) -> nn.ModuleList:
+        """The repeated blocks, in order (every family but LLaDA keeps them at `model.layers`)."""
+        return self.model.layers
+
+    def compile_layers(self, backend: str = "inductor") -> None:
+        """torch.compile every block in place (regional compilation: one block's code is traced once and reused by
+        every layer, so compiling costs seconds, not the minutes of the whole model). Inductor fuses a block's norms,
+        rotary, SiLU, residual adds and casts into a few kernels; the GEMMs stay cuBLAS's. No CUDA graphs of its own
+        (cuda_graph.GraphCache captures the compiled forward). Idempotent; tests use backend "eager" on a CPU."""
+        for layer in self.layers():
+            if getattr(layer, "_compiled_call_impl", None) is None:
+                layer.compile(backend=backend)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, use_cache: bool = False,
@@ -167,7 +179,7 @@ class KVWindow:
     keys_stop: int  # the queries attend to positions [0, keys_stop) (the canvas length for full attention)
 
     def layer(self, index: int) -> LayerKV:
-        return partial(self.merge, index)
+        return LayerWindow(self, index)
 
     def merge(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this forward's keys and values (B, KV, n, hd) into the store; return the visible ones
@@ -179,6 +191,20 @@ class KVWindow:
         store.keys[layer].index_copy_(2, self.index, k)
         store.values[layer].index_copy_(2, self.index, v)
         return store.keys[layer][:, :, :self.keys_stop], store.values[layer][:, :, :self.keys_stop]
+
+
+@dataclass(frozen=True)
+class LayerWindow:
+    """A KVWindow's layer as the callable a block's attention gets. A compiled block (NativeLM.compile_layers) breaks
+    its graph at this call, which runs eagerly: the store is a dict keyed by layer, and tracing it would specialise
+    the block's compiled code on the layer index (one recompile per layer)."""
+
+    window: KVWindow
+    index: int  # the layer
+
+    @torch.compiler.disable
+    def __call__(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.window.merge(self.index, k, v)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
