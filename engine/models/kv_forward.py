@@ -108,6 +108,8 @@ class CachedForward:
         self._block: tuple[int, int] | None = None  # canvas positions of the loop's current block
         self._step = 0  # steps of the current block so far
         self.computed_rows: list[int] = []  # positions each forward ran (a block-causal prefill is a forward too)
+        self._canvases: dict[tuple[int, int], tuple[torch.Tensor | None, torch.Tensor]] = {}  # shape -> keys, positions
+        self._aranges: dict[tuple[int, int], torch.Tensor] = {}  # (start, stop) -> device arange
 
     def _new_graphs(self) -> GraphCache:
         return GraphCache(self.model, compile_model=self._compile, forward=self._forward)
@@ -118,6 +120,24 @@ class CachedForward:
             return None
         tail = torch.ones(ids.shape[0], ids.shape[1] - self._key_mask.shape[1], dtype=torch.bool, device=self.device)
         return torch.cat([self._key_mask, tail], dim=1)
+
+    def _canvas(self, ids: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The real-key mask (B, L) or None and the positions (B, L) of a canvas of this shape, built once: every step
+        of a decode has the same, and each tensor built is host time during which the GPU waits for the next
+        forward."""
+        shape = tuple(ids.shape)
+        if shape not in self._canvases:
+            keys = self._keys(ids)
+            positions = (torch.arange(shape[1], device=self.device).expand(*shape) if keys is None
+                         else (keys.long().cumsum(dim=1) - 1).clamp(min=0))  # (B, L)
+            self._canvases[shape] = keys, positions
+        return self._canvases[shape]
+
+    def _arange(self, start: int, stop: int) -> torch.Tensor:
+        """torch.arange(start, stop) on the device, built once per range (as `_canvas`)."""
+        if (start, stop) not in self._aranges:
+            self._aranges[start, stop] = torch.arange(start, stop, device=self.device)
+        return self._aranges[start, stop]
 
     @torch.no_grad()
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
@@ -139,9 +159,7 @@ class CachedForward:
                              "start_block(start, stop) when a block begins (the decoding loop does)")
         ids = ids.to(self.device)
         length = ids.shape[1]
-        keys = self._keys(ids)
-        positions = (torch.arange(length, device=self.device).expand(ids.shape[0], length) if keys is None
-                     else (keys.long().cumsum(dim=1) - 1).clamp(min=0))  # (B, L)
+        keys, positions = self._canvas(ids)
         refresh = self.cache.refreshes(self._step) or self._store is None or self._store.length != length
         self._step += 1
         lo, hi = min(start, self._block[0]), max(stop, self._block[1])  # the block plus a shifted row
@@ -176,8 +194,8 @@ class CachedForward:
         self.computed_rows.append(stop - start)
         self._bounds = bounds
         inputs = {"ids": ids[:, start:stop], "positions": positions[:, start:stop],
-                  "index": torch.arange(start, stop, device=self.device),
-                  "rows": None if rows is None else torch.arange(rows[0] - start, rows[1] - start, device=self.device),
+                  "index": self._arange(start, stop),
+                  "rows": None if rows is None else self._arange(rows[0] - start, rows[1] - start),
                   "mask": None if keys is None else keys[:, None, None, :keys_stop]}  # (B, 1, 1, K): padded keys hidden
         if self._graphs is not None:
             return self._graphs.run(inputs)

@@ -21,6 +21,7 @@ positions), writes their keys and values into the window's `KeyValueStore` and a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import torch
@@ -76,13 +77,21 @@ class NativeLM(nn.Module):
         return self.model.layers
 
     def compile_layers(self, backend: str = "inductor") -> None:
-        """torch.compile every block in place (regional compilation: one block's code is traced once and reused by
-        every layer, so compiling costs seconds, not the minutes of the whole model). Inductor fuses a block's norms,
-        rotary, SiLU, residual adds and casts into a few kernels; the GEMMs stay cuBLAS's. No CUDA graphs of its own
-        (cuda_graph.GraphCache captures the compiled forward). Idempotent; tests use backend "eager" on a CPU."""
-        for layer in self.layers():
-            if getattr(layer, "_compiled_call_impl", None) is None:
-                layer.compile(backend=backend)
+        """torch.compile each block's `regions` (methods its class names) in place: inductor fuses their norms,
+        rotary, SiLU, residual adds and casts into a few kernels; the GEMMs stay cuBLAS's. Attention runs between
+        the regions as it is, so a cached forward (which writes its keys to a store there) and a full one replay the
+        same compiled code and stay equal. Compiled once, with the rows dimension dynamic, and reused by every
+        layer and every row count; no CUDA graphs of its own (cuda_graph.GraphCache captures the compiled forward).
+        Idempotent; tests use backend "eager" on a CPU."""
+        layers = list(self.layers())
+        names = getattr(layers[0], "regions", ()) if layers else ()
+        if not names:
+            raise ValueError(f"{type(self).__name__}'s blocks name no `regions` to compile; it runs uncompiled "
+                             "(compile_model=False)")
+        for layer in layers:
+            for name in names:
+                if name not in vars(layer):  # not compiled yet (the compiled method shadows the class's)
+                    setattr(layer, name, torch.compile(getattr(layer, name), backend=backend, dynamic=True))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, use_cache: bool = False,
@@ -179,7 +188,7 @@ class KVWindow:
     keys_stop: int  # the queries attend to positions [0, keys_stop) (the canvas length for full attention)
 
     def layer(self, index: int) -> LayerKV:
-        return LayerWindow(self, index)
+        return partial(self.merge, index)
 
     def merge(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this forward's keys and values (B, KV, n, hd) into the store; return the visible ones
@@ -191,20 +200,6 @@ class KVWindow:
         store.keys[layer].index_copy_(2, self.index, k)
         store.values[layer].index_copy_(2, self.index, v)
         return store.keys[layer][:, :, :self.keys_stop], store.values[layer][:, :, :self.keys_stop]
-
-
-@dataclass(frozen=True)
-class LayerWindow:
-    """A KVWindow's layer as the callable a block's attention gets. A compiled block (NativeLM.compile_layers) breaks
-    its graph at this call, which runs eagerly: the store is a dict keyed by layer, and tracing it would specialise
-    the block's compiled code on the layer index (one recompile per layer)."""
-
-    window: KVWindow
-    index: int  # the layer
-
-    @torch.compiler.disable
-    def __call__(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.window.merge(self.index, k, v)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
