@@ -90,11 +90,17 @@ def profile_mode(loaded, mode: str, compile_model: bool, prompt, kw: dict, first
     generate(fn, prompt, Credit(), **kw)  # captures the graphs (and compiles)
     sync(prompt.device)
     timed = generate(fn, prompt, Credit(), **kw)
+    arrays = timed.trace.arrays  # (S, B, Lb[, k]): computed beside the next forward on a GPU (engine/decoding/feed.py)
+    trace_check = {"topk_first_is_raw_top1": float((arrays["topk_ids"][..., 0] == arrays["raw_top1_id"]).mean()),
+                   "topk_first_prob_vs_raw_prob_max_diff": float(abs(arrays["topk_probs"][..., 0]
+                                                                     - arrays["raw_top1_prob"]).max()),
+                   "entropy_min": float(arrays["entropy"].min()), "entropy_max": float(arrays["entropy"].max())}
     block = kw["block_length"]
     wrapped = ProfiledSteps(fn, first, steps, refresh=(first // block + 1) * block)
     generate(wrapped, prompt, Credit(), **kw)
     profiled = [summarize(p, w) for p, w in zip(wrapped.profiles, wrapped.walls)]
-    return {"step_ms": 1e3 * timed.seconds / timed.nfe, "nfe": timed.nfe, "steps": profiled[:-1],
+    return {"step_ms": 1e3 * timed.seconds / timed.nfe, "nfe": timed.nfe, "trace_check": trace_check,
+            "steps": profiled[:-1],
             "refresh_step": profiled[-1], "eager_forward": eager_forward(loaded, mode, prompt, kw)}
 
 
@@ -136,6 +142,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="CPU-sized model; the profiler still runs")
     parser.add_argument("--first", type=int, default=40, help="first profiled forward (0-based)")
     parser.add_argument("--steps", type=int, default=3, help="profiled forwards from --first")
+    parser.add_argument("--versions", default="graphs,graphs_compiled", help="GPU: which of graphs, graphs_compiled")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     torch.manual_seed(SEED)
@@ -146,7 +153,8 @@ def main() -> None:
     kw = dict(gen_length=s["gen"], block_length=s["block"], mask_id=loaded.spec.mask_id, shift=False)
     first = args.first if not args.smoke else 2
     out: dict = {"environment": header(device), "versions": {}}
-    versions = [("graphs", False), ("graphs_compiled", True)] if device.type == "cuda" else [("eager", False)]
+    versions = ([(name, name == "graphs_compiled") for name in ("graphs", "graphs_compiled")
+                 if name in args.versions.split(",")] if device.type == "cuda" else [("eager", False)])
     with torch.no_grad():
         for name, compile_model in versions:  # compiling is in place: the uncompiled version runs first
             entry = out["versions"].setdefault(name, {})
