@@ -7,8 +7,8 @@ next forward first and then waits for the previous step's copies, which finished
 the device never waits for the host's copying and the observers' work overlaps the next forward. Numbers the loop
 itself does not need (`derive`: the trace's entropy and top-k over the vocabulary) are computed on that side stream
 too, from a tensor no later step changes, so on a GPU they overlap the next forward instead of delaying it. Observers
-still see every step, in order, and the last one when the decode ends (`flush`). A step's `seconds` is then the time from its
-start to the next step's start (or the end), which is the wall time the step cost.
+still see every step, in order, and the last one when the decode ends (`flush`). A step's `seconds` is then the time
+from its start to the next step's start (or the end), which is the wall time the step cost.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class GraphCache:
         # torch.compile (inductor) fuses the norms, rotary and SiLU elementwise kernels; the graph removes launches.
         # A native model compiles its blocks in place (NativeLM.compile_layers), which serves its cached forwards too.
         self.compiled = compile_model
-        self.model = compiled(model) if compile_model else model
+        self.model = compile_for_graphs(model) if compile_model else model
         self.forward = eager_logits if forward is None else forward  # (model, **inputs) -> one output tensor
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict, torch.Tensor]] = {}
@@ -83,7 +83,7 @@ class GraphCache:
         return graph, static, out
 
 
-def compiled(model: torch.nn.Module) -> torch.nn.Module:
+def compile_for_graphs(model: torch.nn.Module) -> torch.nn.Module:
     """The model to capture with compile: a native model with its blocks compiled in place, else torch.compile's
     wrapper of the whole model (its forward only)."""
     if isinstance(model, NativeLM):

@@ -82,7 +82,7 @@ class NativeLM(nn.Module):
         the regions as it is, so a cached forward (which writes its keys to a store there) and a full one replay the
         same compiled code and stay equal. Compiled once, with the rows dimension dynamic, and reused by every
         layer and every row count; no CUDA graphs of its own (cuda_graph.GraphCache captures the compiled forward).
-        Idempotent; tests use backend "eager" on a CPU."""
+        Idempotent; CPU tests use backend "aot_eager"."""
         layers = list(self.layers())
         names = getattr(layers[0], "regions", ()) if layers else ()
         if not names:
