@@ -98,3 +98,43 @@ def test_deferred_feed_delivers_every_step_late_in_order_as_snapshots():
     assert [e.recomputed for e in collect.events] == [True, False, False]
     assert collect.events[0].topk_ids.shape == (1, 2, 3) and collect.events[0].topk_probs.dtype == np.float32
     assert collect.events[1].seconds == 1.5 and collect.events[0].committed.dtype == bool
+
+
+def test_feed_derives_fields_from_a_source_deferred_or_not():
+    from engine.decoding import StepEvent, StepObserver
+    from engine.decoding.feed import StepFeed
+
+    class Collect(StepObserver):
+        def __init__(self):
+            self.events: list[StepEvent] = []
+
+        def step(self, event):
+            self.events.append(event)
+
+    def derive(logits):  # as the loop's vocabulary numbers: new tensors of two dtypes
+        top_p, top_ids = logits.softmax(-1).topk(3, dim=-1)
+        return {"topk_ids": (top_ids, np.int64), "topk_probs": (top_p, np.float32),
+                "entropy": (logits.sum(-1), np.float32)}
+
+    fields = {"raw_top1_prob": (torch.zeros(1, 2), np.float32), "raw_top1_id": (torch.ones(1, 2, dtype=torch.long),
+              np.int64), "fused_top1_id": (torch.zeros(1, 2, dtype=torch.long), np.int64),
+              "fused_top1_prob": (torch.zeros(1, 2), np.float32), "credit_top1": (torch.zeros(1, 2), np.float32),
+              "active": (torch.ones(1, dtype=torch.bool), bool), "masked_before": (torch.ones(1, 2, dtype=torch.bool),
+              bool), "committed": (torch.zeros(1, 2, dtype=torch.bool), bool),
+              "tokens": (torch.zeros(1, 4, dtype=torch.long), np.int64)}
+    collected = []
+    for deferred in (False, True):
+        collect = Collect()
+        feed = StepFeed([collect], torch.device("cpu"), deferred=deferred)
+        for step in range(3):
+            logits = torch.randn(1, 2, 7, generator=torch.Generator().manual_seed(step))
+            feed.push({"step": step, "block": 0, "step_in_block": step, "recomputed": step == 0}, fields,
+                      started=0.0, derive=derive, source=logits)
+            feed.flush(now=1.0)
+        collected.append(collect.events)
+    for now, late in zip(*collected):
+        expected = derive(torch.randn(1, 2, 7, generator=torch.Generator().manual_seed(now.step)))
+        for name, (tensor, _) in expected.items():
+            assert np.array_equal(getattr(now, name), tensor.numpy()) and np.array_equal(getattr(late, name),
+                                                                                          tensor.numpy())
+        assert np.array_equal(late.raw_top1_id, [[1, 1]]) and late.tokens.shape == (1, 4)

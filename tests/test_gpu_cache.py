@@ -26,3 +26,15 @@ def test_gpu_cache_smoke_measures_every_mode(tmp_path):
     moe = result["llada2_mini"]
     assert moe["block_cache"]["nfe"] == 32 and moe["extra_forwards"] == 1  # the prompt, kept once
     assert moe["floor"]["floor_ms"] > 0 and "error" not in result["ceilings"]
+
+
+def test_gpu_cache_profile_smoke_profiles_every_mode(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "profile.json"
+    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_cache_profile.py"), "--smoke", "--out",
+                    str(out)], check=True, cwd=root, timeout=300, capture_output=True)
+    modes = json.loads(out.read_text())["versions"]["eager"]
+    for mode in ("none", "prefix", "dual"):
+        entry = modes[mode]
+        assert entry["nfe"] == 32 and len(entry["steps"]) == 3 and entry["refresh_step"]["wall_ms"] > 0
+        assert entry["trace_check"]["topk_first_prob_vs_raw_prob_max_diff"] < 1e-5

@@ -8,6 +8,7 @@ beside the next forward and reach the observers one step late (feed.py).
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -30,18 +31,23 @@ def validate_lengths(prompt_ids: torch.Tensor, gen_length: int, block_length: in
     return gen_length // block_length
 
 
-def _observe(proposal: Proposal, logits: torch.Tensor, top_k: int) -> dict[str, tuple[torch.Tensor, object]]:
-    """The per-step numbers observers get (still on the device, with their numpy dtypes): a few (B, Lb, k) tensors,
-    never the vocabulary."""
-    log_probs = torch.log_softmax(logits, dim=-1)  # (B, Lb, V)
-    entropy = -(log_probs.exp() * log_probs.nan_to_num(neginf=0.0)).sum(-1)  # (B, Lb)
-    topk_logp, topk_ids = log_probs.topk(top_k, dim=-1)  # (B, Lb, k)
+def _observe(proposal: Proposal) -> dict[str, tuple[torch.Tensor, object]]:
+    """The proposal's numbers observers get (still on the device, with their numpy dtypes), (B, Lb) each."""
     credit = proposal.credit_top1 if proposal.credit_top1 is not None else torch.zeros_like(proposal.raw_prob)
     fused_prob = proposal.confidence if proposal.credit_top1 is not None else proposal.raw_prob
     return {"raw_top1_id": (proposal.raw_top1, np.int64), "raw_top1_prob": (proposal.raw_prob, np.float32),
             "fused_top1_id": (proposal.tokens, np.int64), "fused_top1_prob": (fused_prob, np.float32),
-            "credit_top1": (credit, np.float32), "topk_ids": (topk_ids, np.int64),
-            "topk_probs": (topk_logp.exp(), np.float32), "entropy": (entropy, np.float32)}
+            "credit_top1": (credit, np.float32)}
+
+
+def _vocabulary_numbers(logits: torch.Tensor, top_k: int) -> dict[str, tuple[torch.Tensor, object]]:
+    """Entropy (B, Lb) and top-k (B, Lb, k) of the step's logits (B, Lb, V): the trace's passes over the vocabulary,
+    which the feed runs beside the next forward on a GPU."""
+    log_probs = torch.log_softmax(logits, dim=-1)  # (B, Lb, V)
+    entropy = -(log_probs.exp() * log_probs.nan_to_num(neginf=0.0)).sum(-1)  # (B, Lb)
+    topk_logp, topk_ids = log_probs.topk(top_k, dim=-1)  # (B, Lb, k)
+    return {"topk_ids": (topk_ids, np.int64), "topk_probs": (topk_logp.exp(), np.float32),
+            "entropy": (entropy, np.float32)}
 
 
 def _ensure_one_commit(commit: torch.Tensor, confidence: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
@@ -109,9 +115,9 @@ def generate(model_fn: ModelFn, prompt_ids: torch.Tensor, strategy: Rule, gen_le
             if observers:
                 feed.push({"step": nfe - 1, "block": block, "step_in_block": step_in_block,
                            "recomputed": cache.refreshes(step_in_block)},
-                          {**_observe(proposal, block_logits, top_k), "active": (active, bool),
-                           "masked_before": (masked, bool), "committed": (commit, bool),
-                           "tokens": (x[:, prompt_length:], np.int64)}, step_start)
+                          {**_observe(proposal), "active": (active, bool), "masked_before": (masked, bool),
+                           "committed": (commit, bool), "tokens": (x[:, prompt_length:], np.int64)}, step_start,
+                          derive=partial(_vocabulary_numbers, top_k=top_k), source=block_logits)
             step_in_block += 1
         if eos_id is not None:
             stops = active & (x[:, lo:hi] == eos_id).any(dim=-1)  # (B,): rows whose finished block holds EOS

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 from engine.models.base import LoadedModel
+from engine.models.native import NativeLM
 
 WARMUP_CALLS = 3  # eager calls on a side stream before capture (cuBLAS handles, autotuning, lazy inits)
 
@@ -36,7 +37,9 @@ class GraphCache:
     def __init__(self, model: torch.nn.Module, compile_model: bool = False,
                  forward: Callable[..., torch.Tensor] | None = None) -> None:
         # torch.compile (inductor) fuses the norms, rotary and SiLU elementwise kernels; the graph removes launches.
-        self.model = torch.compile(model) if compile_model else model
+        # A native model compiles its blocks in place (NativeLM.compile_layers), which serves its cached forwards too.
+        self.compiled = compile_model
+        self.model = compile_for_graphs(model) if compile_model else model
         self.forward = eager_logits if forward is None else forward  # (model, **inputs) -> one output tensor
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict, torch.Tensor]] = {}
@@ -78,6 +81,15 @@ class GraphCache:
         with torch.cuda.graph(graph, pool=self.pool):
             out = self.forward(self.model, **static)
         return graph, static, out
+
+
+def compile_for_graphs(model: torch.nn.Module) -> torch.nn.Module:
+    """The model to capture with compile: a native model with its blocks compiled in place, else torch.compile's
+    wrapper of the whole model (its forward only)."""
+    if isinstance(model, NativeLM):
+        model.compile_layers()
+        return model
+    return torch.compile(model)
 
 
 def eager_logits(model: torch.nn.Module, ids: torch.Tensor, rows: torch.Tensor | None,

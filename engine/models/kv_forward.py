@@ -60,7 +60,8 @@ def decode_forward(loaded: LoadedModel, cache: CacheConfig, key_mask: torch.Tens
     `graphs` when given), else a CachedForward (with CUDA graphs of its own when `graphs` is given)."""
     if cache.mode == "none":
         return StaticForward(loaded, key_mask=key_mask, graphs=graphs)
-    return CachedForward(loaded, cache, key_mask=key_mask, graphs=graphs is not None)
+    return CachedForward(loaded, cache, key_mask=key_mask, graphs=graphs is not None,
+                         compile_model=graphs is not None and graphs.compiled)
 
 
 def cache_modes(loaded: LoadedModel, block_length: int) -> list[str]:
@@ -83,19 +84,23 @@ class CachedForward:
     """ids -> logits for one decode with a key/value cache; `start_block` and `block_logits` are what the loop calls.
 
     key_mask (B, P): real prompt tokens of a left-padded batch (None = no padding). graphs: replay CUDA graphs
-    (full-attention models on a GPU; block-causal ones run eagerly)."""
+    (full-attention models on a GPU; block-causal ones run eagerly). compile_model: capture the model with its blocks
+    compiled (NativeLM.compile_layers, in place; needs graphs)."""
 
     def __init__(self, loaded: LoadedModel, cache: CacheConfig, key_mask: torch.Tensor | None = None,
-                 graphs: bool = False) -> None:
+                 graphs: bool = False, compile_model: bool = False) -> None:
         if cache.mode == "none":
             raise ValueError("CachedForward needs cache 'prefix' or 'dual'; cache 'none' is the plain forward")
         if graphs and loaded.device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA model; this one is on {loaded.device}; use graphs=False")
+        if compile_model and not graphs:
+            raise ValueError("compile_model=True compiles the forward that CUDA graphs capture; pass graphs=True too")
         self.loaded, self.spec, self.device, self.cache = loaded, loaded.spec, loaded.device, cache
         self.model = native_model(loaded)
         self.block_causal = block_size(self.model)
         check_cache(self.model, cache, self.block_causal or 1)
-        self._graphs = GraphCache(self.model, forward=self._forward) if graphs and not self.block_causal else None
+        self._compile = compile_model
+        self._graphs = self._new_graphs() if graphs and not self.block_causal else None
         self._bounds = (0, 0, 0)  # (start, stop, keys_stop) of the forward being run (block-causal masks read it)
         self._key_mask = None if key_mask is None else key_mask.to(self.device).bool()  # (B, P)
         self._store: KeyValueStore | None = None
@@ -103,6 +108,11 @@ class CachedForward:
         self._block: tuple[int, int] | None = None  # canvas positions of the loop's current block
         self._step = 0  # steps of the current block so far
         self.computed_rows: list[int] = []  # positions each forward ran (a block-causal prefill is a forward too)
+        self._canvases: dict[tuple[int, int], tuple[torch.Tensor | None, torch.Tensor]] = {}  # shape -> keys, positions
+        self._aranges: dict[tuple[int, int], torch.Tensor] = {}  # (start, stop) -> device arange
+
+    def _new_graphs(self) -> GraphCache:
+        return GraphCache(self.model, compile_model=self._compile, forward=self._forward)
 
     def _keys(self, ids: torch.Tensor) -> torch.Tensor | None:
         """(B, L) real-key mask of the whole canvas, or None without padding."""
@@ -110,6 +120,24 @@ class CachedForward:
             return None
         tail = torch.ones(ids.shape[0], ids.shape[1] - self._key_mask.shape[1], dtype=torch.bool, device=self.device)
         return torch.cat([self._key_mask, tail], dim=1)
+
+    def _canvas(self, ids: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The real-key mask (B, L) or None and the positions (B, L) of a canvas of this shape, built once: every step
+        of a decode has the same, and each tensor built is host time during which the GPU waits for the next
+        forward."""
+        shape = tuple(ids.shape)
+        if shape not in self._canvases:
+            keys = self._keys(ids)
+            positions = (torch.arange(shape[1], device=self.device).expand(*shape) if keys is None
+                         else (keys.long().cumsum(dim=1) - 1).clamp(min=0))  # (B, L)
+            self._canvases[shape] = keys, positions
+        return self._canvases[shape]
+
+    def _arange(self, start: int, stop: int) -> torch.Tensor:
+        """torch.arange(start, stop) on the device, built once per range (as `_canvas`)."""
+        if (start, stop) not in self._aranges:
+            self._aranges[start, stop] = torch.arange(start, stop, device=self.device)
+        return self._aranges[start, stop]
 
     @torch.no_grad()
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
@@ -131,16 +159,14 @@ class CachedForward:
                              "start_block(start, stop) when a block begins (the decoding loop does)")
         ids = ids.to(self.device)
         length = ids.shape[1]
-        keys = self._keys(ids)
-        positions = (torch.arange(length, device=self.device).expand(ids.shape[0], length) if keys is None
-                     else (keys.long().cumsum(dim=1) - 1).clamp(min=0))  # (B, L)
+        keys, positions = self._canvas(ids)
         refresh = self.cache.refreshes(self._step) or self._store is None or self._store.length != length
         self._step += 1
         lo, hi = min(start, self._block[0]), max(stop, self._block[1])  # the block plus a shifted row
         if self._store is None or self._store.length != length:
             self._store, self._cached_end = KeyValueStore(length), 0
             if self._graphs is not None:  # graphs hold the old store's addresses
-                self._graphs = GraphCache(self.model, forward=self._forward)
+                self._graphs = self._new_graphs()
         if self.block_causal:
             lo, hi = self._extend(ids, keys, positions, lo, hi, refresh)
             return self._run(ids, keys, positions, (lo, hi, hi), (start, stop))
@@ -168,8 +194,8 @@ class CachedForward:
         self.computed_rows.append(stop - start)
         self._bounds = bounds
         inputs = {"ids": ids[:, start:stop], "positions": positions[:, start:stop],
-                  "index": torch.arange(start, stop, device=self.device),
-                  "rows": None if rows is None else torch.arange(rows[0] - start, rows[1] - start, device=self.device),
+                  "index": self._arange(start, stop),
+                  "rows": None if rows is None else self._arange(rows[0] - start, rows[1] - start),
                   "mask": None if keys is None else keys[:, None, None, :keys_stop]}  # (B, 1, 1, K): padded keys hidden
         if self._graphs is not None:
             return self._graphs.run(inputs)

@@ -103,6 +103,8 @@ def read_config(raw: dict) -> LLaDAConfig:
 
 
 class LLaDABlock(nn.Module):
+    regions = ("project", "finish")  # compiled by NativeLM.compile_layers; the attention between them runs eagerly
+
     def __init__(self, c: LLaDAConfig) -> None:
         super().__init__()
         self.c = c
@@ -118,14 +120,25 @@ class LLaDABlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
                 kv: LayerKV | None = None) -> torch.Tensor:
+        q, k, v = self.project(x, cos, sin)
+        return self.finish(x, attend(q, k, v, mask, kv))
+
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normed queries, keys and values (B, heads, L, hd), RoPE applied; keys and values contiguous, as a cache's
+        store hands them to attention, so a full forward and a cached one attend over the same layouts."""
         batch, length, _ = x.shape
         h = self.attn_norm(x)  # (B, L, D)
         q = self.q_proj(h).view(batch, length, self.c.n_heads, self.c.head_dim).transpose(1, 2)  # (B, H, L, hd)
         k = self.k_proj(h).view(batch, length, self.c.n_kv_heads, self.c.head_dim).transpose(1, 2)  # (B, KV, L, hd)
         v = self.v_proj(h).view(batch, length, self.c.n_kv_heads, self.c.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # float32 rotation, back to the model dtype
-        att = attend(q, k, v, mask, kv).transpose(1, 2).reshape(batch, length, self.c.d_model)  # (B, L, D)
-        x = x + self.attn_out(att)
+        return q, k.contiguous(), v.contiguous()
+
+    def finish(self, x: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+        """The attention output (B, H, L, hd) projected and added, then the SwiGLU MLP, residual: (B, L, D)."""
+        batch, length, _ = x.shape
+        x = x + self.attn_out(att.transpose(1, 2).reshape(batch, length, self.c.d_model))
         h = self.ff_norm(x)
         return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
 
@@ -152,6 +165,9 @@ class LLaDAModel(NativeLM):
         for i, block in enumerate(t.blocks):
             x = block(x, mask, cos, sin, None if kv is None else kv.layer(i))
         return t.ln_f(x)
+
+    def layers(self) -> nn.ModuleList:
+        return self.model.transformer.blocks
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         t = self.model.transformer

@@ -72,6 +72,27 @@ class NativeLM(nn.Module):
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # (B, n, D) -> (B, n, V)
 
+    def layers(self) -> nn.ModuleList:
+        """The repeated blocks, in order (every family but LLaDA keeps them at `model.layers`)."""
+        return self.model.layers
+
+    def compile_layers(self, backend: str = "inductor") -> None:
+        """torch.compile each block's `regions` (methods its class names) in place: inductor fuses their norms,
+        rotary, SiLU, residual adds and casts into a few kernels; the GEMMs stay cuBLAS's. Attention runs between
+        the regions as it is, so a cached forward (which writes its keys to a store there) and a full one replay the
+        same compiled code and stay equal. Compiled once, with the rows dimension dynamic, and reused by every
+        layer and every row count; no CUDA graphs of its own (cuda_graph.GraphCache captures the compiled forward).
+        Idempotent; CPU tests use backend "aot_eager"."""
+        layers = list(self.layers())
+        names = getattr(layers[0], "regions", ()) if layers else ()
+        if not names:
+            raise ValueError(f"{type(self).__name__}'s blocks name no `regions` to compile; it runs uncompiled "
+                             "(compile_model=False)")
+        for layer in layers:
+            for name in names:
+                if name not in vars(layer):  # not compiled yet (the compiled method shadows the class's)
+                    setattr(layer, name, torch.compile(getattr(layer, name), backend=backend, dynamic=True))
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, use_cache: bool = False,
                 logits_to_keep: int | torch.Tensor = 0) -> NativeOutput:

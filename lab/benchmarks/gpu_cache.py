@@ -28,6 +28,8 @@ with (docs/GPU_NOTES.md measured 4.17 TB/s and 743 TFLOP/s, so floors are ~10% o
 LLaDA2's floor is lab/benchmarks/gpu_moe.py's (experts touched by the 32 rows, keys = the canvas).
 
 Run on the GPU machine (~5 minutes on one H200):  python3 lab/benchmarks/gpu_cache.py --out $OUT/cache.json
+(`--compile`: every mode again with the blocks compiled, NativeLM.compile_layers, side by side; `--quick`: batch 1
+only, no eager runs, batches or LLaDA2 section.)
 CPU check (tests):  python lab/benchmarks/gpu_cache.py --smoke --out /tmp/cache.json  (the reference fixtures' toy
 configs, float32, eager, prompt 8 + gen 32, block 16 (LLaDA2: 32), batches 2 and 3)
 """
@@ -76,10 +78,11 @@ def build(name: str, smoke: bool, device: torch.device) -> LoadedModel:
     return LoadedModel(spec, model, None, device, dtype)
 
 
-def forward_for(loaded: LoadedModel, mode: str, graphs: bool):
+def forward_for(loaded: LoadedModel, mode: str, graphs: bool, compile_model: bool = False):
+    """The decode's callable; compile_model: the blocks compiled (in place, for good) under the graphs."""
     if mode == "none":
-        return StaticForward(loaded, graphs=GraphCache(loaded.model) if graphs else None)
-    return CachedForward(loaded, CacheConfig(mode), graphs=graphs)
+        return StaticForward(loaded, graphs=GraphCache(loaded.model, compile_model=compile_model) if graphs else None)
+    return CachedForward(loaded, CacheConfig(mode), graphs=graphs, compile_model=compile_model)
 
 
 def dense_floor(model: torch.nn.Module, rows: list[int], keys: int, block: int, batch: int, cached: bool) -> dict:
@@ -124,7 +127,9 @@ def guarded(out: dict, key: str, fn) -> None:
         torch.cuda.empty_cache()
 
 
-def dense_section(smoke: bool, device: torch.device) -> dict:
+def dense_section(smoke: bool, device: torch.device, compile_model: bool, quick: bool) -> dict:
+    """Every mode with CUDA graphs (out["modes"]), then with the blocks compiled as well (out["modes_compiled"],
+    when compile_model; compiling is in place, so it comes second); quick: batch 1 with graphs only."""
     s = sizes(smoke)
     loaded = build("llada", smoke, device)
     model, gen, block = loaded.model, s["gen"], s["block"]
@@ -135,12 +140,13 @@ def dense_section(smoke: bool, device: torch.device) -> dict:
     graphs = device.type == "cuda"
     out: dict = {"params": sum(p.numel() for p in model.parameters()), "cuda_graphs": graphs,
                  "shape": {"batch": 1, "prompt": s["prompt"], "gen_length": gen, "block_length": block}, "modes": {}}
-    for mode in CACHE_MODES:
+    versions = [("modes", False)] + ([("modes_compiled", True)] if compile_model and graphs else [])
+    for (key, compiled), mode in ((version, mode) for version in versions for mode in CACHE_MODES):
         entry: dict = {}
-        out["modes"][mode] = entry
+        out.setdefault(key, {})[mode] = entry
 
-        def batch1(graphed: bool, mode=mode) -> dict:
-            fn = forward_for(loaded, mode, graphed)
+        def batch1(graphed: bool, mode=mode, compiled=compiled) -> dict:
+            fn = forward_for(loaded, mode, graphed, compiled and graphed)
             on = decode(fn, prompt, Credit, kw, device)
             off = decode(fn, prompt, Credit, kw, device, trace=False)
             bound = dense_floor(model, on.pop("rows"), length, block, 1, mode != "none")
@@ -149,18 +155,20 @@ def dense_section(smoke: bool, device: torch.device) -> dict:
                     "trace_cost_pct": 100 * (on["step_ms"] - off["step_ms"]) / off["step_ms"]}
 
         guarded(entry, "batch1", lambda: batch1(graphs))
-        if mode != "none" and graphs:
+        if quick:
+            continue
+        if mode != "none" and graphs and not compiled:
             guarded(entry, "batch1_eager", lambda: batch1(False))
         for batch in s["batches"]:
-            def batched(batch=batch, mode=mode) -> dict:
+            def batched(batch=batch, mode=mode, compiled=compiled) -> dict:
                 prompts = torch.randint(0, 100, (batch, s["prompt"]), generator=g).to(device)
                 fixed = lambda: LowConfidence(steps=s["batch_steps"])  # noqa: E731 - a rule factory
-                result = decode(forward_for(loaded, mode, graphs), prompts, fixed, kw, device)
+                result = decode(forward_for(loaded, mode, graphs, compiled), prompts, fixed, kw, device)
                 result["floor"] = dense_floor(model, result.pop("rows"), length, block, batch, mode != "none")
                 return result
 
             guarded(entry, f"batch{batch}", batched)
-    guarded(out, "end_to_end", lambda: end_to_end(loaded, prompt, kw, device, out["modes"]))
+    guarded(out, "end_to_end", lambda: end_to_end(loaded, prompt, kw, device, out[versions[-1][0]]))
     return out
 
 
@@ -206,6 +214,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="JSON results file")
     parser.add_argument("--smoke", action="store_true", help="CPU, toy configs from the reference fixtures")
+    parser.add_argument("--compile", action="store_true", help="also every mode with the blocks compiled (GPU)")
+    parser.add_argument("--quick", action="store_true", help="batch 1 only: no eager, batches or LLaDA2 section")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if args.smoke:
@@ -215,9 +225,10 @@ def main() -> None:
                                                             "bf16_flops_per_s": BF16_FLOPS_PER_S}}
     guarded(out, "ceilings", lambda: ceilings(device, args.smoke))
     with torch.no_grad():
-        guarded(out, "llada_8b_shape", lambda: dense_section(args.smoke, device))
+        guarded(out, "llada_8b_shape", lambda: dense_section(args.smoke, device, args.compile, args.quick))
         write_json(Path(args.out), out)
-        guarded(out, "llada2_mini", lambda: moe_section(args.smoke, device))
+        if not args.quick:
+            guarded(out, "llada2_mini", lambda: moe_section(args.smoke, device))
     write_json(Path(args.out), out)
     print(json.dumps({k: v for k, v in out.items() if k != "environment"}, indent=1, default=str), flush=True)
 
