@@ -4,7 +4,8 @@ modeling_llada.py, bidirectional, reading the official config.json keys and tens
 Structure (verified against the reference code's logits, tests/test_native_models.py): token embedding `wte`; per
 block RMS-normed attention (q/k/v projections, RoPE on q and k in float32, SDPA, `attn_out`) and a SwiGLU MLP
 (`ff_out(silu(ff_proj(x)) * up_proj(x))`), both residual; final RMSNorm `ln_f`; LM head `ff_out` (or `wte` when
-`weight_tying`). No biases in the published checkpoints.
+`weight_tying`). No biases in the published checkpoints. q/k/v, and the MLP's `ff_proj` and `up_proj`, are each
+stored stacked and run as one matmul (native.StackedLinear); the state dict still has the checkpoint's tensor names.
 
 Padding: the reference builds an attention bias from `attention_mask` but passes `attn_mask=None` to SDPA, so it
 attends to padded keys. Here a key padding mask, when given, hides them; without one the two agree exactly, and a
@@ -18,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.native import (Family, KVWindow, LayerKV, NativeLM, RMSNorm, SpecialIds, apply_rope, attend,
-                                  rope_tables, token_id)
+from engine.models.native import (Family, KVWindow, LayerKV, NativeLM, RMSNorm, SpecialIds, StackedLinear,
+                                  apply_rope, attend, rope_tables, stacked_names, token_id)
 
 # Published special ids (GSAI-ML/LLaDA-8B-Instruct: config.json names mask 126336 and eos / pad 126081; the chat
 # template ends an assistant turn with <|eot_id|> 126348, after which SFT padded the answer with 126081).
@@ -110,13 +111,14 @@ class LLaDABlock(nn.Module):
         self.c = c
         kv_width = c.n_kv_heads * c.head_dim
         self.attn_norm, self.ff_norm = RMSNorm(c.d_model, c.rms_norm_eps), RMSNorm(c.d_model, c.rms_norm_eps)
-        self.q_proj = nn.Linear(c.d_model, c.d_model, bias=c.include_qkv_bias)
-        self.k_proj = nn.Linear(c.d_model, kv_width, bias=c.include_qkv_bias)
-        self.v_proj = nn.Linear(c.d_model, kv_width, bias=c.include_qkv_bias)
+        # q/k/v and the MLP's gate and up each run as one matmul; the state dict keeps the checkpoint's names
+        self.qkv = StackedLinear(c.d_model, {"q_proj": c.d_model, "k_proj": kv_width, "v_proj": kv_width},
+                                 bias=c.include_qkv_bias)
         self.attn_out = nn.Linear(c.d_model, c.d_model, bias=False)
-        self.ff_proj = nn.Linear(c.d_model, c.mlp_hidden_size, bias=False)
-        self.up_proj = nn.Linear(c.d_model, c.mlp_hidden_size, bias=False)
+        self.gate_up = StackedLinear(c.d_model, {"ff_proj": c.mlp_hidden_size, "up_proj": c.mlp_hidden_size},
+                                     bias=False)
         self.ff_out = nn.Linear(c.mlp_hidden_size, c.d_model, bias=False)
+        stacked_names(self)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
                 kv: LayerKV | None = None) -> torch.Tensor:
@@ -129,9 +131,10 @@ class LLaDABlock(nn.Module):
         store hands them to attention, so a full forward and a cached one attend over the same layouts."""
         batch, length, _ = x.shape
         h = self.attn_norm(x)  # (B, L, D)
-        q = self.q_proj(h).view(batch, length, self.c.n_heads, self.c.head_dim).transpose(1, 2)  # (B, H, L, hd)
-        k = self.k_proj(h).view(batch, length, self.c.n_kv_heads, self.c.head_dim).transpose(1, 2)  # (B, KV, L, hd)
-        v = self.v_proj(h).view(batch, length, self.c.n_kv_heads, self.c.head_dim).transpose(1, 2)
+        q, k, v = self.qkv(h)  # (B, L, D), (B, L, KV * hd) twice: views of one product
+        q = q.view(batch, length, self.c.n_heads, self.c.head_dim).transpose(1, 2)  # (B, H, L, hd)
+        k = k.view(batch, length, self.c.n_kv_heads, self.c.head_dim).transpose(1, 2)  # (B, KV, L, hd)
+        v = v.view(batch, length, self.c.n_kv_heads, self.c.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # float32 rotation, back to the model dtype
         return q, k.contiguous(), v.contiguous()
 
@@ -139,8 +142,8 @@ class LLaDABlock(nn.Module):
         """The attention output (B, H, L, hd) projected and added, then the SwiGLU MLP, residual: (B, L, D)."""
         batch, length, _ = x.shape
         x = x + self.attn_out(att.transpose(1, 2).reshape(batch, length, self.c.d_model))
-        h = self.ff_norm(x)
-        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+        gate, up = self.gate_up(self.ff_norm(x))  # (B, L, mlp) each: views of one product
+        return x + self.ff_out(F.silu(gate) * up)
 
 
 class LLaDAModel(NativeLM):

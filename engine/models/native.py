@@ -145,6 +145,59 @@ class RMSNorm(nn.Module):
         return self.weight * normed.to(x.dtype)
 
 
+class StackedLinear(nn.Linear):
+    """Linear maps of one input, stacked by output rows and run as one matmul: `weight` (sum of the widths, in) holds
+    the parts' weights one under another (`bias` likewise), and `forward` returns each part's output, views of the
+    one product. One wide GEMM fills a GPU better than several narrow ones: LLaDA-8B's q, k and v at 288 x 4096 x 4096
+    each make 128 output tiles for an H200's 132 SMs (docs/GPU_NOTES.md). `stacked_names` on the parent makes its
+    state_dict name the parts as the checkpoint does."""
+
+    def __init__(self, in_features: int, parts: dict[str, int], bias: bool) -> None:
+        super().__init__(in_features, sum(parts.values()), bias=bias)
+        self.parts = dict(parts)  # checkpoint name under the parent (e.g. "q_proj") -> output width, stacking order
+        self.stacked = True  # False: one matmul per part over row slices of the same weight, the layout before
+        #                      stacking, which lab/benchmarks/gpu_cache.py --split measures side by side
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """x (..., in) -> one (..., width) per part, in stacking order."""
+        widths = list(self.parts.values())
+        if self.stacked:
+            return super().forward(x).split(widths, dim=-1)
+        biases = [None] * len(widths) if self.bias is None else self.bias.split(widths)
+        return tuple(F.linear(x, w, b) for w, b in zip(self.weight.split(widths), biases))
+
+
+def stacked_names(parent: nn.Module) -> None:
+    """Make `parent`'s state_dict and load_state_dict speak the checkpoint's names for its StackedLinear children:
+    saving, each part appears as `{part}.weight` (`.bias`), a row slice of the stacked tensor; loading, the parts are
+    stacked (a copy) into the child. Checkpoints, fixtures and checkpoint.check_tensors so see the published names."""
+    parent.register_state_dict_post_hook(_split_stacked)
+    parent.register_load_state_dict_pre_hook(_stack_parts)
+
+
+def _stacked_children(parent: nn.Module) -> list[tuple[str, StackedLinear]]:
+    return [(name, child) for name, child in parent.named_children() if isinstance(child, StackedLinear)]
+
+
+def _split_stacked(parent: nn.Module, state: dict, prefix: str, local_metadata: dict) -> None:
+    for name, child in _stacked_children(parent):
+        for kind in ("weight", "bias"):
+            whole = state.pop(f"{prefix}{name}.{kind}", None)  # (sum of widths, in) or (sum of widths,)
+            if whole is not None:
+                for part, piece in zip(child.parts, whole.split(list(child.parts.values()))):
+                    state[f"{prefix}{part}.{kind}"] = piece
+
+
+def _stack_parts(parent: nn.Module, state: dict, prefix: str, *_) -> None:
+    """Before `parent` loads (load_state_dict hands hooks its own copy of the dict): the parts, when all are there,
+    become the child's stacked tensor; partial parts stay, and strict loading names them."""
+    for name, child in _stacked_children(parent):
+        for kind in ("weight", "bias"):
+            keys = [f"{prefix}{part}.{kind}" for part in child.parts]
+            if all(key in state for key in keys):
+                state[f"{prefix}{name}.{kind}"] = torch.cat([state.pop(key) for key in keys])
+
+
 def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin (B, 1, L, head_dim) in float32 for the standard rotary embedding (rotate-half layout)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32)

@@ -69,8 +69,8 @@ def floor(model: torch.nn.Module, length: int, block: int) -> dict:
     body = sum(p.numel() for p in params.values()) - embed - sum(params[n].numel() for n in head_names)
     if hasattr(model, "active_parameters"):
         body = model.active_parameters()  # MoE: the experts a step reaches, not all of them
-    q_projs = [m for n, m in model.named_modules() if n.endswith("q_proj")]
-    attention = 4 * length * length * q_projs[0].out_features * len(q_projs)
+    queries = [t.shape[0] for n, t in model.state_dict().items() if n.endswith("q_proj.weight")]  # (out,) per layer
+    attention = 4 * length * length * queries[0] * len(queries)
     weight_bytes = (body + head) * next(model.parameters()).element_size()  # 2 in bf16
     flops = 2 * body * length + attention + 2 * head * block
     memory_ms, compute_ms = weight_bytes / HBM_BYTES_PER_S * 1e3, flops / BF16_FLOPS_PER_S * 1e3
