@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from engine.models.families import load_native
 from engine.models.llada import LLaDABlock, LLaDAConfig, LLaDAModel
-from engine.models.native import StackedLinear, init_random
+from engine.models.native import StackedLinear, init_random, stack_in_place
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 PARTS = ("q_proj", "k_proj", "v_proj", "ff_proj", "up_proj")
@@ -86,3 +86,15 @@ def test_split_block_gives_the_stacked_block_output():
     for layer in (block.qkv, block.gate_up):
         layer.stacked = False
     assert torch.allclose(block(x, None, cos, sin), stacked, atol=1e-5, rtol=0)
+
+
+def test_stacking_in_place_drops_the_parts_and_loads():
+    c = grouped_config(True)
+    model = init_random(LLaDAModel(c), seed=3)
+    state = model.state_dict()
+    stack_in_place(LLaDAModel(c), state)
+    assert not [k for k in state if k.rsplit(".", 2)[-2] in PARTS]
+    assert "model.transformer.blocks.1.qkv.bias" in state and "model.transformer.blocks.1.gate_up.weight" in state
+    fresh = LLaDAModel(c)
+    fresh.load_state_dict(state, strict=True)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))

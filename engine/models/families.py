@@ -19,7 +19,7 @@ from engine.models.dream import DREAM
 from engine.models.llada import LLADA
 from engine.models.llada2 import LLADA2
 from engine.models.llada_moe import LLADA_MOE
-from engine.models.native import Family, NativeLM
+from engine.models.native import Family, NativeLM, stack_in_place
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (LLADA, DREAM, LLADA_MOE, LLADA2)}
 
@@ -100,7 +100,9 @@ def load_native(name: str, source: str | Path | None = None, device: str | None 
     tokenizer = load_tokenizer(folder, family.bpe_tokenizer)
     ids = family.special_ids(raw, tokenizer)
     device_, dtype = pick_device_dtype(device)
-    skeleton.load_state_dict(load_tensors(folder, table, device_, dtype), strict=True, assign=True)
+    tensors = load_tensors(folder, table, device_, dtype)
+    stack_in_place(skeleton, tensors)  # stacked projections built part by part, not beside a full second copy
+    skeleton.load_state_dict(tensors, strict=True, assign=True)
     spec = ModelSpec(name=model_id or f"{family.name}:{folder}", mask_id=ids.mask_id, eos_ids=ids.eos_ids,
                      shift=family.shift, max_length=family.context_length(config),
                      description=PUBLISHED[model_id].description if model_id else f"{family.name} from {folder}")

@@ -175,6 +175,14 @@ def stacked_names(parent: nn.Module) -> None:
     parent.register_load_state_dict_pre_hook(_stack_parts)
 
 
+def stack_in_place(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Stack the parts of every StackedLinear under `module` inside `state` itself, dropping each part as it goes.
+    A loader that holds the only references calls this before load_state_dict: stacking there works on a copy of
+    the dict, so every part would stay alive until loading ends (~9.7 GB more for LLaDA-8B in bf16)."""
+    for name, sub in module.named_modules():
+        _stack_parts(sub, state, f"{name}." if name else "")
+
+
 def _stacked_children(parent: nn.Module) -> list[tuple[str, StackedLinear]]:
     return [(name, child) for name, child in parent.named_children() if isinstance(child, StackedLinear)]
 
