@@ -28,6 +28,20 @@ def test_gpu_cache_smoke_measures_every_mode(tmp_path):
     assert moe["floor"]["floor_ms"] > 0 and "error" not in result["ceilings"]
 
 
+
+def test_gpu_cache_smoke_measures_the_split_projections_beside_the_stacked(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "cache.json"
+    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_cache.py"), "--smoke", "--quick", "--split",
+                    "--out", str(out)], check=True, cwd=root, timeout=300, capture_output=True)
+    dense = json.loads(out.read_text())["llada_8b_shape"]
+    assert dense["versions"] == {"modes": {"compiled": False, "stacked": True},
+                                 "modes_split": {"compiled": False, "stacked": False}}  # CPU: nothing compiled
+    for key in dense["versions"]:
+        for mode in ("none", "prefix", "dual"):
+            assert dense[key][mode]["batch1"]["trace_on"]["nfe"] == 32
+    assert dense["end_to_end"]["fixed_steps_no_cache"]["nfe"] == 32
+
 def test_gpu_cache_profile_smoke_profiles_every_mode(tmp_path):
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "profile.json"

@@ -28,8 +28,10 @@ with (docs/GPU_NOTES.md measured 4.17 TB/s and 743 TFLOP/s, so floors are ~10% o
 LLaDA2's floor is lab/benchmarks/gpu_moe.py's (experts touched by the 32 rows, keys = the canvas).
 
 Run on the GPU machine (~5 minutes on one H200):  python3 lab/benchmarks/gpu_cache.py --out $OUT/cache.json
-(`--compile`: every mode again with the blocks compiled, NativeLM.compile_layers, side by side; `--quick`: batch 1
-only, no eager runs, batches or LLaDA2 section.)
+(`--compile`: every mode again with the blocks compiled, NativeLM.compile_layers, side by side; `--split`: every mode
+also with the stacked projections split, one matmul per checkpoint matrix (q, k, v, gate, up) over row slices of the
+same weights, the layout before native.StackedLinear, compiled when `--compile` (out["modes_compiled_split"] beside
+out["modes_compiled"]); `--quick`: batch 1 only, no eager runs, batches or LLaDA2 section.)
 CPU check (tests):  python lab/benchmarks/gpu_cache.py --smoke --out /tmp/cache.json  (the reference fixtures' toy
 configs, float32, eager, prompt 8 + gen 32, block 16 (LLaDA2: 32), batches 2 and 3)
 """
@@ -52,7 +54,7 @@ from engine.models.base import LoadedModel, ModelSpec
 from engine.models.cuda_graph import GraphCache, StaticForward
 from engine.models.families import FAMILIES, build_module
 from engine.models.kv_forward import CachedForward
-from engine.models.native import init_random
+from engine.models.native import StackedLinear, init_random
 
 HBM_BYTES_PER_S = 4.8e12  # H200 HBM3e
 BF16_FLOPS_PER_S = 790e12  # sustained dense bf16 matrix rate on an H200 (large GEMMs)
@@ -83,6 +85,15 @@ def forward_for(loaded: LoadedModel, mode: str, graphs: bool, compile_model: boo
     if mode == "none":
         return StaticForward(loaded, graphs=GraphCache(loaded.model, compile_model=compile_model) if graphs else None)
     return CachedForward(loaded, CacheConfig(mode), graphs=graphs, compile_model=compile_model)
+
+
+def set_stacked(model: torch.nn.Module, stacked: bool) -> None:
+    """Every StackedLinear one matmul (stacked) or one per part (split); compiled regions then compile anew (dynamo's
+    caches reset), so each layout runs code of its own rather than relying on a guard to notice the flag."""
+    for layer in model.modules():
+        if isinstance(layer, StackedLinear):
+            layer.stacked = stacked
+    torch._dynamo.reset()
 
 
 def dense_floor(model: torch.nn.Module, rows: list[int], keys: int, block: int, batch: int, cached: bool) -> dict:
@@ -127,9 +138,10 @@ def guarded(out: dict, key: str, fn) -> None:
         torch.cuda.empty_cache()
 
 
-def dense_section(smoke: bool, device: torch.device, compile_model: bool, quick: bool) -> dict:
+def dense_section(smoke: bool, device: torch.device, compile_model: bool, quick: bool, split: bool = False) -> dict:
     """Every mode with CUDA graphs (out["modes"]), then with the blocks compiled as well (out["modes_compiled"],
-    when compile_model; compiling is in place, so it comes second); quick: batch 1 with graphs only."""
+    when compile_model; compiling is in place, so it comes after); split: before that, every mode with the stacked
+    projections split (out["modes_compiled_split"], or "modes_split" uncompiled); quick: batch 1 only."""
     s = sizes(smoke)
     loaded = build("llada", smoke, device)
     model, gen, block = loaded.model, s["gen"], s["block"]
@@ -140,35 +152,46 @@ def dense_section(smoke: bool, device: torch.device, compile_model: bool, quick:
     graphs = device.type == "cuda"
     out: dict = {"params": sum(p.numel() for p in model.parameters()), "cuda_graphs": graphs,
                  "shape": {"batch": 1, "prompt": s["prompt"], "gen_length": gen, "block_length": block}, "modes": {}}
-    versions = [("modes", False)] + ([("modes_compiled", True)] if compile_model and graphs else [])
-    for (key, compiled), mode in ((version, mode) for version in versions for mode in CACHE_MODES):
-        entry: dict = {}
-        out.setdefault(key, {})[mode] = entry
+    compiled_too = compile_model and graphs
+    versions = [("modes", False, True)]  # (out key, blocks compiled, projections stacked)
+    if split:
+        versions.append(("modes_compiled_split" if compiled_too else "modes_split", compiled_too, False))
+    if compiled_too:
+        versions.append(("modes_compiled", True, True))
+    out["versions"] = {key: {"compiled": compiled, "stacked": stacked} for key, compiled, stacked in versions}
+    for key, compiled, stacked in versions:
+        set_stacked(model, stacked)
+        for mode in CACHE_MODES:
+            entry: dict = {}
+            out.setdefault(key, {})[mode] = entry
 
-        def batch1(graphed: bool, mode=mode, compiled=compiled) -> dict:
-            fn = forward_for(loaded, mode, graphed, compiled and graphed)
-            on = decode(fn, prompt, Credit, kw, device)
-            off = decode(fn, prompt, Credit, kw, device, trace=False)
-            bound = dense_floor(model, on.pop("rows"), length, block, 1, mode != "none")
-            off.pop("rows")
-            return {"trace_on": on, "trace_off": off, "floor": bound, "step_over_floor": on["step_ms"] / bound["floor_ms"],
-                    "trace_cost_pct": 100 * (on["step_ms"] - off["step_ms"]) / off["step_ms"]}
+            def batch1(graphed: bool, mode=mode, compiled=compiled) -> dict:
+                fn = forward_for(loaded, mode, graphed, compiled and graphed)
+                on = decode(fn, prompt, Credit, kw, device)
+                off = decode(fn, prompt, Credit, kw, device, trace=False)
+                bound = dense_floor(model, on.pop("rows"), length, block, 1, mode != "none")
+                off.pop("rows")
+                return {"trace_on": on, "trace_off": off, "floor": bound,
+                        "step_over_floor": on["step_ms"] / bound["floor_ms"],
+                        "trace_cost_pct": 100 * (on["step_ms"] - off["step_ms"]) / off["step_ms"]}
 
-        guarded(entry, "batch1", lambda: batch1(graphs))
-        if quick:
-            continue
-        if mode != "none" and graphs and not compiled:
-            guarded(entry, "batch1_eager", lambda: batch1(False))
-        for batch in s["batches"]:
-            def batched(batch=batch, mode=mode, compiled=compiled) -> dict:
-                prompts = torch.randint(0, 100, (batch, s["prompt"]), generator=g).to(device)
-                fixed = lambda: LowConfidence(steps=s["batch_steps"])  # noqa: E731 - a rule factory
-                result = decode(forward_for(loaded, mode, graphs, compiled), prompts, fixed, kw, device)
-                result["floor"] = dense_floor(model, result.pop("rows"), length, block, batch, mode != "none")
-                return result
+            guarded(entry, "batch1", lambda: batch1(graphs))
+            if quick:
+                continue
+            if mode != "none" and graphs and not compiled:
+                guarded(entry, "batch1_eager", lambda: batch1(False))
+            for batch in s["batches"]:
+                def batched(batch=batch, mode=mode, compiled=compiled) -> dict:
+                    prompts = torch.randint(0, 100, (batch, s["prompt"]), generator=g).to(device)
+                    fixed = lambda: LowConfidence(steps=s["batch_steps"])  # noqa: E731 - a rule factory
+                    result = decode(forward_for(loaded, mode, graphs, compiled), prompts, fixed, kw, device)
+                    result["floor"] = dense_floor(model, result.pop("rows"), length, block, batch, mode != "none")
+                    return result
 
-            guarded(entry, f"batch{batch}", batched)
-    guarded(out, "end_to_end", lambda: end_to_end(loaded, prompt, kw, device, out[versions[-1][0]]))
+                guarded(entry, f"batch{batch}", batched)
+    set_stacked(model, True)
+    last_stacked = [key for key, _, stacked in versions if stacked][-1]
+    guarded(out, "end_to_end", lambda: end_to_end(loaded, prompt, kw, device, out[last_stacked]))
     return out
 
 
@@ -215,6 +238,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="JSON results file")
     parser.add_argument("--smoke", action="store_true", help="CPU, toy configs from the reference fixtures")
     parser.add_argument("--compile", action="store_true", help="also every mode with the blocks compiled (GPU)")
+    parser.add_argument("--split", action="store_true", help="also every mode with the stacked projections split")
     parser.add_argument("--quick", action="store_true", help="batch 1 only: no eager, batches or LLaDA2 section")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
@@ -225,7 +249,8 @@ def main() -> None:
                                                             "bf16_flops_per_s": BF16_FLOPS_PER_S}}
     guarded(out, "ceilings", lambda: ceilings(device, args.smoke))
     with torch.no_grad():
-        guarded(out, "llada_8b_shape", lambda: dense_section(args.smoke, device, args.compile, args.quick))
+        guarded(out, "llada_8b_shape", lambda: dense_section(args.smoke, device, args.compile, args.quick,
+                                                                          args.split))
         write_json(Path(args.out), out)
         if not args.quick:
             guarded(out, "llada2_mini", lambda: moe_section(args.smoke, device))

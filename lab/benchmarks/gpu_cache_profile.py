@@ -6,7 +6,8 @@ For each (version, mode): a decode captures the graphs, a second is timed (step 
 third runs under the profiler for `--steps` forwards from step `--first` (mid-block: steps between refreshes) plus
 the next block's refresh. Reported per profiled step: wall time, GPU busy time (union of kernel intervals), kernels,
 kernel time by class (GEMM, attention, elementwise/other) and the top kernels by name; then the bf16 GEMM rate of
-the layer shapes at 32 and 288 rows, alone, and whether a cached refresh step equals the full forward on the GPU.
+the layer shapes at 32 and 288 rows, alone (d x 3d is stacked q/k/v at LLaDA-8B's size, as d x mlp is; d x 2 mlp
+is stacked gate/up), and whether a cached refresh step equals the full forward on the GPU.
 
 Run on the GPU machine:  python3 lab/benchmarks/gpu_cache_profile.py --out $OUT/profile.json
 CPU check (tests):  python lab/benchmarks/gpu_cache_profile.py --smoke --out /tmp/profile.json
@@ -167,7 +168,7 @@ def main() -> None:
             write_json(Path(args.out), out)
         d, f = loaded.model.config.d_model, loaded.model.config.mlp_hidden_size
         out["gemm_tflops"] = {f"{m}x{k}x{n}": matmul_rate_at(m, k, n, device, repeats=5 if args.smoke else 20)
-                              for m in (32, 288) for k, n in ((d, d), (d, f), (f, d))}
+                              for m in (32, 288) for k, n in ((d, d), (d, f), (f, d), (d, 2 * f))}
     write_json(Path(args.out), out)
     print(json.dumps({k: v for k, v in out.items() if k != "environment"}, indent=1, default=str)[:20000], flush=True)
 
