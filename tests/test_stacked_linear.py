@@ -1,4 +1,4 @@
-"""Stacked projections (native.StackedLinear: LLaDA's q/k/v and gate/up each run as one matmul): the state dict keeps
+"""Stacked projections (native.StackedLinear: LLaDA's and Dream's q/k/v and gate/up each run as one matmul): the state dict keeps
 the checkpoint's tensor names, a checkpoint loads into the stacked tensors exactly, and the split layout the GPU
 benchmark compares against computes the same maths."""
 from pathlib import Path
@@ -54,6 +54,17 @@ def test_checkpoint_parts_load_into_the_stacked_tensors_exactly():
     prefix = "model.transformer.blocks.1."
     assert torch.equal(block.qkv.weight, torch.cat([files[f"{prefix}{p}.weight"] for p in PARTS[:3]]))
     assert torch.equal(block.gate_up.weight, torch.cat([files[f"{prefix}{p}.weight"] for p in PARTS[3:]]))
+
+
+def test_dream_checkpoint_parts_load_into_the_stacked_tensors_exactly():
+    model = load_native("dream", source=FIXTURES / "dream", device="cpu").model
+    files = load_file(str(FIXTURES / "dream" / "model.safetensors"))
+    layer, prefix = model.model.layers[1], "model.layers.1."
+    for kind in ("weight", "bias"):
+        parts = [files[f"{prefix}self_attn.{p}.{kind}"] for p in ("q_proj", "k_proj", "v_proj")]
+        assert torch.equal(getattr(layer.self_attn.qkv, kind), torch.cat(parts))
+    parts = [files[f"{prefix}mlp.{p}.weight"] for p in ("gate_proj", "up_proj")]
+    assert torch.equal(layer.mlp.gate_up.weight, torch.cat(parts))
 
 
 def test_a_missing_part_is_named_by_strict_loading():

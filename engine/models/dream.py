@@ -4,7 +4,8 @@ official config.json keys and tensor names.
 Structure (verified against the reference code's logits, tests/test_native_models.py): `model.embed_tokens`; per
 layer RMS-normed attention with biased q/k/v projections, grouped-query heads, RoPE (tables cast to the activations'
 dtype, as Qwen2 does), SDPA and an unbiased `o_proj`, then a SwiGLU MLP (gate/up/down); final `model.norm`;
-`lm_head` (or the embedding when `tie_word_embeddings`).
+`lm_head` (or the embedding when `tie_word_embeddings`). q/k/v, and the MLP's gate and up, are each stored stacked
+and run as one matmul (native.StackedLinear); the state dict still has the checkpoint's tensor names.
 
 Dream's logits are shifted: the row at i-1 predicts position i; the model returns them unshifted, as the reference
 does, and the engine aligns them (`ModelSpec.shift`). Padding: the reference's generation passes a boolean mask
@@ -19,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.native import (Family, KVWindow, LayerKV, NativeLM, RMSNorm, SpecialIds, apply_rope, attend,
-                                  rope_tables, token_id)
+from engine.models.native import (Family, KVWindow, LayerKV, NativeLM, RMSNorm, SpecialIds, StackedLinear,
+                                  apply_rope, attend, rope_tables, stacked_names, token_id)
 
 # Published special ids (Dream-org/Dream-v0-Instruct-7B config.json / generation_config.json: mask 151666,
 # eos = pad = <|endoftext|> 151643; the chat template closes a turn with <|im_end|> 151645).
@@ -100,18 +101,19 @@ class DreamAttention(nn.Module):
         super().__init__()
         self.c = c
         kv_width = c.num_key_value_heads * c.head_dim
-        self.q_proj = nn.Linear(c.hidden_size, c.hidden_size, bias=True)
-        self.k_proj = nn.Linear(c.hidden_size, kv_width, bias=True)
-        self.v_proj = nn.Linear(c.hidden_size, kv_width, bias=True)
+        self.qkv = StackedLinear(c.hidden_size, {"q_proj": c.hidden_size, "k_proj": kv_width, "v_proj": kv_width},
+                                 bias=True)
         self.o_proj = nn.Linear(c.hidden_size, c.hidden_size, bias=False)
+        stacked_names(self)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
                 cache: LayerKV | None = None) -> torch.Tensor:
         batch, length, _ = x.shape
         heads, kv, hd = self.c.num_attention_heads, self.c.num_key_value_heads, self.c.head_dim
-        q = self.q_proj(x).view(batch, length, heads, hd).transpose(1, 2)  # (B, H, L, hd)
-        k = self.k_proj(x).view(batch, length, kv, hd).transpose(1, 2)  # (B, KV, L, hd)
-        v = self.v_proj(x).view(batch, length, kv, hd).transpose(1, 2)
+        q, k, v = self.qkv(x)  # (B, L, H * hd), (B, L, KV * hd) twice: views of one product
+        q = q.view(batch, length, heads, hd).transpose(1, 2)  # (B, H, L, hd)
+        k = k.view(batch, length, kv, hd).transpose(1, 2)  # (B, KV, L, hd)
+        v = v.view(batch, length, kv, hd).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         return self.o_proj(attend(q, k, v, mask, cache).transpose(1, 2).reshape(batch, length, self.c.hidden_size))
 
@@ -119,12 +121,14 @@ class DreamAttention(nn.Module):
 class DreamMLP(nn.Module):
     def __init__(self, c: DreamConfig) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.gate_up = StackedLinear(c.hidden_size, {"gate_proj": c.intermediate_size,
+                                                     "up_proj": c.intermediate_size}, bias=False)
         self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
+        stacked_names(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up(x)  # (B, L, inner) each: views of one product
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DreamLayer(nn.Module):

@@ -188,12 +188,19 @@ def _stacked_children(parent: nn.Module) -> list[tuple[str, StackedLinear]]:
 
 
 def _split_stacked(parent: nn.Module, state: dict, prefix: str, local_metadata: dict) -> None:
-    for name, child in _stacked_children(parent):
-        for kind in ("weight", "bias"):
-            whole = state.pop(f"{prefix}{name}.{kind}", None)  # (sum of widths, in) or (sum of widths,)
-            if whole is not None:
-                for part, piece in zip(child.parts, whole.split(list(child.parts.values()))):
-                    state[f"{prefix}{part}.{kind}"] = piece
+    """After `parent` and its children saved (their entries are the dict's last): each stacked tensor becomes its
+    parts, in its place, so the order is the checkpoint module's (q, k, v, then the output projection)."""
+    stacked = {f"{prefix}{name}.{kind}": child for name, child in _stacked_children(parent)
+               for kind in ("weight", "bias")}
+    own = [(key, state.pop(key)) for key in [key for key in state if key.startswith(prefix)]]
+    for key, value in own:
+        child = stacked.get(key)
+        if child is None:
+            state[key] = value
+            continue
+        kind = key.rsplit(".", 1)[1]
+        for part, piece in zip(child.parts, value.split(list(child.parts.values()))):  # (width, in) or (width,)
+            state[f"{prefix}{part}.{kind}"] = piece
 
 
 def _stack_parts(parent: nn.Module, state: dict, prefix: str, *_) -> None:
