@@ -8,8 +8,9 @@ The module subclasses `NativeLM`, so every family answers the same call the engi
     model(input_ids=ids (B, L), attention_mask=None | key mask (B, L) | bool (B, 1, L, L),
           position_ids=None | (B, L), use_cache=False, logits_to_keep=0 | row indices) -> .logits (B, L or rows, V)
 
-Its parameter names are the official checkpoint's tensor names, so loading is a name-for-name copy
-(engine/models/checkpoint.py checks names and shapes first). Attention is bidirectional; a key padding mask hides
+Its state-dict names are the official checkpoint's tensor names, so loading is a name-for-name copy
+(engine/models/checkpoint.py checks names and shapes first); projections a family stacks into one matmul
+(`StackedLinear`: q/k/v, gate/up) keep their parts' names through `stacked_names`. Attention is bidirectional; a key padding mask hides
 padded keys, and positions then count real tokens only (what Dream's generation code passes; LLaDA's RoPE is
 relative, so its real rows do not depend on that offset).
 
