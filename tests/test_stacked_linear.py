@@ -1,4 +1,4 @@
-"""Stacked projections (native.StackedLinear: LLaDA's and Dream's q/k/v and gate/up each run as one matmul): the state dict keeps
+"""Stacked projections (engine/models/stacked.py: LLaDA's and Dream's q/k/v and gate/up each run as one matmul): the state dict keeps
 the checkpoint's tensor names, a checkpoint loads into the stacked tensors exactly, and the split layout the GPU
 benchmark compares against computes the same maths."""
 from pathlib import Path
@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 from engine.models.families import load_native
 from engine.models.llada import LLaDABlock, LLaDAConfig, LLaDAModel
-from engine.models.native import StackedLinear, init_random, stack_in_place
+from engine.models.native import init_random
+from engine.models.stacked import StackedLinear, stack_in_place
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 PARTS = ("q_proj", "k_proj", "v_proj", "ff_proj", "up_proj")

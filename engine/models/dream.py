@@ -5,7 +5,7 @@ Structure (verified against the reference code's logits, tests/test_native_model
 layer RMS-normed attention with biased q/k/v projections, grouped-query heads, RoPE (tables cast to the activations'
 dtype, as Qwen2 does), SDPA and an unbiased `o_proj`, then a SwiGLU MLP (gate/up/down); final `model.norm`;
 `lm_head` (or the embedding when `tie_word_embeddings`). q/k/v, and the MLP's gate and up, are each stored stacked
-and run as one matmul (native.StackedLinear); the state dict still has the checkpoint's tensor names.
+and run as one matmul (stacked.StackedLinear); the state dict still has the checkpoint's tensor names.
 
 Dream's logits are shifted: the row at i-1 predicts position i; the model returns them unshifted, as the reference
 does, and the engine aligns them (`ModelSpec.shift`). Padding: the reference's generation passes a boolean mask
@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.native import (Family, KVWindow, LayerKV, NativeLM, RMSNorm, SpecialIds, StackedLinear,
-                                  apply_rope, attend, rope_tables, stacked_names, token_id)
+from engine.models.native import (Family, KVWindow, LayerKV, NativeLM, RMSNorm, SpecialIds, apply_rope, attend,
+                                  rope_tables, token_id)
+from engine.models.stacked import StackedLinear, stacked_names
 
 # Published special ids (Dream-org/Dream-v0-Instruct-7B config.json / generation_config.json: mask 151666,
 # eos = pad = <|endoftext|> 151643; the chat template closes a turn with <|im_end|> 151645).

@@ -19,7 +19,8 @@ from engine.models.dream import DREAM
 from engine.models.llada import LLADA
 from engine.models.llada2 import LLADA2
 from engine.models.llada_moe import LLADA_MOE
-from engine.models.native import Family, NativeLM, stack_in_place
+from engine.models.native import Family, NativeLM
+from engine.models.stacked import stack_in_place
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (LLADA, DREAM, LLADA_MOE, LLADA2)}
 

@@ -5,7 +5,7 @@ Structure (verified against the reference code's logits, tests/test_native_model
 block RMS-normed attention (q/k/v projections, RoPE on q and k in float32, SDPA, `attn_out`) and a SwiGLU MLP
 (`ff_out(silu(ff_proj(x)) * up_proj(x))`), both residual; final RMSNorm `ln_f`; LM head `ff_out` (or `wte` when
 `weight_tying`). No biases in the published checkpoints. q/k/v, and the MLP's `ff_proj` and `up_proj`, are each
-stored stacked and run as one matmul (native.StackedLinear); the state dict still has the checkpoint's tensor names.
+stored stacked and run as one matmul (stacked.StackedLinear); the state dict still has the checkpoint's tensor names.
 
 Padding: the reference builds an attention bias from `attention_mask` but passes `attn_mask=None` to SDPA, so it
 attends to padded keys. Here a key padding mask, when given, hides them; without one the two agree exactly, and a
@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.native import (Family, KVWindow, LayerKV, NativeLM, RMSNorm, SpecialIds, StackedLinear,
-                                  apply_rope, attend, rope_tables, stacked_names, token_id)
+from engine.models.native import (Family, KVWindow, LayerKV, NativeLM, RMSNorm, SpecialIds, apply_rope, attend,
+                                  rope_tables, token_id)
+from engine.models.stacked import StackedLinear, stacked_names
 
 # Published special ids (GSAI-ML/LLaDA-8B-Instruct: config.json names mask 126336 and eos / pad 126081; the chat
 # template ends an assistant turn with <|eot_id|> 126348, after which SFT padded the answer with 126081).

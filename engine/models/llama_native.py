@@ -1,7 +1,7 @@
 """The bundled model (and tiny-random) as a native module: a transformers LlamaForCausalLM made bidirectional is, layer
 for layer, LLaDA's block (RMSNorm, q/k/v with RoPE, SDPA, output projection, SwiGLU), so its weights drop into
 `LLaDAModel` under LLaDA's names, sharing storage, except q/k/v and gate/up, which LLaDA's block keeps stacked (one
-copy each, native.StackedLinear). The native module is what the key/value caches need:
+copy each, stacked.StackedLinear). The native module is what the key/value caches need:
 transformers' cache API appends keys, while a dual cache overwrites the block's keys in place among cached ones
 (engine/models/native.py KVWindow). tests/test_kv_cache.py checks that both modules give the same logits.
 """

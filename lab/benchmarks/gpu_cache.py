@@ -30,7 +30,7 @@ LLaDA2's floor is lab/benchmarks/gpu_moe.py's (experts touched by the 32 rows, k
 Run on the GPU machine (~5 minutes on one H200):  python3 lab/benchmarks/gpu_cache.py --out $OUT/cache.json
 (`--compile`: every mode again with the blocks compiled, NativeLM.compile_layers, side by side; `--split`: every mode
 also with the stacked projections split, one matmul per checkpoint matrix (q, k, v, gate, up) over row slices of the
-same weights, the layout before native.StackedLinear, compiled when `--compile` (out["modes_compiled_split"] beside
+same weights, the layout before stacked.StackedLinear, compiled when `--compile` (out["modes_compiled_split"] beside
 out["modes_compiled"]); `--quick`: batch 1 only, no eager runs, batches or LLaDA2 section.)
 CPU check (tests):  python lab/benchmarks/gpu_cache.py --smoke --out /tmp/cache.json  (the reference fixtures' toy
 configs, float32, eager, prompt 8 + gen 32, block 16 (LLaDA2: 32), batches 2 and 3)
@@ -54,7 +54,8 @@ from engine.models.base import LoadedModel, ModelSpec
 from engine.models.cuda_graph import GraphCache, StaticForward
 from engine.models.families import FAMILIES, build_module
 from engine.models.kv_forward import CachedForward
-from engine.models.native import StackedLinear, init_random
+from engine.models.native import init_random
+from engine.models.stacked import StackedLinear
 
 HBM_BYTES_PER_S = 4.8e12  # H200 HBM3e
 BF16_FLOPS_PER_S = 790e12  # sustained dense bf16 matrix rate on an H200 (large GEMMs)
