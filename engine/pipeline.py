@@ -140,12 +140,13 @@ def prompt_ids(model: LoadedModel, request: DecodeRequest) -> torch.Tensor:
 def model_fn_for(model: LoadedModel, request: DecodeRequest):
     """The callable a decode of `request` uses; a ValueError when the model cannot use the request's cache."""
     cache = request.cache_config()
+    # On CUDA our own and the native models replay CUDA graphs (docs/GPU_NOTES.md: 26.7 -> 5.3 ms a step for the
+    # bundled model; a dual-cache step of the 8B shape 28.9 -> 9.2 ms); a cached decode captures its own graphs (they
+    # hold its store). Compiling as well would save more but costs seconds to minutes on first use. Remote-code Hub
+    # models keep their own forward. On the CPU the model is used as it is.
     if cache.mode != "none":
         check_cache(native_model(model), cache, request.block_length)
-        return CachedForward(model, cache)
-    # On CUDA our own Llama-architecture models replay CUDA graphs of block-only forwards (docs/GPU_NOTES.md: 26.7 ->
-    # 5.3 ms a step for the bundled model); compiling as well would save 3 ms more but costs ~40 s on first use.
-    # Remote-code Hub models keep their own forward. On the CPU the model is used as it is.
+        return CachedForward(model, cache, graphs=model.device.type == "cuda" and model.graph_safe)
     return fast_model_fn(model, compile_model=False) if model.graph_safe else model
 
 

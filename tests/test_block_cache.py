@@ -75,3 +75,17 @@ def test_cache_refuses_what_it_cannot_do_exactly(llada2):
     with pytest.raises(ValueError, match="block_length=16: .* 32-token blocks"):
         check_cache(llada2.model, CacheConfig("prefix"), 16)
     assert cache_modes(llada2, 32) == ["none", "prefix"] and cache_modes(llada2, 16) == ["none"]
+
+
+def test_a_reset_block_cache_decodes_a_padded_batch_as_without_cache(llada2):
+    """The benchmark reuses one CachedForward per canvas shape (engine/bench/decode.Forwards): after reset with another
+    key mask, the block cache equals a decode without cache."""
+    kw = dict(gen_length=64, block_length=32, mask_id=llada2.spec.mask_id)
+    strategy = Threshold(threshold=0.9)
+    cached = CachedForward(llada2, CacheConfig("prefix"))
+    generate(cached, torch.tensor([[5, 17, 33, 2, 90, 41], [8, 77, 3, 64, 12, 9]]), strategy, **kw)
+    padded = torch.tensor([[0, 0, 0, 4, 60, 2], [18, 7, 30, 5, 11, 3]])
+    key_mask = padded != 0
+    cached.reset(key_mask)
+    plain = StaticForward(llada2, key_mask=key_mask)
+    assert torch.equal(generate(cached, padded, strategy, **kw).tokens, generate(plain, padded, strategy, **kw).tokens)

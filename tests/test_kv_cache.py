@@ -145,3 +145,24 @@ def test_left_padded_batch_with_refresh_every_step_decodes_as_no_cache(tiny_mode
     cached = generate(decode_forward(tiny_model, CacheConfig(mode, refresh=1), key_mask), prompts,
                       make_rule("threshold"), **kw)
     assert torch.equal(cached.tokens, plain.tokens)
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_a_reset_forward_decodes_other_prompts_as_a_fresh_one(tiny_model, mode):
+    """The benchmark keeps one CachedForward per canvas shape across batches (engine/bench/decode.Forwards): after
+    reset, a decode of other prompts with another padding equals a fresh forward's, tokens and rows computed."""
+    from engine.models.kv_forward import decode_forward
+
+    first = torch.tensor([[60, 61, 62, 63, 64, 65, 66], [0, 0, 70, 71, 72, 73, 74]])
+    second = torch.tensor([[0, 0, 0, 40, 41, 42, 43], [50, 51, 52, 53, 54, 55, 56]])
+    masks = first != 0, second != 0
+    kw = dict(gen_length=GEN, block_length=BLOCK, mask_id=tiny_model.spec.mask_id, shift=True)
+    reused = decode_forward(tiny_model, CacheConfig(mode), masks[0])
+    generate(reused, first, make_rule("credit"), **kw)
+    rows_before = len(reused.computed_rows)
+    reused.reset(masks[1])
+    again = generate(reused, second, make_rule("credit"), **kw)
+    fresh = decode_forward(tiny_model, CacheConfig(mode), masks[1])
+    expected = generate(fresh, second, make_rule("credit"), **kw)
+    assert torch.equal(again.tokens, expected.tokens) and again.nfe == expected.nfe
+    assert reused.computed_rows[rows_before:] == fresh.computed_rows

@@ -1,6 +1,8 @@
 """Compact run logs and shipped example sets: the writer, loading a set without a model, and the views of a compact
 log (the seeds table complete, the buffer map and neighbours saying why they are missing)."""
 import copy
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,9 +89,35 @@ def test_the_lab_loads_a_set_past_the_run_cap_and_says_what_a_compact_log_lacks(
         h.load_example_set(state, None)
 
 
-@pytest.mark.skipif(not selection_examples.example_sets(), reason="the fair test's run logs are not shipped yet")
+FAIR_SUMMARY = Path(__file__).resolve().parents[1] / "lab/benchmarks/results/2026-11-30_h200x2_fair/summary.json"
+SHIPPED = pytest.mark.skipif(not selection_examples.example_sets(), reason="the fair test's run logs are not shipped yet")
+
+
+def _arm(name: str) -> str:
+    """'fair_test uds_default-s21' -> 'uds_default' (the set's files are ARM-sSEED.zip)."""
+    return name.split()[-1].rsplit("-s", 1)[0]
+
+
+@SHIPPED
 def test_the_shipped_fair_test_is_five_arms_at_three_seeds():
     runs = dict(selection_examples.load_set(LABEL))
-    table = seeds_table(runs)
+    table = seeds_table(runs).set_index("configuration")
     assert len(runs) == 15 and len(table) == 5 and (table["runs"] == 3).all()
     assert sum(p.stat().st_size for p in (selection_examples.FOLDER / "fair_test").glob("*.zip")) <= 4 * 2**20
+    # the seeds view shows the recorded run's numbers: mean +- sd per arm as in its summary.json
+    summary = json.loads(FAIR_SUMMARY.read_text())["arms"]
+    assert {_arm(name) for name in runs} == set(summary)
+    for arm, stats in summary.items():
+        row = seeds_table({n: log for n, log in runs.items() if _arm(n) == arm})["configuration"].item()
+        for column, key in (("held-out loss", "loss"), ("maths accuracy", "accuracy"),
+                            ("kept length", "kept_mean_length"), ("candidate length", "candidate_mean_length")):
+            assert table.loc[row, column] == f"{stats[key]['mean']:.4g} ± {stats[key]['sd']:.2g}", (arm, column)
+
+
+@SHIPPED
+def test_load_all_runs_puts_the_shipped_fair_test_in_the_lab_whole():
+    state, names = h.load_example_set(h.add_run(h.new_state(), next(iter(selection_examples.load_set(LABEL)))[1],
+                                                "old")[0], LABEL)
+    assert len(names) == 15 > h.MAX_RUNS and list(state["runs"]) == names
+    views = h.run_views(state, names[0])
+    assert len(views["seeds"]) == 5 and (views["seeds"]["runs"] == 3).all() and "Compact run log" in views["summary"]

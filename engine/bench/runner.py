@@ -19,14 +19,13 @@ import torch
 
 from engine.bench import parallel
 from engine.bench.config import BenchConfig, make_rule
-from engine.bench.decode import decode_batch
+from engine.bench.decode import Forwards, decode_batch
 from engine.bench.humaneval_check import check_completions
 from engine.bench.metrics import answer_correct, is_degenerate, repeated_ngram_ratio
 from engine.bench.parallel import Shard
 from engine.bench.tasks import Task, load_tasks
 from engine.decoding.trace import rate
 from engine.models.base import LoadedModel
-from engine.models.cuda_graph import GraphCache
 
 Progress = Callable[[str], None]
 
@@ -85,7 +84,7 @@ def cell_of(sample: SampleResult) -> Cell:
 
 
 def decode_tasks(model: LoadedModel, tasks: list[tuple[int, Task]], cell: Cell, config: BenchConfig,
-                 graphs: GraphCache | None) -> list[SampleResult]:
+                 forwards: Forwards) -> list[SampleResult]:
     """Decode one batch of (question index, task) with one cell's settings; scores all but HumanEval (checked per
     cell, in a subprocess)."""
     _, gen_length, block_length, cache, rule = cell
@@ -94,7 +93,7 @@ def decode_tasks(model: LoadedModel, tasks: list[tuple[int, Task]], cell: Cell, 
         raise ValueError(f"prompts of {ids.shape[1]} tokens + gen_length={gen_length} exceed the model's context "
                          f"of {model.spec.max_length}; lower gen_length or n")
     result = decode_batch(model, ids, key_mask, make_rule(rule, gen_length, config.threshold), gen_length,
-                          block_length, cache, graphs)
+                          block_length, cache, forwards)
     nfe = row_nfe(result.commit_step)
     out = []
     for i, (question, task) in enumerate(tasks):
@@ -151,17 +150,18 @@ def in_grid_order(config: BenchConfig, samples: list[SampleResult]) -> list[Samp
 def run_grid(model: LoadedModel, config: BenchConfig, progress: Progress | None = None, shard: Shard = Shard()
              ) -> tuple[list[dict], list[SampleResult]]:
     """(cells, samples) of this process's shard of the grid (all of it for one process)."""
-    graphs = GraphCache(model.model) if config.cuda_graph else None
+    forwards = Forwards(model, config.cuda_graph)
     all_samples = []
     for task_set in config.task_sets:
         tasks = shard.take(list(enumerate(load_tasks(task_set, config.n, config.seed))))
         chunks = [tasks[i:i + config.batch] for i in range(0, len(tasks), config.batch)]
         cells = [cell for cell in grid_order(config) if cell[0] == task_set] if chunks else []
         for cell in cells:
+            forwards.new_cell()
             if model.device.type == "cuda":  # untimed: first-use costs (graph capture, autotuning)
-                decode_tasks(model, chunks[0], cell, config, graphs)
+                decode_tasks(model, chunks[0], cell, config, forwards)
             started = time.perf_counter()
-            samples = [s for chunk in chunks for s in decode_tasks(model, chunk, cell, config, graphs)]
+            samples = [s for chunk in chunks for s in decode_tasks(model, chunk, cell, config, forwards)]
             if task_set == "humaneval":
                 samples = _score_humaneval(samples, config.humaneval_timeout)
             all_samples.extend(samples)

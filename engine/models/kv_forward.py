@@ -111,6 +111,13 @@ class CachedForward:
         self._canvases: dict[tuple[int, int], tuple[torch.Tensor | None, torch.Tensor]] = {}  # shape -> keys, positions
         self._aranges: dict[tuple[int, int], torch.Tensor] = {}  # (start, stop) -> device arange
 
+    def reset(self, key_mask: torch.Tensor | None = None) -> None:
+        """Decode other prompts next (key_mask as in the constructor), keeping the store and the graphs: a canvas of
+        the same shape then replays the graphs captured before (a benchmark's batches capture once per shape)."""
+        self._key_mask = None if key_mask is None else key_mask.to(self.device).bool()
+        self._canvases.clear()
+        self._block, self._cached_end, self._step = None, 0, 0
+
     def _new_graphs(self) -> GraphCache:
         return GraphCache(self.model, compile_model=self._compile, forward=self._forward)
 

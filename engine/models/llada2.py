@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.moe import (EOS_ID, RoutedExperts, SwiGLU, apply_partial_rope, ling_special_ids,
-                               partial_rope)
-from engine.models.native import Family, KVWindow, LayerKV, NativeLM, RMSNorm, attend
+from engine.models.decoder import (Decoder, DecoderLayer, check_config, check_supported, missing_key,
+                                   rotary_attention, split_heads)
+from engine.models.moe import EOS_ID, RoutedExperts, SwiGLU, ling_special_ids
+from engine.models.native import Family, KVWindow, LayerKV, RMSNorm
 
 BLOCK_SIZE = 32  # generate()'s default block_length, the published decoding setting
 
@@ -79,14 +80,9 @@ class LLaDA2Config:
     block_size: int = BLOCK_SIZE  # attention block length; not in config.json (a decoding convention, 32)
 
     def __post_init__(self) -> None:
-        for field in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-                      "vocab_size", "num_experts", "num_experts_per_tok", "moe_intermediate_size", "n_group",
-                      "topk_group", "max_position_embeddings", "block_size"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"LLaDA2 config: {field}={getattr(self, field)} must be >= 1")
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(f"LLaDA2 config: num_key_value_heads={self.num_key_value_heads} must divide "
-                             f"num_attention_heads={self.num_attention_heads}")
+        check_config("LLaDA2", self, ("head_dim", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
+                                      "n_group", "topk_group", "block_size"),
+                     self.partial_rotary_factor, width_splits=False)
         per_group = self.num_experts // self.n_group
         if self.num_experts % self.n_group or per_group < 2 or self.topk_group > self.n_group:
             raise ValueError(f"LLaDA2 config: num_experts={self.num_experts}, n_group={self.n_group}, topk_group="
@@ -99,24 +95,14 @@ class LLaDA2Config:
                 self.first_k_dense_replace and self.intermediate_size < 1):
             raise ValueError(f"LLaDA2 config: first_k_dense_replace={self.first_k_dense_replace} must be in "
                              f"[0, {self.num_hidden_layers}], with intermediate_size >= 1 when positive")
-        rotary = int(self.head_dim * self.partial_rotary_factor)
-        if not 0 < self.partial_rotary_factor <= 1 or rotary < 2 or rotary % 2:
-            raise ValueError(f"LLaDA2 config: partial_rotary_factor={self.partial_rotary_factor} must rotate an "
-                             f"even number (>= 2) of the {self.head_dim} dims of a head")
-        if not (self.rope_theta > 0 and self.rms_norm_eps > 0 and self.routed_scaling_factor > 0
-                and self.num_shared_experts >= 0):
-            raise ValueError(f"LLaDA2 config: rope_theta={self.rope_theta}, rms_norm_eps={self.rms_norm_eps}, "
-                             f"routed_scaling_factor={self.routed_scaling_factor} must be > 0 and "
+        if not (self.routed_scaling_factor > 0 and self.num_shared_experts >= 0):
+            raise ValueError(f"LLaDA2 config: routed_scaling_factor={self.routed_scaling_factor} must be > 0 and "
                              f"num_shared_experts={self.num_shared_experts} >= 0")
 
 
 def read_config(raw: dict) -> LLaDA2Config:
     """The official config.json (LLaDA2MoeConfig's keys) -> LLaDA2Config."""
-    if raw.get("hidden_act", "silu") != "silu":
-        raise ValueError(f"config.json: hidden_act={raw['hidden_act']!r}, but LLaDA2 checkpoints use 'silu'")
-    if raw.get("rope_scaling"):
-        raise ValueError(f"config.json: rope_scaling={raw['rope_scaling']!r} is not implemented (published LLaDA2 "
-                         "models have none); remove it or use a folder of the published model")
+    check_supported("LLaDA2", raw)
     if raw.get("num_shared_experts") == 0:
         raise ValueError("config.json: num_shared_experts=0 gives the reference empty shared experts; use null for "
                          "none, or the published 1")
@@ -139,8 +125,7 @@ def read_config(raw: dict) -> LLaDA2Config:
             tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
             max_position_embeddings=int(raw.get("max_position_embeddings", 16384)))
     except KeyError as err:
-        raise ValueError(f"config.json lacks {err.args[0]!r}, which a LLaDA2 config names; the folder holds "
-                         "another model") from None
+        raise missing_key("LLaDA2", err) from None
 
 
 def block_causal(length: int, block_size: int, device: torch.device) -> torch.Tensor:
@@ -177,15 +162,11 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
                 kv: LayerKV | None = None) -> torch.Tensor:
-        batch, length, _ = x.shape
         heads, n_kv = self.c.num_attention_heads, self.c.num_key_value_heads
-        qkv = self.query_key_value(x).view(batch, length, heads + 2 * n_kv, self.c.head_dim)
-        q, k, v = (t.transpose(1, 2) for t in qkv.split([heads, n_kv, n_kv], dim=2))  # (B, heads|kv, n, hd)
-        if self.c.use_qk_norm:
-            q, k = self.query_layernorm(q), self.key_layernorm(k)
-        q, k = apply_partial_rope(q, cos, sin), apply_partial_rope(k, cos, sin)
-        out = attend(q, k, v, mask, kv).transpose(1, 2).reshape(batch, length, heads * self.c.head_dim)
-        return self.dense(out)
+        qkv = split_heads(self.query_key_value(x), heads + 2 * n_kv, self.c.head_dim)  # (B, H + 2 KV, n, hd)
+        q, k, v = qkv.split([heads, n_kv, n_kv], dim=1)
+        norms = (self.query_layernorm, self.key_layernorm) if self.c.use_qk_norm else None
+        return self.dense(rotary_attention(q, k, v, cos, sin, mask, kv, norms))
 
 
 class Gate(nn.Module):
@@ -229,52 +210,34 @@ class SparseMoe(nn.Module):
         return out
 
 
-class Layer(nn.Module):
+class Layer(DecoderLayer):
+    """The fused attention under `attention`; a routed MLP, or a dense SwiGLU in the first `first_k_dense_replace`
+    layers."""
+
+    attention_name = "attention"
+
     def __init__(self, c: LLaDA2Config, routed: bool) -> None:
-        super().__init__()
-        self.input_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
-        self.attention = Attention(c)
-        self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
-        self.mlp = SparseMoe(c) if routed else SwiGLU(c.hidden_size, c.intermediate_size)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
-                kv: LayerKV | None = None) -> torch.Tensor:
-        x = x + self.attention(self.input_layernorm(x), mask, cos, sin, kv)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        super().__init__(c, Attention(c), SparseMoe(c) if routed else SwiGLU(c.hidden_size, c.intermediate_size))
 
 
-class LLaDA2Model(NativeLM):
-    """Parameters under `model.*` and `lm_head`, as in the published checkpoints."""
+class LLaDA2Model(Decoder):
+    """Parameters under `model.*` (the embedding is `word_embeddings`) and `lm_head`, as in the published
+    checkpoints."""
 
     def __init__(self, c: LLaDA2Config) -> None:
-        super().__init__()
-        self.config = c
-        self.model = nn.Module()
-        self.model.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size)
-        self.model.layers = nn.ModuleList(Layer(c, i >= c.first_k_dense_replace) for i in range(c.num_hidden_layers))
-        self.model.norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
-        if not c.tie_word_embeddings:
-            self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
+        layers = (Layer(c, i >= c.first_k_dense_replace) for i in range(c.num_hidden_layers))
+        super().__init__(c, layers, c.partial_rotary_factor, embedding="word_embeddings")
 
     def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
                       kv: KVWindow | None = None) -> torch.Tensor:
         """Block-causal over the input, or with `kv` over the canvas of the window's store: its rows [start, stop)
         see the keys [0, keys_stop) their blocks allow (`mask` then covers those keys)."""
-        c = self.config
+        size = self.config.block_size
         if kv is None:
-            mask = attention_mask(mask, ids.shape[1], c.block_size, ids.device)
+            mask = attention_mask(mask, ids.shape[1], size, ids.device)
         else:
-            mask = attention_mask(mask, kv.store.length, c.block_size, ids.device, kv.start, kv.stop, kv.keys_stop)
-        x = self.model.word_embeddings(ids)  # (B, n, D)
-        cos, sin = partial_rope(positions, c.head_dim, c.partial_rotary_factor, c.rope_theta, x.dtype)
-        for i, layer in enumerate(self.model.layers):
-            x = layer(x, mask, cos, sin, None if kv is None else kv.layer(i))
-        return self.model.norm(x)
-
-    def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.config.tie_word_embeddings:
-            return F.linear(hidden, self.model.word_embeddings.weight)  # (B, n, V)
-        return self.lm_head(hidden)
+            mask = attention_mask(mask, kv.store.length, size, ids.device, kv.start, kv.stop, kv.keys_stop)
+        return super().hidden_states(ids, mask, positions, kv)
 
 
 LLADA2 = Family(name="llada2", model_types=("llada2_moe",), read_config=read_config, build=LLaDA2Model,

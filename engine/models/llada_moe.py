@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.moe import RoutedExperts, SwiGLU, apply_partial_rope, ling_special_ids, partial_rope
-from engine.models.native import Family, KVWindow, LayerKV, NativeLM, RMSNorm, attend
+from engine.models.decoder import Attention, Decoder, DecoderLayer, check_config, check_supported, missing_key
+from engine.models.moe import RoutedExperts, SwiGLU, ling_special_ids
+from engine.models.native import Family
 
 # The published structure of inclusionAI/LLaDA-MoE-7B-A1B-Instruct / -Base. Their config.json could not be read
 # offline; the values are from the sources below, and tests/test_moe_models.py checks that they give 7,356,880,896
@@ -69,14 +70,8 @@ class LLaDAMoEConfig:
     max_position_embeddings: int  # trained context (8192)
 
     def __post_init__(self) -> None:
-        for field in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
-                      "num_experts", "num_experts_per_tok", "expert_intermediate_size", "max_position_embeddings"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"LLaDA-MoE config: {field}={getattr(self, field)} must be >= 1")
-        if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(f"LLaDA-MoE config: hidden_size={self.hidden_size}, num_attention_heads="
-                             f"{self.num_attention_heads}, num_key_value_heads={self.num_key_value_heads}: heads "
-                             "must divide the width and kv heads divide heads")
+        check_config("LLaDA-MoE", self, ("num_experts", "num_experts_per_tok", "expert_intermediate_size"),
+                     self.partial_rotary_factor, width_splits=True)
         if self.num_experts_per_tok > self.num_experts:
             raise ValueError(f"LLaDA-MoE config: num_experts_per_tok={self.num_experts_per_tok} must be <= "
                              f"num_experts={self.num_experts}")
@@ -86,14 +81,8 @@ class LLaDAMoEConfig:
         if 0 in self.moe_layer_freq and self.dense_intermediate_size < 1:
             raise ValueError(f"LLaDA-MoE config: dense_intermediate_size={self.dense_intermediate_size} must be "
                              ">= 1 when a layer is dense")
-        rotary = int(self.head_dim * self.partial_rotary_factor)
-        if not 0 < self.partial_rotary_factor <= 1 or rotary < 2 or rotary % 2:
-            raise ValueError(f"LLaDA-MoE config: partial_rotary_factor={self.partial_rotary_factor} must rotate an "
-                             f"even number (>= 2) of the {self.head_dim} dims of a head")
-        if not (self.rope_theta > 0 and self.rms_norm_eps > 0 and self.clip_qkv >= 0
-                and self.shared_expert_intermediate_size >= 0):
-            raise ValueError(f"LLaDA-MoE config: rope_theta={self.rope_theta}, rms_norm_eps={self.rms_norm_eps} "
-                             f"must be > 0; clip_qkv={self.clip_qkv}, shared_expert_intermediate_size="
+        if self.clip_qkv < 0 or self.shared_expert_intermediate_size < 0:
+            raise ValueError(f"LLaDA-MoE config: clip_qkv={self.clip_qkv}, shared_expert_intermediate_size="
                              f"{self.shared_expert_intermediate_size} must be >= 0")
 
     @property
@@ -103,11 +92,7 @@ class LLaDAMoEConfig:
 
 def read_config(raw: dict) -> LLaDAMoEConfig:
     """The official config.json (the Hub's LLaDAConfig keys for LLaDA-MoE) -> LLaDAMoEConfig."""
-    if raw.get("hidden_act", "silu") != "silu":
-        raise ValueError(f"config.json: hidden_act={raw['hidden_act']!r}, but LLaDA-MoE checkpoints use 'silu'")
-    if raw.get("rope_scaling"):
-        raise ValueError(f"config.json: rope_scaling={raw['rope_scaling']!r} is not implemented (published LLaDA-MoE "
-                         "models have none); remove it or use a folder of the published model")
+    check_supported("LLaDA-MoE", raw)
     try:
         heads, layers = int(raw["num_attention_heads"]), int(raw["num_hidden_layers"])
         return LLaDAMoEConfig(
@@ -125,37 +110,7 @@ def read_config(raw: dict) -> LLaDAMoEConfig:
             tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
             max_position_embeddings=int(raw.get("max_position_embeddings", 4096)))
     except KeyError as err:
-        raise ValueError(f"config.json lacks {err.args[0]!r}, which a LLaDA-MoE config names; the folder holds "
-                         "another model") from None
-
-
-class Attention(nn.Module):
-    def __init__(self, c: LLaDAMoEConfig) -> None:
-        super().__init__()
-        self.c = c
-        kv_width = c.num_key_value_heads * c.head_dim
-        self.q_proj = nn.Linear(c.hidden_size, c.hidden_size, bias=c.attention_bias)
-        self.k_proj = nn.Linear(c.hidden_size, kv_width, bias=c.attention_bias)
-        self.v_proj = nn.Linear(c.hidden_size, kv_width, bias=c.attention_bias)
-        self.o_proj = nn.Linear(c.hidden_size, c.hidden_size, bias=c.attention_bias)
-        if c.qk_layernorm:
-            self.q_norm = RMSNorm(c.head_dim, c.rms_norm_eps)
-            self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
-                cache: LayerKV | None = None) -> torch.Tensor:
-        batch, length, _ = x.shape
-        heads, kv, hd = self.c.num_attention_heads, self.c.num_key_value_heads, self.c.head_dim
-        q = self.q_proj(x).view(batch, length, heads, hd)  # (B, L, H, hd)
-        k = self.k_proj(x).view(batch, length, kv, hd)
-        v = self.v_proj(x).view(batch, length, kv, hd)
-        if self.c.qk_layernorm:
-            q, k = self.q_norm(q), self.k_norm(k)  # per head, before the clamp and RoPE as the reference
-        if self.c.clip_qkv:
-            q, k, v = (t.clamp(-self.c.clip_qkv, self.c.clip_qkv) for t in (q, k, v))
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, L, hd)
-        q, k = apply_partial_rope(q, cos, sin), apply_partial_rope(k, cos, sin)
-        return self.o_proj(attend(q, k, v, mask, cache).transpose(1, 2).reshape(batch, length, self.c.hidden_size))
+        raise missing_key("LLaDA-MoE", err) from None
 
 
 class SparseMoe(nn.Module):
@@ -183,52 +138,28 @@ class SparseMoe(nn.Module):
         return self.experts(flat, experts, weights).view_as(x)
 
 
-class Layer(nn.Module):
+class Layer(DecoderLayer):
+    """OLMoE's layer: q/k/v/o (biased when `attention_bias`), per-head `q_norm` / `k_norm` when `qk_layernorm`, the
+    clamp when `clip_qkv`; routed experts (or a dense SwiGLU), plus the `shared_expert` on the same normed input."""
+
     def __init__(self, c: LLaDAMoEConfig, routed: bool) -> None:
-        super().__init__()
-        self.input_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
-        self.self_attn = Attention(c)
-        self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
-        self.mlp = SparseMoe(c) if routed else SwiGLU(c.hidden_size, c.dense_intermediate_size)
+        attention = Attention(c.hidden_size, c.num_attention_heads, c.num_key_value_heads, qkv_bias=c.attention_bias,
+                              out_bias=c.attention_bias, norm_eps=c.rms_norm_eps if c.qk_layernorm else None,
+                              clip=c.clip_qkv)
+        super().__init__(c, attention, SparseMoe(c) if routed else SwiGLU(c.hidden_size, c.dense_intermediate_size))
         if routed and c.shared_expert_intermediate_size:
             self.shared_expert = SwiGLU(c.hidden_size, c.shared_expert_intermediate_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
-                kv: LayerKV | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), mask, cos, sin, kv)
-        normed = self.post_attention_layernorm(x)
-        out = self.mlp(normed)
-        if hasattr(self, "shared_expert"):
-            out = out + self.shared_expert(normed)
-        return x + out
+    def feed_forward(self, normed: torch.Tensor) -> torch.Tensor:
+        out = self.mlp(normed)  # (B, L, D)
+        return out + self.shared_expert(normed) if hasattr(self, "shared_expert") else out
 
 
-class LLaDAMoEModel(NativeLM):
+class LLaDAMoEModel(Decoder):
     """Parameters under `model.*` and `lm_head`, as in the published checkpoints."""
 
     def __init__(self, c: LLaDAMoEConfig) -> None:
-        super().__init__()
-        self.config = c
-        self.model = nn.Module()
-        self.model.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
-        self.model.layers = nn.ModuleList(Layer(c, bool(routed)) for routed in c.moe_layer_freq)
-        self.model.norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
-        if not c.tie_word_embeddings:
-            self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
-
-    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
-                      kv: KVWindow | None = None) -> torch.Tensor:
-        x = self.model.embed_tokens(ids)  # (B, L, D)
-        c = self.config
-        cos, sin = partial_rope(positions, c.head_dim, c.partial_rotary_factor, c.rope_theta, x.dtype)
-        for i, layer in enumerate(self.model.layers):
-            x = layer(x, mask, cos, sin, None if kv is None else kv.layer(i))
-        return self.model.norm(x)
-
-    def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.config.tie_word_embeddings:
-            return F.linear(hidden, self.model.embed_tokens.weight)  # (B, n, V)
-        return self.lm_head(hidden)
+        super().__init__(c, (Layer(c, bool(routed)) for routed in c.moe_layer_freq), c.partial_rotary_factor)
 
 
 LLADA_MOE = Family(name="llada_moe", model_types=("llada",), read_config=read_config, build=LLaDAMoEModel,

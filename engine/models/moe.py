@@ -1,4 +1,4 @@
-"""Pieces the mixture-of-experts families share (LLaDA-MoE, LLaDA2): routed experts, a SwiGLU MLP, partial RoPE and
+"""Pieces the mixture-of-experts families share (LLaDA-MoE, LLaDA2): routed experts, a SwiGLU MLP (Dream's MLP too) and
 the special ids of the tokenizer both use.
 
 Routed experts run as two grouped matrix products (`torch.nn.functional.grouped_mm`): the (token, expert) pairs are
@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.native import SpecialIds, rope_tables
+from engine.models.native import SpecialIds
+from engine.models.stacked import StackedLinear, stacked_names
 
 # Both families use inclusionAI's Ling-2.0 tokenizer (157184 ids). Mask 156895: LLaDA2's generate() default, the
 # LLaDA-MoE model card's generate(mask_id=156895) and dInfer for both. Stop and pad 156892 <|endoftext|>: dInfer's
@@ -32,12 +33,13 @@ class SwiGLU(nn.Module):
 
     def __init__(self, hidden: int, inner: int) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(hidden, inner, bias=False)
-        self.up_proj = nn.Linear(hidden, inner, bias=False)
+        self.gate_up = StackedLinear(hidden, {"gate_proj": inner, "up_proj": inner}, bias=False)
         self.down_proj = nn.Linear(inner, hidden, bias=False)
+        stacked_names(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up(x)  # (..., inner) each: views of one product
+        return self.down_proj(F.silu(gate) * up)
 
 
 class RoutedExperts(nn.Module):
@@ -104,23 +106,6 @@ class RoutedExperts(nn.Module):
             else:
                 with torch.no_grad():
                     param.copy_(value)
-
-
-def partial_rope(positions: torch.Tensor, head_dim: int, fraction: float, theta: float,
-                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin (B, 1, L, r) for the first r = int(head_dim * fraction) dims of each head (transformers' default
-    RoPE with partial_rotary_factor), computed in float32 and cast to the activations' dtype as both references do."""
-    cos, sin = rope_tables(positions, int(head_dim * fraction), theta)
-    return cos.to(dtype), sin.to(dtype)
-
-
-def apply_partial_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the first cos.shape[-1] dims of x (B, H, L, hd) (rotate-half layout); the rest pass unchanged."""
-    width = cos.shape[-1]
-    head, rest = x[..., :width], x[..., width:]
-    half = width // 2
-    rotated = torch.cat([-head[..., half:], head[..., :half]], dim=-1)  # rotate_half
-    return torch.cat([head * cos + rotated * sin, rest], dim=-1)
 
 
 def ling_special_ids(raw: dict, tokenizer) -> SpecialIds:

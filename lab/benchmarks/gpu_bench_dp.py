@@ -24,44 +24,27 @@ import sys
 from pathlib import Path
 
 import torch
-from gpu_common import write_json
+from gpu_common import SEED, family_config, random_model, write_json
 
 from engine.bench.config import BenchConfig
 from engine.bench.parallel import launched_shard
 from engine.bench.report import write_results
 from engine.bench.runner import run_sharded
-from engine.models.base import LoadedModel, ModelSpec
-from engine.models.families import FAMILIES, build_module
-from engine.models.native import init_random
+from engine.models.base import LoadedModel
 from engine.models.tiny import byte_tokenizer
 
-ROOT = Path(__file__).resolve().parents[2]
-SEED = 0
 MODEL = "llada-8b-random"  # the name in the results: published LLaDA-8B config, random weights
 SMOKE_CONTEXT = 256  # the fixture's 64-token context is too short for a chat-templated question
 
 
-def llada_config(smoke: bool) -> dict:
-    if not smoke:
-        return FAMILIES["llada"].published_config
-    raw = json.loads((ROOT / "tests" / "fixtures" / "models" / "llada" / "config.json").read_text())
-    return {**raw, "max_sequence_length": SMOKE_CONTEXT}
-
-
 def random_llada(device: str | None, smoke: bool) -> LoadedModel:
     """LLaDA at the published size (the fixture's for --smoke) with seeded random weights on `device`."""
-    family = FAMILIES["llada"]
-    raw = llada_config(smoke)
-    config = family.read_config(raw)
-    device_ = torch.device(device or "cpu")
-    dtype = torch.float32 if device_.type == "cpu" else torch.bfloat16
-    with torch.no_grad():
-        module = init_random(build_module(family, config, device_, dtype), seed=SEED).eval()
+    raw = family_config("llada", smoke)
+    if smoke:
+        raw = {**raw, "max_sequence_length": SMOKE_CONTEXT}
     vocab = raw.get("embedding_size") or raw["vocab_size"]  # rows of the LM head (LLaDA pads its vocabulary)
-    ids = family.special_ids(raw, None)
-    spec = ModelSpec(MODEL, mask_id=ids.mask_id, eos_ids=(vocab,), shift=family.shift,  # (vocab,): never produced
-                     max_length=family.context_length(config), description="LLaDA-8B shape, random weights")
-    return LoadedModel(spec, module, byte_tokenizer(), device_, dtype)
+    return random_model("llada", raw, torch.device(device or "cpu"), byte_tokenizer(), name=MODEL,
+                        eos_ids=(vocab,), description="LLaDA-8B shape, random weights")  # (vocab,): never produced
 
 
 def bench_config(smoke: bool, n: int) -> BenchConfig:

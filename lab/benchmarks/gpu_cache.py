@@ -44,23 +44,19 @@ import traceback
 from pathlib import Path
 
 import torch
-from gpu_common import ceilings, header, sync, write_json
+from gpu_common import SEED, ceilings, family_config, header, random_model, sync, write_json
 from gpu_moe import floor as moe_floor
 from gpu_moe import touched_experts
 
 from engine.decoding import Credit, LowConfidence, generate
 from engine.decoding.cache import CACHE_MODES, CacheConfig
-from engine.models.base import LoadedModel, ModelSpec
+from engine.models.base import LoadedModel
 from engine.models.cuda_graph import GraphCache, StaticForward
-from engine.models.families import FAMILIES, build_module
 from engine.models.kv_forward import CachedForward
-from engine.models.native import init_random
 from engine.models.stacked import StackedLinear
 
 HBM_BYTES_PER_S = 4.8e12  # H200 HBM3e
 BF16_FLOPS_PER_S = 790e12  # sustained dense bf16 matrix rate on an H200 (large GEMMs)
-ROOT = Path(__file__).resolve().parents[2]
-SEED = 0
 
 
 def sizes(smoke: bool) -> dict:
@@ -69,16 +65,7 @@ def sizes(smoke: bool) -> dict:
 
 
 def build(name: str, smoke: bool, device: torch.device) -> LoadedModel:
-    family = FAMILIES[name]
-    raw = (json.loads((ROOT / "tests" / "fixtures" / "models" / name / "config.json").read_text()) if smoke
-           else family.published_config)
-    config = family.read_config(raw)
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    model = init_random(build_module(family, config, device, dtype), seed=SEED).eval()
-    ids = family.special_ids(raw, None)
-    spec = ModelSpec(f"{name}-random", mask_id=ids.mask_id, eos_ids=ids.eos_ids, shift=family.shift,
-                     max_length=family.context_length(config))
-    return LoadedModel(spec, model, None, device, dtype)
+    return random_model(name, family_config(name, smoke), device)
 
 
 def forward_for(loaded: LoadedModel, mode: str, graphs: bool, compile_model: bool = False):

@@ -1,4 +1,5 @@
-"""Shared by the lab/benchmarks/gpu_*.py scripts: device timing, the two ceilings of the card, results files.
+"""Shared by the lab/benchmarks/gpu_*.py scripts: device timing, the two ceilings of the card, results files, and
+native families with seeded random weights (no download) and one decoding step of theirs timed.
 
 Every script runs on a CPU too (`--smoke`: tiny sizes, no CUDA graphs), so it can be checked before a GPU lease.
 """
@@ -8,14 +9,24 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for `engine`
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # the repository root, for `engine`
 
 from engine.bench.report import environment  # noqa: E402
+from engine.decoding import Credit, generate  # noqa: E402
+from engine.models.base import LoadedModel, ModelSpec  # noqa: E402
+from engine.models.cuda_graph import GraphCache, StaticForward  # noqa: E402
+from engine.models.families import FAMILIES, build_module  # noqa: E402
+from engine.models.native import init_random  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures" / "models"  # <family>/config.json: the reference fixtures' toy configs
+SEED = 0  # the random weights' seed
 
 
 def sync(device: torch.device) -> None:
@@ -84,3 +95,41 @@ def write_json(path: Path, obj: dict) -> None:
 
 def header(device: torch.device) -> dict:
     return environment(device)
+
+
+def family_config(name: str, smoke: bool) -> dict:
+    """The family's published config.json (its module's PUBLISHED_CONFIG), or for --smoke its reference fixture's
+    (toy sizes, the same structure)."""
+    if not smoke:
+        return FAMILIES[name].published_config
+    return json.loads((FIXTURES / name / "config.json").read_text())
+
+
+def random_model(family_name: str, raw: dict, device: torch.device, tokenizer=None, **spec) -> LoadedModel:
+    """The family built from the config.json dict `raw` on `device` (bfloat16 on a GPU, float32 on a CPU) with seeded
+    random weights, wrapped as the app wraps a loaded checkpoint. The spec is named "<family_name>-random" and has the
+    family's mask, end ids, shift and context; `spec` replaces any of those fields."""
+    family = FAMILIES[family_name]
+    config = family.read_config(raw)
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    model = init_random(build_module(family, config, device, dtype), seed=SEED)
+    ids = family.special_ids(raw, None)
+    published = ModelSpec(f"{family_name}-random", mask_id=ids.mask_id, eos_ids=ids.eos_ids, shift=family.shift,
+                          max_length=family.context_length(config))
+    return LoadedModel(replace(published, **spec), model, tokenizer, device, dtype)
+
+
+def credit_step(loaded: LoadedModel, prompt: torch.Tensor, gen: int, block: int, graphs: bool,
+                repeats: int) -> tuple[float, object]:
+    """(ms of the bare forward, the decode's result): the first block's rows of prompt + `gen` masks through
+    StaticForward (CUDA graphs when `graphs`), median of `repeats`; then a credit decode with the trace recorded, no
+    early stop, timed after a warm-up decode that captures the graphs for this shape."""
+    device, spec = loaded.device, loaded.spec
+    forward = StaticForward(loaded, graphs=GraphCache(loaded.model) if graphs else None)
+    canvas = torch.cat([prompt, torch.full((1, gen), spec.mask_id, device=device)], 1)  # (1, L)
+    start = prompt.shape[1]
+    bare_ms = median_ms(lambda: forward.block_logits(canvas, start, start + block), device, repeats=repeats)
+    kw = dict(gen_length=gen, block_length=block, mask_id=spec.mask_id, shift=spec.shift, record_trace=True)
+    generate(forward, prompt, Credit(), **kw)  # warm-up: graph capture for this shape, allocator
+    sync(device)
+    return bare_ms, generate(forward, prompt, Credit(), **kw)

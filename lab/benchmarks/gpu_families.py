@@ -32,31 +32,18 @@ import sys
 from pathlib import Path
 
 import torch
-from gpu_common import header, median_ms, sync, write_json
+from gpu_common import FIXTURES, SEED, credit_step, family_config, header, random_model, write_json
 
-from engine.decoding import Credit, generate
-from engine.models.base import LoadedModel, ModelSpec
-from engine.models.cuda_graph import GraphCache, StaticForward
 from engine.models.families import FAMILIES, build_module
 from engine.models.moe import RoutedExperts
-from engine.models.native import init_random
 
 HBM_BYTES_PER_S = 4.8e12  # H200 HBM3e
 BF16_FLOPS_PER_S = 790e12  # sustained dense bf16 matrix rate on an H200 (large GEMMs)
-ROOT = Path(__file__).resolve().parents[2]
-SEED = 0
 
 
 def shapes(smoke: bool) -> tuple[int, int, int]:
     """(prompt, gen, block)."""
     return (8, 32, 16) if smoke else (32, 256, 32)
-
-
-def family_config(name: str, smoke: bool) -> dict | None:
-    if not smoke:
-        return FAMILIES[name].published_config
-    path = ROOT / "tests" / "fixtures" / "models" / name / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def floor(model: torch.nn.Module, length: int, block: int) -> dict:
@@ -79,26 +66,13 @@ def floor(model: torch.nn.Module, length: int, block: int) -> dict:
 
 
 def measure(name: str, raw: dict, device: torch.device, smoke: bool) -> dict:
-    family = FAMILIES[name]
-    config = family.read_config(raw)
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    model = init_random(build_module(family, config, device, dtype), seed=SEED).eval()
-    ids = family.special_ids(raw, None)
-    spec = ModelSpec(f"{name}-random", mask_id=ids.mask_id, eos_ids=ids.eos_ids, shift=family.shift,
-                     max_length=family.context_length(config))
-    loaded = LoadedModel(spec, model, None, device, dtype)
+    loaded = random_model(name, raw, device)
+    model, dtype = loaded.model, loaded.dtype
     prompt_len, gen, block = shapes(smoke)
     vocab = loaded(torch.zeros(1, 1, dtype=torch.long)).shape[-1]
     generator = torch.Generator().manual_seed(SEED)
     prompt = torch.randint(0, min(vocab, 100_000) // 2, (1, prompt_len), generator=generator).to(device)
-    forward = StaticForward(loaded, graphs=GraphCache(model) if device.type == "cuda" else None)
-    x = torch.cat([prompt, torch.full((1, gen), spec.mask_id, device=device)], 1)  # (1, L)
-    rows = (prompt_len, prompt_len + block)
-    bare_ms = median_ms(lambda: forward.block_logits(x, *rows), device, repeats=5 if smoke else 30)
-    kw = dict(gen_length=gen, block_length=block, mask_id=spec.mask_id, shift=spec.shift, record_trace=True)
-    generate(forward, prompt, Credit(), **kw)  # warm-up: graph capture for this shape, allocator
-    sync(device)
-    result = generate(forward, prompt, Credit(), **kw)
+    bare_ms, result = credit_step(loaded, prompt, gen, block, device.type == "cuda", repeats=5 if smoke else 30)
     step_ms = 1e3 * result.seconds / result.nfe
     bound = floor(model, prompt_len + gen, block)
     out = {"params": sum(p.numel() for p in model.parameters()), "dtype": str(dtype).removeprefix("torch."),
@@ -107,7 +81,7 @@ def measure(name: str, raw: dict, device: torch.device, smoke: bool) -> dict:
            "decode_credit_trace": {"nfe": result.nfe, "seconds": result.seconds, "step_ms": step_ms},
            "floor": bound, "step_over_floor": step_ms / bound["floor_ms"],
            "forward_over_floor": bare_ms / bound["floor_ms"]}
-    del forward, loaded, model
+    del loaded, model
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return out
@@ -129,10 +103,10 @@ def main() -> None:
                                                             "bf16_flops_per_s": BF16_FLOPS_PER_S},
                  "families": {}}
     for name in names:
-        raw = family_config(name, args.smoke)
-        if raw is None:
+        if args.smoke and not (FIXTURES / name / "config.json").is_file():
             out["families"][name] = {"skipped": "no fixture config for --smoke"}
             continue
+        raw = family_config(name, args.smoke)
         skeleton = build_module(FAMILIES[name], FAMILIES[name].read_config(raw), "meta", torch.bfloat16)
         if any(isinstance(m, RoutedExperts) for m in skeleton.modules()):
             out["families"][name] = {"skipped": "mixture of experts: lab/benchmarks/gpu_moe.py measures it against a "

@@ -17,28 +17,22 @@ import argparse
 from pathlib import Path
 
 import torch
-from gpu_common import ceilings, header, matmul_rate_at, median_ms, sync, write_json
+from gpu_common import ceilings, header, matmul_rate_at, median_ms, random_model, sync, write_json
 
 from engine.decoding import Credit, LowConfidence, generate
-from engine.models.base import LoadedModel, ModelSpec
+from engine.models.base import LoadedModel
 from engine.models.cuda_graph import GraphCache, StaticForward
-from engine.models.families import build_module
-from engine.models.llada import LLADA, PUBLISHED_CONFIG
-from engine.models.native import init_random
+from engine.models.llada import PUBLISHED_CONFIG
 
-LLADA_MASK_ID, LLADA_EOS_ID = PUBLISHED_CONFIG["mask_token_id"], PUBLISHED_CONFIG["eos_token_id"]
+LLADA_MASK_ID = PUBLISHED_CONFIG["mask_token_id"]
 SMOKE = {"d_model": 64, "n_heads": 4, "n_kv_heads": 4, "n_layers": 2, "mlp_hidden_size": 192,
          "vocab_size": 130000, "embedding_size": 130000}  # toy width, a full-size vocabulary (the head's cost)
 
 
 def build(device: torch.device, smoke: bool) -> LoadedModel:
     """The native LLaDA class (engine/models/llada.py) at the published size, random weights made on the device."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    config = LLADA.read_config({**PUBLISHED_CONFIG, **SMOKE} if smoke else PUBLISHED_CONFIG)
-    model = init_random(build_module(LLADA, config, device, dtype), seed=0)
-    spec = ModelSpec("llada-8b-shaped-random", mask_id=LLADA_MASK_ID, eos_ids=(LLADA_EOS_ID,), shift=False,
-                     max_length=4096)
-    return LoadedModel(spec, model, None, device, dtype)
+    return random_model("llada", {**PUBLISHED_CONFIG, **SMOKE} if smoke else PUBLISHED_CONFIG, device,
+                        name="llada-8b-shaped-random")
 
 
 def floor(model: torch.nn.Module, length: int, block: int, bandwidth_gbs: float, tflops: float) -> dict:

@@ -39,33 +39,22 @@ import json
 from pathlib import Path
 
 import torch
-from gpu_common import header, median_ms, sync, write_json
+from gpu_common import SEED, credit_step, family_config, header, random_model, sync, write_json
 
 from engine.decoding import Credit, generate
-from engine.models.base import LoadedModel, ModelSpec
+from engine.models.base import LoadedModel
 from engine.decoding.cache import CacheConfig
-from engine.models.cuda_graph import GraphCache, StaticForward
 from engine.models.kv_forward import CachedForward, block_size
-from engine.models.families import FAMILIES, build_module
 from engine.models.moe import RoutedExperts
-from engine.models.native import init_random
 
 HBM_BYTES_PER_S = 4.8e12  # H200 HBM3e
 BF16_FLOPS_PER_S = 790e12  # sustained dense bf16 matrix rate on an H200 (large GEMMs)
-ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("llada_moe", "llada2")
-SEED = 0
 
 
 def shapes(smoke: bool) -> tuple[int, int, int]:
     """(prompt, gen, block)."""
     return (8, 32, 32) if smoke else (32, 256, 32)
-
-
-def family_config(name: str, smoke: bool) -> dict:
-    if smoke:
-        return json.loads((ROOT / "tests" / "fixtures" / "models" / name / "config.json").read_text())
-    return FAMILIES[name].published_config
 
 
 @torch.no_grad()
@@ -102,26 +91,15 @@ def floor(model: torch.nn.Module, length: int, block: int, touched: list[int], k
 
 
 def measure(name: str, raw: dict, device: torch.device, smoke: bool, graphs: bool = True) -> dict:
-    family = FAMILIES[name]
-    config = family.read_config(raw)
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    model = init_random(build_module(family, config, device, dtype), seed=SEED).eval()
-    ids = family.special_ids(raw, None)
-    spec = ModelSpec(f"{name}-random", mask_id=ids.mask_id, eos_ids=ids.eos_ids, shift=family.shift,
-                     max_length=family.context_length(config))
-    loaded = LoadedModel(spec, model, None, device, dtype)
+    loaded = random_model(name, raw, device)
+    model, spec, dtype, config = loaded.model, loaded.spec, loaded.dtype, loaded.model.config
     prompt_len, gen, block = shapes(smoke)
     generator = torch.Generator().manual_seed(SEED)
     prompt = torch.randint(0, min(config.vocab_size, 100_000) // 2, (1, prompt_len), generator=generator).to(device)
     canvas = torch.cat([prompt, torch.full((1, gen), spec.mask_id, device=device)], 1)  # (1, L)
     first = touched_experts(model, lambda: model(input_ids=canvas))  # all masks: routing concentrates most
-    forward = StaticForward(loaded, graphs=GraphCache(model) if device.type == "cuda" and graphs else None)
-    rows = (prompt_len, prompt_len + block)
-    bare_ms = median_ms(lambda: forward.block_logits(canvas, *rows), device, repeats=5 if smoke else 30)
-    kw = dict(gen_length=gen, block_length=block, mask_id=spec.mask_id, shift=spec.shift, record_trace=True)
-    generate(forward, prompt, Credit(), **kw)  # warm-up: graph capture for this shape, allocator
-    sync(device)
-    result = generate(forward, prompt, Credit(), **kw)
+    bare_ms, result = credit_step(loaded, prompt, gen, block, device.type == "cuda" and graphs,
+                                  repeats=5 if smoke else 30)
     step_ms = 1e3 * result.seconds / result.nfe
     decoded = torch.cat([prompt, result.tokens], 1)
     last = touched_experts(model, lambda: model(input_ids=decoded))
@@ -138,8 +116,9 @@ def measure(name: str, raw: dict, device: torch.device, smoke: bool, graphs: boo
            "forward_over_floor": bare_ms / bound["floor_ms"], "floor_ms_all_experts_read": every["floor_ms"],
            "step_over_floor_all_experts_read": step_ms / every["floor_ms"]}
     if block_size(model):  # block-causal: the exact block cache computes one block per step
+        kw = dict(gen_length=gen, block_length=block, mask_id=spec.mask_id, shift=spec.shift, record_trace=True)
         out["block_cache"] = measure_cache(loaded, prompt, canvas, kw, device)
-    del forward, loaded, model
+    del loaded, model
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return out

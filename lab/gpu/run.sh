@@ -47,7 +47,7 @@ fi
 
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem,power.limit --format=csv
 python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.get_device_name())"
-git rev-parse --short HEAD 2>/dev/null || echo "commit: ${BENCH_COMMIT:-unknown}"
+echo "commit: ${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 while read -r limit cmd; do
   case "$limit" in ''|'#'*) continue ;; esac
   if [ -n "${ONLY:-}" ] && ! [[ "$cmd" =~ $ONLY ]]; then continue; fi  # ONLY: a regex choosing sections
