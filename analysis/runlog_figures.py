@@ -122,12 +122,18 @@ def category_shares(logs: dict[str, RunLog], names: Sequence[str]) -> dict[str, 
     return {**{c: shares[c] for c in largest}, OTHER: rest}
 
 
+def run_number(name: str) -> str:
+    """"#3" for a session run named "#3 ...", else the name: bar ticks stay short when many runs are compared."""
+    head = name.split(" ", 1)[0]
+    return head if head.startswith("#") and head[1:].isdigit() else name
+
+
 def compare_runs(logs: dict[str, RunLog]) -> go.Figure:
     """Runs kept in the session side by side: training loss per step, held-out loss, maths exact-answer accuracy and
     the category mix of the selected samples."""
     fig = make_subplots(rows=2, cols=2, subplot_titles=("training loss per step (kept samples)", "held-out loss",
                                                         "maths exact-answer accuracy", "share of selected per category"),
-                        vertical_spacing=0.16)
+                        vertical_spacing=0.2)
     names = list(logs)
     shares_by_category = category_shares(logs, names)
     colours = category_colors([c for c in shares_by_category if c != OTHER])
@@ -153,6 +159,8 @@ def compare_runs(logs: dict[str, RunLog]) -> go.Figure:
     fig.update_yaxes(range=[0, 1], row=2, col=1)
     fig.update_yaxes(range=[0, 1], row=2, col=2)
     fig.update_xaxes(title_text="step", row=1, col=1)
+    for row, col in ((1, 2), (2, 1), (2, 2)):  # bars ticked with the run's number, named in full in the legend
+        fig.update_xaxes(tickvals=names, ticktext=[run_number(name) for name in names], row=row, col=col)
     if not names:
         fig.add_annotation(text="no runs yet", showarrow=False, font=dict(color=NEUTRAL), xref="paper", yref="paper",
                            x=0.5, y=0.5)

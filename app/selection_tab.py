@@ -115,8 +115,8 @@ def _views() -> dict[str, Any]:
     v: dict[str, Any] = {}
     v["summary"] = gr.Markdown("_No run yet: press **Run selection**, or load a saved run log._",
                                elem_id="uds-summary")
-    with gr.Tabs():
-        with gr.Tab("Buffer map"):
+    with gr.Tabs() as v["view_tabs"]:
+        with gr.Tab("Buffer map", id="map"):
             with gr.Row():
                 v["color_by"] = gr.Radio(list(COLOR_BY), value="age", label="colour by")
                 v["map_method"] = gr.Radio(list(h.MAP_METHODS), value="UMAP", label="projection",
@@ -140,7 +140,7 @@ def _views() -> dict[str, Any]:
             v["utility"] = gr.Plot(show_label=False)
         with gr.Tab("Score decomposition"):
             v["decomposition"] = gr.Plot(show_label=False)
-        with gr.Tab("Compare runs"):
+        with gr.Tab("Compare runs", id="compare"):
             v["comparison"] = gr.Plot(show_label=False)
             v["comparison_table"] = gr.Dataframe(h.empty_frame(COMPARISON_COLUMNS), interactive=False,
                                                  label="runs kept in this session (one row per run)")
@@ -262,11 +262,12 @@ def _wire(state, c: dict[str, Any], v: dict[str, Any]) -> None:
     def load_examples(st, label, field, color_by, method, show_rejected):
         st, names = h.load_example_set(st, label)
         result = h.run_views(st, names[0], field, color_by, method, None, show_rejected)
-        return _as_components({**result, "status": f"Loaded {len(names)} run logs ({label}); Compare runs has the "
-                                                   "seeds table: mean ± sd per arm."}, comps, state)
+        return _as_components({**result, "view_tabs": gr.Tabs(selected="compare"),  # a set is for comparing
+                               "status": f"Loaded {len(names)} run logs ({label}); Compare runs has the seeds table: "
+                                         "mean ± sd per arm."}, comps, state)
 
     c["load_examples"].click(load_examples, [state, c["example_set"], v["utility_field"], v["color_by"],
-                                             v["map_method"], v["show_rejected"]], view_outs,
+                                             v["map_method"], v["show_rejected"]], view_outs + [v["view_tabs"]],
                              api_name="selection_load_examples")
     c["runlog_upload"].upload(load_log, [state, c["runlog_upload"], v["utility_field"], v["color_by"],
                                          v["map_method"], v["show_rejected"]], view_outs,

@@ -5,6 +5,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -13,6 +16,14 @@ import torch  # noqa: E402
 from lab.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"  # browser-test screenshots (ignored by git)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def smoke_json(script: str, out: Path, *args: str) -> dict:
+    """Run lab/benchmarks/`script` with --smoke (its CPU path, the code a GPU run uses) writing `out`; its JSON."""
+    subprocess.run([sys.executable, str(ROOT / "lab" / "benchmarks" / script), "--smoke", *args, "--out", str(out)],
+                   check=True, cwd=ROOT, timeout=300, capture_output=True)
+    return json.loads(out.read_text())
 
 
 class ToyModel:

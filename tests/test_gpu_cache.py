@@ -1,17 +1,10 @@
 """lab/benchmarks/gpu_cache.py --smoke: every cache mode, the batches, the end-to-end pair and LLaDA2's block cache
 run on the CPU through the same code a GPU run uses."""
-import json
-import subprocess
-import sys
-from pathlib import Path
+from tests.conftest import smoke_json
 
 
 def test_gpu_cache_smoke_measures_every_mode(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "cache.json"
-    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_cache.py"), "--smoke", "--out", str(out)],
-                   check=True, cwd=root, timeout=300, capture_output=True)
-    result = json.loads(out.read_text())
+    result = smoke_json("gpu_cache.py", tmp_path / "cache.json")
     dense = result["llada_8b_shape"]
     assert dense["shape"] == {"batch": 1, "prompt": 8, "gen_length": 32, "block_length": 16}
     floors = {}
@@ -43,11 +36,7 @@ def test_gpu_cache_smoke_measures_the_split_projections_beside_the_stacked(tmp_p
     assert dense["end_to_end"]["fixed_steps_no_cache"]["nfe"] == 32
 
 def test_gpu_cache_profile_smoke_profiles_every_mode(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "profile.json"
-    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_cache_profile.py"), "--smoke", "--out",
-                    str(out)], check=True, cwd=root, timeout=300, capture_output=True)
-    modes = json.loads(out.read_text())["versions"]["eager"]
+    modes = smoke_json("gpu_cache_profile.py", tmp_path / "profile.json")["versions"]["eager"]
     for mode in ("none", "prefix", "dual"):
         entry = modes[mode]
         assert entry["nfe"] == 32 and len(entry["steps"]) == 3 and entry["refresh_step"]["wall_ms"] > 0

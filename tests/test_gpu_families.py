@@ -1,18 +1,11 @@
 """lab/benchmarks/gpu_families.py --smoke: every family decodes on the CPU through the same code a GPU run uses."""
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 from engine.models.families import FAMILIES
+
+from tests.conftest import smoke_json
 
 
 def test_gpu_families_smoke_writes_every_family(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "families.json"
-    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_families.py"), "--smoke", "--out",
-                    str(out)], check=True, cwd=root, timeout=300, capture_output=True)
-    families = json.loads(out.read_text())["families"]
+    families = smoke_json("gpu_families.py", tmp_path / "families.json")["families"]
     assert set(families) == set(FAMILIES)
     for name in ("llada", "dream"):
         result = families[name]

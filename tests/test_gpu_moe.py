@@ -1,16 +1,9 @@
 """lab/benchmarks/gpu_moe.py --smoke: both MoE families decode on the CPU through the same code a GPU run uses."""
-import json
-import subprocess
-import sys
-from pathlib import Path
+from tests.conftest import smoke_json
 
 
 def test_gpu_moe_smoke_measures_both_families(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "moe.json"
-    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_moe.py"), "--smoke", "--out", str(out)],
-                   check=True, cwd=root, timeout=300, capture_output=True)
-    families = json.loads(out.read_text())["families"]
+    families = smoke_json("gpu_moe.py", tmp_path / "moe.json")["families"]
     assert set(families) == {"llada_moe", "llada2"}
     for result in families.values():
         assert result["shape"] == {"batch": 1, "prompt": 8, "gen_length": 32, "block_length": 32}

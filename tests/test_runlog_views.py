@@ -234,3 +234,13 @@ def test_projector_checks_its_inputs():
         ProjectionConfig(method="tsne")
     small = Projector(ProjectionConfig(method="auto")).fit_transform(np.eye(5))
     assert small.shape == (5, 2)  # too few points for UMAP: PCA
+
+
+def test_many_runs_are_ticked_by_number_and_named_in_full_in_the_legend(uds_runlogs):
+    """Fifteen runs (the shipped fair test) must not write fifteen long names under each bar chart."""
+    logs = {f"#{i + 1} run-{name}-s{i}": log for i, (name, log) in enumerate(list(uds_runlogs.items()) * 5)}
+    fig = runlog_figures.compare_runs(logs)
+    for axis in ("xaxis2", "xaxis3", "xaxis4"):
+        assert list(fig.layout[axis].ticktext) == [f"#{i}" for i in range(1, 16)]
+    assert {t.name.split(":")[0] for t in fig.data if t.type == "scatter"} == set(logs)
+    assert runlog_figures.run_number("uds") == "uds" and runlog_figures.run_number("#12 fair_test x") == "#12"

@@ -105,3 +105,13 @@ def test_cancel_in_the_page_stops_the_training_thread(page):
     assert not any(t.name == "selection-run" for t in threading.enumerate())  # the loop itself stopped
     page.wait_for_function("document.querySelector('#uds-status').innerText.startsWith('Cancelled')")
     assert "/500" not in page.locator("#uds-status").inner_text()
+
+
+def test_loading_the_shipped_fair_test_opens_the_seeds_view(page):
+    """The shipped example set (15 compact run logs) loads without a model and opens Compare runs, whose seeds table
+    lists the five arms."""
+    page.locator("#uds-load-examples").click()
+    page.wait_for_function("(document.querySelector('#uds-seeds') || {}).innerText?.includes('Utility only')")
+    assert page.locator("button[role=tab][aria-selected=true]", has_text="Compare runs").count() == 1
+    seeds = page.locator("#uds-seeds").inner_text()
+    assert all(arm in seeds for arm in ("Full", "Random", "UDS as released", "Utility only"))

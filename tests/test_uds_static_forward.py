@@ -12,6 +12,8 @@ from engine.uds.batch_scores import score_batch
 from engine.uds.selectors import CandidateScores, make_selector, top_k
 from engine.uds.static_forward import StaticScoringForward
 
+from tests.conftest import smoke_json
+
 
 @pytest.fixture(scope="module")
 def mixed_batch(smollm2_causal, bundled_uds_dataset):
@@ -103,16 +105,7 @@ def test_scoring_runs_in_eval_mode_and_leaves_a_training_model_training(tiny_cau
 
 def test_the_gpu_overhead_benchmark_runs_on_a_cpu(tmp_path):
     """lab/benchmarks/gpu_uds_graphs.py --smoke: tiny model, eager bucketed forward, the same JSON a GPU run writes."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "uds_graphs.json"
-    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_uds_graphs.py"), "--smoke", "--out", str(out)],
-                   check=True, cwd=root, capture_output=True, timeout=300)
-    result = json.loads(out.read_text())
+    result = smoke_json("gpu_uds_graphs.py", tmp_path / "uds_graphs.json")
     per_batch = result["per_batch"]
     assert result["graphs"] is False and per_batch["graphs_captured"] == 0 and per_batch["all_picks_same"]
     assert per_batch["s_intra_rel_diff_max"] <= 1e-5 and per_batch["overhead_graph_pct"]["median"] > 0

@@ -34,6 +34,7 @@ from engine.jobs import CancelToken  # noqa: E402
 from engine.models import load_model  # noqa: E402
 from engine.pipeline import DecodeRequest, decode  # noqa: E402
 from engine.threads import configure_threads  # noqa: E402
+from lab.benchmarks.cpu_report import write_report  # noqa: E402
 
 SHORT = dict(rule="threshold", gen_length=32, block_length=16)  # the answers checked against direct decodes
 
@@ -202,13 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["phases"].append(disconnect(url, model_name, long))
     finally:
         demo.close()
-    table = markdown(result)
-    print(table)
-    print(json.dumps(result))
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "load.json").write_text(json.dumps(result, indent=1))
-        (Path(args.out) / "load.md").write_text(table + "\n")
+    write_report(result, markdown(result), args.out, "load")
     return result
 
 

@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from lab.benchmarks.cpu_report import write_report
+
 PROMPT = "What is 3 + 4?"
 
 
@@ -115,13 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(result))
         return result
     result = run([int(n) for n in args.threads.split(",")], model_name, repeats)
-    table = markdown(result)
-    print(table)
-    print(json.dumps(result))
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "threads.json").write_text(json.dumps(result, indent=1))
-        (Path(args.out) / "threads.md").write_text(table + "\n")
+    write_report(result, markdown(result), args.out, "threads")
     return result
 
 
