@@ -116,6 +116,7 @@ class StaticForward:
         self.graphs = graphs
         self._key_mask = key_mask
         self._extra: dict[tuple, dict] = {}  # per ids shape: attention mask and position ids
+        self._rows: dict[tuple[int, int], torch.Tensor] = {}  # (start, stop) -> device arange, built once
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         return self._run(ids, None)  # (B, L, V)
@@ -124,7 +125,9 @@ class StaticForward:
         """Logits of rows start..stop-1 only: (B, stop - start, V), equal to self(ids)[:, start:stop]."""
         if not 0 <= start < stop <= ids.shape[1]:
             raise ValueError(f"block rows [{start}, {stop}) are outside the sequence of length {ids.shape[1]}")
-        return self._run(ids, torch.arange(start, stop, device=self.device))
+        if (start, stop) not in self._rows:  # each tensor built per step is host time the GPU waits through
+            self._rows[start, stop] = torch.arange(start, stop, device=self.device)
+        return self._run(ids, self._rows[start, stop])
 
     def _extras(self, ids: torch.Tensor) -> dict:
         """attention_mask (4D bool or None) and position_ids for this ids shape, built once per decode."""
