@@ -47,7 +47,8 @@ def _credit_step(logits: torch.Tensor, credit: torch.Tensor, masked: torch.Tenso
                  ) -> tuple[torch.Tensor, ...]:
     """One CreditDecoding step (docs/CREDITDECODING.md) over the credit matrix `credit` (B, Lb, V), updated in place:
     decay by beta (not on a block's first step), boost the raw top-1 by p ** gamma at masked positions, fuse
-    l + alpha log(1 + C). Returns (fused top-1, its probability, its credit, raw top-1, its probability), (B, Lb) each."""
+    l + alpha log(1 + C). Returns (fused top-1, its probability, its credit, raw top-1, its probability), (B, Lb)
+    each."""
     top1, prob = _top1(logits)
     if decay:
         credit.mul_(beta)
