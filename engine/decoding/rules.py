@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.decoding import vocab
 from engine.decoding.contracts import Block, Proposal
 
 # CreditDecoding presets (alpha = fusion strength, beta = decay, gamma = boost exponent).
@@ -32,6 +31,13 @@ def _check(name: str, value: float, low: float, high: float, low_open: bool = Fa
         raise ValueError(f"{name}={value!r} is out of range; allowed {bracket}{low}, {high}]")
 
 
+def _top1(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Softmax, its argmax and the argmax's probability. logits (B, Lb, V) float32."""
+    probs = torch.softmax(logits, dim=-1)  # (B, Lb, V)
+    prob, top1 = probs.max(dim=-1)  # (B, Lb) each
+    return probs, top1, prob
+
+
 def scheduled_commits(confidence: torch.Tensor, masked: torch.Tensor, count: int) -> torch.Tensor:
     """Commit the `count` most confident masked positions of each row (fewer if fewer are masked)."""
     ranked = confidence.masked_fill(~masked, float("-inf"))  # (B, Lb)
@@ -47,10 +53,20 @@ def fixed_schedule(block_length: int, steps_per_block: int) -> list[int]:
 
 
 class CreditState:
-    """The trace-credit matrix C (B, Lb, V) of one block; vocab.credit_step applies the paper's three operations."""
+    """The trace-credit matrix C (B, Lb, V) of one block, with the paper's three operations."""
 
-    def __init__(self, batch: int, block_length: int, vocab_size: int, device: torch.device) -> None:
-        self.credit = torch.zeros(batch, block_length, vocab_size, dtype=torch.float32, device=device)  # (B, Lb, V)
+    def __init__(self, batch: int, block_length: int, vocab: int, device: torch.device) -> None:
+        self.credit = torch.zeros(batch, block_length, vocab, dtype=torch.float32, device=device)  # (B, Lb, V)
+
+    def update(self, top1: torch.Tensor, prob: torch.Tensor, masked: torch.Tensor, step_in_block: int,
+               beta: torch.Tensor | float, gamma: float) -> None:
+        if step_in_block > 0:  # decay is skipped on the block's first step
+            self.credit.mul_(beta)
+        boost = prob.pow(gamma) * masked  # (B, Lb): enhancement only at still-masked positions
+        self.credit.scatter_add_(-1, top1.unsqueeze(-1), boost.unsqueeze(-1))
+
+    def fuse(self, logits: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+        return logits + alpha * torch.log1p(self.credit)  # (B, Lb, V): l_hat = l + alpha * log(1 + C)
 
 
 @dataclass(frozen=True)
@@ -104,12 +120,11 @@ class LowConfidence:
         return _schedule(self.steps, block)
 
     def propose(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int, state: Schedule) -> Proposal:
-        top1, prob = vocab.top1(logits)
+        probs, top1, prob = _top1(logits)
         if self.temperature > 0:
             noisy = logits.double()  # (B, Lb, V) float64, as LLaDA
             uniform = torch.rand(noisy.shape, dtype=torch.float64, device=noisy.device, generator=state.generator)
             top1 = (noisy.exp() / (-torch.log(uniform)) ** self.temperature).argmax(dim=-1)  # (B, Lb)
-            probs = torch.softmax(logits, dim=-1)  # (B, Lb, V)
             prob = probs.gather(-1, top1.unsqueeze(-1)).squeeze(-1)  # (B, Lb): clean p of the noisy choice
         commit = scheduled_commits(prob, masked, state.count(step_in_block))
         return Proposal(tokens=top1, confidence=prob, commit=commit, raw_top1=top1, raw_prob=prob)
@@ -131,16 +146,19 @@ class Threshold:
         return None  # stateless
 
     def propose(self, logits: torch.Tensor, masked: torch.Tensor, step_in_block: int, state: None) -> Proposal:
-        top1, prob = vocab.top1(logits)
+        _, top1, prob = _top1(logits)
         return Proposal(tokens=top1, confidence=prob, commit=(prob >= self.threshold) & masked,
                         raw_top1=top1, raw_prob=prob)
 
 
 def _fused(logits: torch.Tensor, masked: torch.Tensor, step_in_block: int, credit: CreditState, alpha, beta,
            gamma: float) -> tuple[torch.Tensor, ...]:
-    """Update credit and return (fused top-1, fused prob, credit of fused top-1, raw top-1, raw prob); decay is
-    skipped on the block's first step."""
-    return vocab.credit_step(logits, credit.credit, masked, step_in_block > 0, alpha, beta, gamma)
+    """Update credit and return (fused top-1, fused prob, credit of fused top-1, raw top-1, raw prob)."""
+    _, top1, prob = _top1(logits)
+    credit.update(top1, prob, masked, step_in_block, beta, gamma)
+    _, fused_top1, fused_prob = _top1(credit.fuse(logits, alpha))
+    credit_top1 = credit.credit.gather(-1, fused_top1.unsqueeze(-1)).squeeze(-1)  # (B, Lb)
+    return fused_top1, fused_prob, credit_top1, top1, prob
 
 
 @dataclass(frozen=True)

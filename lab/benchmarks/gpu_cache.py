@@ -31,9 +31,7 @@ Run on the GPU machine (~5 minutes on one H200):  python3 lab/benchmarks/gpu_cac
 (`--compile`: every mode again with the blocks compiled, NativeLM.compile_layers, side by side; `--split`: every mode
 also with the stacked projections split, one matmul per checkpoint matrix (q, k, v, gate, up) over row slices of the
 same weights, the layout before stacked.StackedLinear, compiled when `--compile` (out["modes_compiled_split"] beside
-out["modes_compiled"]); `--eager-rules`: every mode compiled again with the rules' vocabulary passes eager
-(engine/decoding/vocab.py COMPILE_ON_GPU off: out["modes_compiled_eager_rules"]; every other version compiles them);
-`--quick`: batch 1 only, no eager runs, batches or LLaDA2 section.)
+out["modes_compiled"]); `--quick`: batch 1 only, no eager runs, batches or LLaDA2 section.)
 CPU check (tests):  python lab/benchmarks/gpu_cache.py --smoke --out /tmp/cache.json  (the reference fixtures' toy
 configs, float32, eager, prompt 8 + gen 32, block 16 (LLaDA2: 32), batches 2 and 3)
 """
@@ -50,7 +48,7 @@ from gpu_common import SEED, ceilings, family_config, header, random_model, sync
 from gpu_moe import floor as moe_floor
 from gpu_moe import touched_experts
 
-from engine.decoding import Credit, LowConfidence, generate, vocab
+from engine.decoding import Credit, LowConfidence, generate
 from engine.decoding.cache import CACHE_MODES, CacheConfig
 from engine.models.base import LoadedModel
 from engine.models.cuda_graph import GraphCache, StaticForward
@@ -129,12 +127,10 @@ def guarded(out: dict, key: str, fn) -> None:
         torch.cuda.empty_cache()
 
 
-def dense_section(smoke: bool, device: torch.device, compile_model: bool, quick: bool, split: bool = False,
-                  eager_rules: bool = False) -> dict:
+def dense_section(smoke: bool, device: torch.device, compile_model: bool, quick: bool, split: bool = False) -> dict:
     """Every mode with CUDA graphs (out["modes"]), then with the blocks compiled as well (out["modes_compiled"],
     when compile_model; compiling is in place, so it comes after); split: before that, every mode with the stacked
-    projections split (out["modes_compiled_split"], or "modes_split" uncompiled); eager_rules: every compiled mode
-    again with the rules' vocabulary passes eager (out["modes_compiled_eager_rules"]); quick: batch 1 only."""
+    projections split (out["modes_compiled_split"], or "modes_split" uncompiled); quick: batch 1 only."""
     s = sizes(smoke)
     loaded = build("llada", smoke, device)
     model, gen, block = loaded.model, s["gen"], s["block"]
@@ -146,18 +142,14 @@ def dense_section(smoke: bool, device: torch.device, compile_model: bool, quick:
     out: dict = {"params": sum(p.numel() for p in model.parameters()), "cuda_graphs": graphs,
                  "shape": {"batch": 1, "prompt": s["prompt"], "gen_length": gen, "block_length": block}, "modes": {}}
     compiled_too = compile_model and graphs
-    versions = [("modes", False, True, True)]  # (out key, blocks compiled, projections stacked, rules compiled)
+    versions = [("modes", False, True)]  # (out key, blocks compiled, projections stacked)
     if split:
-        versions.append(("modes_compiled_split" if compiled_too else "modes_split", compiled_too, False, True))
-    if compiled_too and eager_rules:
-        versions.append(("modes_compiled_eager_rules", True, True, False))
+        versions.append(("modes_compiled_split" if compiled_too else "modes_split", compiled_too, False))
     if compiled_too:
-        versions.append(("modes_compiled", True, True, True))
-    out["versions"] = {key: {"compiled": compiled, "stacked": stacked, "rules_compiled": rules}
-                       for key, compiled, stacked, rules in versions}
-    for key, compiled, stacked, rules in versions:
+        versions.append(("modes_compiled", True, True))
+    out["versions"] = {key: {"compiled": compiled, "stacked": stacked} for key, compiled, stacked in versions}
+    for key, compiled, stacked in versions:
         set_stacked(model, stacked)
-        vocab.COMPILE_ON_GPU = rules
         for mode in CACHE_MODES:
             entry: dict = {}
             out.setdefault(key, {})[mode] = entry
@@ -187,7 +179,7 @@ def dense_section(smoke: bool, device: torch.device, compile_model: bool, quick:
 
                 guarded(entry, f"batch{batch}", batched)
     set_stacked(model, True)
-    last_stacked = [key for key, _, stacked, _ in versions if stacked][-1]
+    last_stacked = [key for key, _, stacked in versions if stacked][-1]
     guarded(out, "end_to_end", lambda: end_to_end(loaded, prompt, kw, device, out[last_stacked]))
     return out
 
@@ -236,8 +228,6 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="CPU, toy configs from the reference fixtures")
     parser.add_argument("--compile", action="store_true", help="also every mode with the blocks compiled (GPU)")
     parser.add_argument("--split", action="store_true", help="also every mode with the stacked projections split")
-    parser.add_argument("--eager-rules", action="store_true",
-                        help="also every compiled mode with the rules' vocabulary passes eager")
     parser.add_argument("--quick", action="store_true", help="batch 1 only: no eager, batches or LLaDA2 section")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
@@ -249,7 +239,7 @@ def main() -> None:
     guarded(out, "ceilings", lambda: ceilings(device, args.smoke))
     with torch.no_grad():
         guarded(out, "llada_8b_shape", lambda: dense_section(args.smoke, device, args.compile, args.quick,
-                                                             args.split, args.eager_rules))
+                                                             args.split))
         write_json(Path(args.out), out)
         if not args.quick:
             guarded(out, "llada2_mini", lambda: moe_section(args.smoke, device))
