@@ -57,6 +57,18 @@ def test_graphs_refused_on_cpu_and_cpu_path_unchanged(tiny_model):
     assert fast_model_fn(tiny_model) is tiny_model
 
 
+def test_a_graph_key_holds_the_values_a_capture_bakes_in():
+    """Two block-causal cached forwards of one shape (say the steps of two blocks) must not share a graph: their
+    bounds are part of the key; equal shapes and bounds are one graph whatever the tensors hold."""
+    from engine.models.cuda_graph import GraphCache
+
+    inputs = {"ids": torch.zeros(1, 32, dtype=torch.long), "index": torch.arange(32), "mask": None}
+    assert GraphCache.key(inputs, (32, 64, 64)) != GraphCache.key(inputs, (64, 96, 96))
+    same = {"mask": None, "index": torch.arange(32, 64), "ids": torch.ones(1, 32, dtype=torch.long)}
+    assert GraphCache.key(same, (32, 64, 64)) == GraphCache.key(inputs, (32, 64, 64))
+    assert GraphCache.key(inputs) != GraphCache.key({**inputs, "ids": torch.zeros(1, 33, dtype=torch.long)})
+
+
 def test_cpu_copies_without_aliasing():
     state = torch.arange(6).reshape(2, 3)
     copy = cpu(state, np.int64)

@@ -17,27 +17,16 @@ def test_gpu_cache_smoke_measures_every_mode(tmp_path):
     assert floors["dual"] < floors["prefix"] < floors["none"] == 40  # rows a step runs: block < suffix < canvas
     assert dense["end_to_end"]["fixed_steps_no_cache"]["nfe"] == 32
     moe = result["llada2_mini"]
-    assert moe["block_cache"]["nfe"] == 32 and moe["extra_forwards"] == 1  # the prompt, kept once
+    eager = moe["block_cache_eager"]  # CPU: eager only (the GPU run adds the graphed decode and compares tokens)
+    assert eager["nfe"] == 32 and eager["extra_forwards"] == 1 and "block_cache" not in moe  # the prompt, kept once
     assert moe["floor"]["floor_ms"] > 0 and "error" not in result["ceilings"]
 
 
-
 def test_gpu_cache_smoke_measures_the_split_projections_beside_the_stacked(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "cache.json"
-    subprocess.run([sys.executable, str(root / "lab" / "benchmarks" / "gpu_cache.py"), "--smoke", "--quick", "--split",
-                    "--out", str(out)], check=True, cwd=root, timeout=300, capture_output=True)
-    dense = json.loads(out.read_text())["llada_8b_shape"]
+    dense = smoke_json("gpu_cache.py", tmp_path / "cache.json", "--quick", "--split")["llada_8b_shape"]
     assert dense["versions"] == {"modes": {"compiled": False, "stacked": True},
                                  "modes_split": {"compiled": False, "stacked": False}}  # CPU: nothing compiled
     for key in dense["versions"]:
         for mode in ("none", "prefix", "dual"):
             assert dense[key][mode]["batch1"]["trace_on"]["nfe"] == 32
     assert dense["end_to_end"]["fixed_steps_no_cache"]["nfe"] == 32
-
-def test_gpu_cache_profile_smoke_profiles_every_mode(tmp_path):
-    modes = smoke_json("gpu_cache_profile.py", tmp_path / "profile.json")["versions"]["eager"]
-    for mode in ("none", "prefix", "dual"):
-        entry = modes[mode]
-        assert entry["nfe"] == 32 and len(entry["steps"]) == 3 and entry["refresh_step"]["wall_ms"] > 0
-        assert entry["trace_check"]["topk_first_prob_vs_raw_prob_max_diff"] < 1e-5

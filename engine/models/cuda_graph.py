@@ -29,9 +29,11 @@ class GraphCache:
     """CUDA graphs of one model's forward, one per input shape, shared by many decodes (and one memory pool).
 
     A graph reads its inputs from static buffers and writes its output (the logits; `forward` may return another
-    tensor, e.g. hidden states) to a static buffer; `run` copies the call's inputs in, replays, and returns a copy of
-    the output. Prompts left-padded to a few bucket lengths therefore reuse a handful of graphs across a whole
-    benchmark.
+    tensor, e.g. hidden states, or None when it only writes state such as a key/value store) to a static buffer;
+    `run` copies the call's inputs in, replays, and returns a copy of the output. Prompts left-padded to a few bucket
+    lengths therefore reuse a handful of graphs across a whole benchmark. A forward that also reads Python values
+    (a block-causal cached forward's bounds, baked into the kernels it captures) passes them as `static`: they are
+    part of the graph's key.
     """
 
     def __init__(self, model: torch.nn.Module, compile_model: bool = False,
@@ -49,25 +51,26 @@ class GraphCache:
     def captures(self) -> int:
         return len(self.graphs)
 
-    def has(self, inputs: dict[str, torch.Tensor | None]) -> bool:
+    def has(self, inputs: dict[str, torch.Tensor | None], static: tuple = ()) -> bool:
         """Whether a graph for these inputs' shapes is captured already (`run` would replay, not capture)."""
-        return self._key(inputs) in self.graphs
+        return self.key(inputs, static) in self.graphs
 
     @staticmethod
-    def _key(inputs: dict[str, torch.Tensor | None]) -> tuple:
-        return tuple((name, None if t is None else tuple(t.shape)) for name, t in sorted(inputs.items()))
+    def key(inputs: dict[str, torch.Tensor | None], static: tuple = ()) -> tuple:
+        """A graph's key: every input's name and shape (None for an absent one), and the `static` values."""
+        return tuple((name, None if t is None else tuple(t.shape)) for name, t in sorted(inputs.items())), static
 
-    def run(self, inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
-        key = self._key(inputs)
+    def run(self, inputs: dict[str, torch.Tensor | None], static: tuple = ()) -> torch.Tensor | None:
+        key = self.key(inputs, static)
         with self._lock:
             if key not in self.graphs:
                 self.graphs[key] = self._capture(inputs)
-            graph, static, out = self.graphs[key]
+            graph, buffers, out = self.graphs[key]
             for name, tensor in inputs.items():
                 if tensor is not None:
-                    static[name].copy_(tensor)
+                    buffers[name].copy_(tensor)
             graph.replay()
-            return out.clone()  # the next replay overwrites `out`; callers own what they get
+            return None if out is None else out.clone()  # the next replay overwrites `out`; callers own the copy
 
     def _capture(self, inputs: dict[str, torch.Tensor | None]):
         static = {name: None if t is None else t.clone() for name, t in inputs.items()}

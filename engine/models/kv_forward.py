@@ -17,10 +17,12 @@ Fast-dLLM's caches (NVlabs/Fast-dLLM, llada/generate.py) do the same; their step
 approximation (the kept keys of changed positions are stale until the next refresh), this project's are too, while
 a refresh step equals a full forward. `computed_rows` records how many positions each forward ran.
 
-CUDA graphs (`graphs=True`, full-attention models on a GPU): the store is allocated once and written in place at
-device index tensors, so a forward's graph depends only on its shapes: one for the refresh, one for every dual step
-of the decode, one per block for prefix steps (the suffix shrinks). The graphs belong to this object (they hold its
-store's addresses): reuse one CachedForward for decodes of one canvas length to replay them.
+CUDA graphs (`graphs=True`, on a GPU): the store is allocated once and written in place at device index tensors,
+so a full-attention forward's graph depends only on its shapes: one for the refresh, one for every dual step of the
+decode, one per block for prefix steps (the suffix shrinks). A block-causal forward also bakes its bounds into the
+kernels it captures (its attention mask, the keys it reads), so its graphs are keyed by them too: one per block for
+the steps and one per finished block's prefill. The graphs belong to this object (they hold its store's
+addresses): reuse one CachedForward for decodes of one canvas length to replay them.
 """
 from __future__ import annotations
 
@@ -83,9 +85,9 @@ def cache_modes(loaded: LoadedModel, block_length: int) -> list[str]:
 class CachedForward:
     """ids -> logits for one decode with a key/value cache; `start_block` and `block_logits` are what the loop calls.
 
-    key_mask (B, P): real prompt tokens of a left-padded batch (None = no padding). graphs: replay CUDA graphs
-    (full-attention models on a GPU; block-causal ones run eagerly). compile_model: capture the model with its blocks
-    compiled (NativeLM.compile_layers, in place; needs graphs)."""
+    key_mask (B, P): real prompt tokens of a left-padded batch (None = no padding). graphs: replay CUDA graphs (on a
+    GPU). compile_model: capture the model with its blocks compiled (NativeLM.compile_layers, in place; needs
+    graphs)."""
 
     def __init__(self, loaded: LoadedModel, cache: CacheConfig, key_mask: torch.Tensor | None = None,
                  graphs: bool = False, compile_model: bool = False) -> None:
@@ -100,7 +102,7 @@ class CachedForward:
         self.block_causal = block_size(self.model)
         check_cache(self.model, cache, self.block_causal or 1)
         self._compile = compile_model
-        self._graphs = self._new_graphs() if graphs and not self.block_causal else None
+        self._graphs = self._new_graphs() if graphs else None
         self._bounds = (0, 0, 0)  # (start, stop, keys_stop) of the forward being run (block-causal masks read it)
         self._key_mask = None if key_mask is None else key_mask.to(self.device).bool()  # (B, P)
         self._store: KeyValueStore | None = None
@@ -204,8 +206,8 @@ class CachedForward:
                   "index": self._arange(start, stop),
                   "rows": None if rows is None else self._arange(rows[0] - start, rows[1] - start),
                   "mask": None if keys is None else keys[:, None, None, :keys_stop]}  # (B, 1, 1, K): padded keys hidden
-        if self._graphs is not None:
-            return self._graphs.run(inputs)
+        if self._graphs is not None:  # a block-causal forward's bounds are baked into its capture
+            return self._graphs.run(inputs, static=bounds if self.block_causal else ())
         return self._forward(self.model, **inputs)
 
     def _forward(self, model: torch.nn.Module, ids: torch.Tensor, positions: torch.Tensor, index: torch.Tensor,

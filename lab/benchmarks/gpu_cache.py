@@ -13,7 +13,8 @@ Every decode runs twice on the same callable (the first captures the graphs); th
    step, 8 steps a block), so a batch costs 64 forwards instead of 256;
 3. end to end on the 8B shape: credit + dual cache against LLaDA's fixed steps (one token a step) without a cache,
    as step time (their NFE on real weights is the bundled-model accuracy tables' business, docs/BENCHMARKS.md);
-4. LLaDA2.0-mini through its exact block cache: step time against the floor of a 32-row step.
+4. LLaDA2.0-mini through its exact block cache: step time against the floor of a 32-row step, eagerly and replaying
+   CUDA graphs (one per block and one per finished block's prefill), with the two decodes' tokens compared.
 
 Floor of one forward that runs n positions (rows) of a batch of B canvases, its queries attending to K keys:
     weight_bytes = 2 * (P_body + P_head)                  bf16; the embedding table is only gathered
@@ -103,13 +104,17 @@ def dense_floor(model: torch.nn.Module, rows: list[int], keys: int, block: int, 
             "mean_rows": sum(rows) / len(rows)}
 
 
-def decode(fn, prompt: torch.Tensor, rule, kw: dict, device: torch.device, trace: bool = True) -> dict:
-    """Two decodes on `fn` (the first captures graphs); the second's numbers and the rows its forwards ran."""
+def decode(fn, prompt: torch.Tensor, rule, kw: dict, device: torch.device, trace: bool = True,
+           answers: list | None = None) -> dict:
+    """Two decodes on `fn` (the first captures graphs); the second's numbers and the rows its forwards ran (its
+    tokens appended to `answers` when given)."""
     generate(fn, prompt, rule(), record_trace=trace, **kw)
     sync(device)
     before = len(getattr(fn, "computed_rows", []))
     result = generate(fn, prompt, rule(), record_trace=trace, **kw)
     rows = getattr(fn, "computed_rows", [])[before:] or [prompt.shape[1] + kw["gen_length"]] * result.nfe
+    if answers is not None:
+        answers.append(result.tokens.cpu())
     tokens = prompt.shape[0] * kw["gen_length"]
     return {"nfe": result.nfe, "seconds": result.seconds, "step_ms": 1e3 * result.seconds / result.nfe,
             "tokens_per_s": tokens / result.seconds, "rows": rows}
@@ -211,14 +216,22 @@ def moe_section(smoke: bool, device: torch.device) -> dict:
         return cached.block_logits(canvas, start, start + block)
 
     touched = touched_experts(model, first_block)
-    fn = CachedForward(loaded, CacheConfig("prefix"))
-    result = decode(fn, prompt, Credit, kw, device)
-    rows = result.pop("rows")
     bound = moe_floor(model, block, block, touched, keys=canvas.shape[1])
-    out = {"params": sum(p.numel() for p in model.parameters()), "block_cache": result,
-           "extra_forwards": len(rows) - result["nfe"], "experts_touched_per_moe_layer": touched, "floor": bound,
-           "step_over_floor": result["step_ms"] / bound["floor_ms"],
-           "shape": {"batch": 1, "prompt": s["prompt"], "gen_length": gen, "block_length": block}}
+    out = {"params": sum(p.numel() for p in model.parameters()), "experts_touched_per_moe_layer": touched,
+           "floor": bound, "shape": {"batch": 1, "prompt": s["prompt"], "gen_length": gen, "block_length": block}}
+    answers: list[torch.Tensor] = []
+
+    def block_cache(graphs: bool) -> dict:
+        result = decode(CachedForward(loaded, CacheConfig("prefix"), graphs=graphs), prompt, Credit, kw, device,
+                        answers=answers)
+        result["extra_forwards"] = len(result.pop("rows")) - result["nfe"]  # the finished blocks' prefills
+        result["step_over_floor"] = result["step_ms"] / bound["floor_ms"]
+        return result
+
+    guarded(out, "block_cache_eager", lambda: block_cache(False))
+    if device.type == "cuda":  # the same decode replaying CUDA graphs (one per block and per prefill)
+        guarded(out, "block_cache", lambda: block_cache(True))
+        out["graphs_equal_eager_tokens"] = len(answers) == 2 and torch.equal(*answers)
     return out
 
 
