@@ -1,6 +1,6 @@
 """lab/benchmarks/gpu_cache.py --smoke: every cache mode, the batches, the end-to-end pair and LLaDA2's block cache
 run on the CPU through the same code a GPU run uses."""
-from tests.conftest import smoke_json
+from tests.conftest import ROOT, smoke_json
 
 
 def test_gpu_cache_smoke_measures_every_mode(tmp_path):
@@ -30,3 +30,24 @@ def test_gpu_cache_smoke_measures_the_split_projections_beside_the_stacked(tmp_p
         for mode in ("none", "prefix", "dual"):
             assert dense[key][mode]["batch1"]["trace_on"]["nfe"] == 32
     assert dense["end_to_end"]["fixed_steps_no_cache"]["nfe"] == 32
+
+
+def test_gpu_cache_profile_smoke_profiles_every_mode(tmp_path):
+    modes = smoke_json("gpu_cache_profile.py", tmp_path / "profile.json")["versions"]["eager"]
+    for mode in ("none", "prefix", "dual"):
+        entry = modes[mode]
+        assert entry["nfe"] == 32 and len(entry["steps"]) == 3 and entry["refresh_step"]["wall_ms"] > 0
+        assert entry["trace_check"]["topk_first_prob_vs_raw_prob_max_diff"] < 1e-5
+        assert entry["forward_back_to_back_ms"] is None  # CUDA events only
+
+
+def test_idle_gaps_split_a_graphs_latency_from_waiting_for_the_host():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "lab" / "benchmarks"))
+    from gpu_cache_profile import idle_gaps
+
+    spans = [(0.0, 5.0), (2.0, 6.0), (7.5, 9.0), (60.0, 70.0), (71.0, 72.0)]  # us; the first two overlap
+    gaps = idle_gaps(spans)
+    assert gaps["short_count"] == 2 and abs(gaps["short_ms"] - 0.0025) < 1e-12  # 1.5 + 1.0 us
+    assert gaps["largest_us"] == [51.0, 1.5, 1.0] and abs(gaps["long_ms"] - 0.051) < 1e-12

@@ -5,7 +5,10 @@ compiled too (NativeLM.compile_layers).
 For each (version, mode): a decode captures the graphs, a second is timed (step = seconds / NFE, trace on), and a
 third runs under the profiler for `--steps` forwards from step `--first` (mid-block: steps between refreshes) plus
 the next block's refresh. Reported per profiled step: wall time, GPU busy time (union of kernel intervals), kernels,
-kernel time by class (GEMM, attention, elementwise/other) and the top kernels by name; then the bf16 GEMM rate of
+kernel time by class (GEMM, attention, elementwise/other), the idle gaps between kernels (short ones, < 10 us: a
+graph's kernel-to-kernel latency; long ones: the GPU waiting for the host) and the top kernels by name. Per mode
+also the forward alone, replayed back to back with no host synchronisation in between (CUDA events): a step minus
+that is what the rule, the trace and the host's per-step round trip cost. Then the bf16 GEMM rate of
 the layer shapes at 32 and 288 rows, alone (d x 3d is stacked q/k/v at LLaDA-8B's size, as d x mlp is; d x 2 mlp
 is stacked gate/up), and whether a cached refresh step equals the full forward on the GPU.
 
@@ -66,6 +69,19 @@ def kernel_class(name: str) -> str:
     return "other"
 
 
+def idle_gaps(spans: list[tuple[float, float]], short_us: float = 10.0) -> dict:
+    """The idle time between the union of kernel intervals `spans` (start, end in microseconds, sorted by start):
+    short gaps (a graph's kernel-to-kernel latency) and long ones (the GPU waiting for the host), in ms."""
+    gaps, end = [], None
+    for lo, hi in spans:
+        if end is not None and lo > end:
+            gaps.append(lo - end)
+        end = hi if end is None else max(end, hi)
+    short = [g for g in gaps if g < short_us]
+    return {"short_ms": sum(short) / 1e3, "short_count": len(short), "long_ms": (sum(gaps) - sum(short)) / 1e3,
+            "largest_us": sorted(gaps, reverse=True)[:5]}
+
+
 def summarize(prof, wall_s: float) -> dict:
     """Kernel time by class and name, busy time (union of intervals), kernel count, against the step's wall time."""
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
@@ -82,6 +98,7 @@ def summarize(prof, wall_s: float) -> dict:
         by_name[e.name][1] += 1
     top = sorted(by_name.items(), key=lambda kv: -kv[1][0])[:20]
     return {"wall_ms": wall_s * 1e3, "gpu_busy_ms": busy / 1e3, "kernels": len(kernels),
+            "span_ms": (max(hi for _, hi in spans) - spans[0][0]) / 1e3 if spans else 0.0, "gaps": idle_gaps(spans),
             "kernel_ms_by_class": dict(by_class),
             "top_kernels": [{"name": n[:120], "ms": ms, "count": c} for n, (ms, c) in top]}
 
@@ -101,8 +118,29 @@ def profile_mode(loaded, mode: str, compile_model: bool, prompt, kw: dict, first
     generate(wrapped, prompt, Credit(), **kw)
     profiled = [summarize(p, w) for p, w in zip(wrapped.profiles, wrapped.walls)]
     return {"step_ms": 1e3 * timed.seconds / timed.nfe, "nfe": timed.nfe, "trace_check": trace_check,
-            "steps": profiled[:-1],
+            "forward_back_to_back_ms": back_to_back(fn, mode, prompt, kw), "steps": profiled[:-1],
             "refresh_step": profiled[-1], "eager_forward": eager_forward(loaded, mode, prompt, kw)}
+
+
+def back_to_back(fn, mode: str, prompt, kw: dict, calls: int = 20) -> float | None:
+    """Milliseconds per forward of the decode's callable (a step between refreshes), `calls` launched back to back
+    with no synchronisation between them, timed by CUDA events (None on a CPU)."""
+    if prompt.device.type != "cuda":
+        return None
+    ids = torch.cat([prompt, torch.full((1, kw["gen_length"]), kw["mask_id"], device=prompt.device)], 1)
+    lo, hi = prompt.shape[1], prompt.shape[1] + kw["block_length"]
+    if mode != "none":
+        fn.start_block(lo, hi)
+        fn.block_logits(ids, lo, hi)  # the block's refresh; the calls below are its steps between refreshes
+    fn.block_logits(ids, lo, hi)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    sync(prompt.device)
+    start.record()
+    for _ in range(calls):
+        fn.block_logits(ids, lo, hi)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / calls
 
 
 def eager_forward(loaded, mode: str, prompt, kw: dict) -> dict:
