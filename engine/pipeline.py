@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import math
 import numbers
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
-from engine.decoding import CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeResult, Observer, Rule, Trace, generate
+from engine.decoding import (CREDIT_PRESETS, DEFAULT_CREDIT_PRESET, DecodeResult, ModelFn, Observer, Rule, Trace,
+                             generate)
 from engine.decoding.cache import CacheConfig
 from engine.decoding.registry import make_rule, rule_entry
 from engine.decoding.trace import rate
@@ -137,26 +139,41 @@ def prompt_ids(model: LoadedModel, request: DecodeRequest) -> torch.Tensor:
     return ids
 
 
-def model_fn_for(model: LoadedModel, request: DecodeRequest):
-    """The callable a decode of `request` uses; a ValueError when the model cannot use the request's cache."""
+def checked_cache(model: LoadedModel, request: DecodeRequest) -> CacheConfig:
+    """The request's cache config; a ValueError when the model cannot use it."""
     cache = request.cache_config()
-    # On CUDA our own and the native models replay CUDA graphs (docs/GPU_NOTES.md: 26.7 -> 5.3 ms a step for the
-    # bundled model; a dual-cache step of the 8B shape 28.9 -> 9.2 ms); a cached decode captures its own graphs (they
-    # hold its store). Compiling as well would save more but costs seconds to minutes on first use. Remote-code Hub
-    # models keep their own forward. On the CPU the model is used as it is.
     if cache.mode != "none":
         check_cache(native_model(model), cache, request.block_length)
-        return CachedForward(model, cache, graphs=model.device.type == "cuda" and model.graph_safe)
-    return fast_model_fn(model, compile_model=False) if model.graph_safe else model
+    return cache
+
+
+@contextmanager
+def model_fn_for(model: LoadedModel, cache: CacheConfig, canvas: tuple[int, int]) -> Iterator[ModelFn]:
+    """The callable one decode with `cache` (from checked_cache) on a canvas of shape `canvas` (B, prompt +
+    gen_length) uses, for the `with` block."""
+    # On CUDA our own and the native models replay CUDA graphs (docs/GPU_NOTES.md: 26.7 -> 5.3 ms a step for the
+    # bundled model; a dual-cache step of the 8B shape 28.9 -> 9.2 ms). A cached decode's graphs hold its forward's
+    # store, so the model keeps its last CachedForwards (engine/models/forward_pool.py) and a decode of the same cache
+    # and canvas shape replays their graphs instead of capturing its own. Compiling as well would save more but costs
+    # seconds to minutes on first use. Remote-code Hub models keep their own forward. On the CPU the model is used as
+    # it is.
+    if cache.mode == "none":
+        yield fast_model_fn(model, compile_model=False) if model.graph_safe else model
+        return
+    graphs = model.device.type == "cuda" and model.graph_safe
+    with model.cached_forwards.take((cache, canvas), lambda: CachedForward(model, cache, graphs=graphs)) as forward:
+        forward.reset()  # a kept forward forgets the decode before (a new one has nothing to forget)
+        yield forward
 
 
 def decode(model: LoadedModel, request: DecodeRequest, observers: Sequence[Observer] = ()) -> DecodeOutcome:
     """Decode one prompt and return the answer with a self-contained trace (token strings included)."""
-    model_fn = model_fn_for(model, request)
-    ids = prompt_ids(model, request)
-    result = generate(model_fn, ids, request.make_rule(), gen_length=request.gen_length,
-                      block_length=request.block_length, mask_id=model.spec.mask_id, eos_id=model.spec.eos_id,
-                      shift=model.spec.shift, observers=observers, top_k=request.top_k, seed=request.seed)
+    cache = checked_cache(model, request)  # before tokenising: a cache the model cannot use is the first error
+    ids = prompt_ids(model, request)  # (1, P)
+    with model_fn_for(model, cache, (ids.shape[0], ids.shape[1] + request.gen_length)) as model_fn:
+        result = generate(model_fn, ids, request.make_rule(), gen_length=request.gen_length,
+                          block_length=request.block_length, mask_id=model.spec.mask_id, eos_id=model.spec.eos_id,
+                          shift=model.spec.shift, observers=observers, top_k=request.top_k, seed=request.seed)
     trace = result.trace
     answer_ids = model.answer_ids(result.tokens[0])
     trace.meta.update(model=model.spec.name, prompt=request.prompt,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.models.forward_pool import ForwardPool
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -47,6 +49,9 @@ class LoadedModel:
                  dtype: torch.dtype, graph_safe: bool = True) -> None:
         self.spec, self.model, self.tokenizer, self.device, self.dtype = spec, model, tokenizer, device, dtype
         self.graph_safe = graph_safe  # its forward can be captured as a CUDA graph (our own and native models)
+        # CachedForwards of earlier decodes, reused by later ones (engine/pipeline.py); they refer to this object, and
+        # the collector frees them with it.
+        self.cached_forwards = ForwardPool(collect=device.type == "cuda")
         self.model.eval()
         # transformers' own models can run the LM head on chosen rows only; remote-code models may not.
         self._keeps_rows = "logits_to_keep" in inspect.signature(self.model.forward).parameters

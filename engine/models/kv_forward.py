@@ -115,9 +115,12 @@ class CachedForward:
 
     def reset(self, key_mask: torch.Tensor | None = None) -> None:
         """Decode other prompts next (key_mask as in the constructor), keeping the store and the graphs: a canvas of
-        the same shape then replays the graphs captured before (a benchmark's batches capture once per shape)."""
+        the same shape then replays the graphs captured before (a benchmark's batches and the pipeline's decodes,
+        engine/models/forward_pool.py, capture once per shape). `computed_rows` starts again: a kept forward would
+        otherwise grow it for as long as the app runs."""
         self._key_mask = None if key_mask is None else key_mask.to(self.device).bool()
         self._canvases.clear()
+        self.computed_rows.clear()
         self._block, self._cached_end, self._step = None, 0, 0
 
     def _new_graphs(self) -> GraphCache:
