@@ -51,3 +51,9 @@ def test_idle_gaps_split_a_graphs_latency_from_waiting_for_the_host():
     gaps = idle_gaps(spans)
     assert gaps["short_count"] == 2 and abs(gaps["short_ms"] - 0.0025) < 1e-12  # 1.5 + 1.0 us
     assert gaps["largest_us"] == [51.0, 1.5, 1.0] and abs(gaps["long_ms"] - 0.051) < 1e-12
+
+
+def test_gpu_app_cache_smoke_reuses_the_kept_forward_and_decodes_alike(tmp_path):
+    modes = smoke_json("gpu_app_cache.py", tmp_path / "app.json")["modes"]
+    for mode in ("prefix", "dual"):
+        assert modes[mode]["reused_forward"] and modes[mode]["same_tokens"] and modes[mode]["again_s"] > 0
