@@ -57,3 +57,10 @@ def test_gpu_app_cache_smoke_reuses_the_kept_forward_and_decodes_alike(tmp_path)
     modes = smoke_json("gpu_app_cache.py", tmp_path / "app.json")["modes"]
     for mode in ("prefix", "dual"):
         assert modes[mode]["reused_forward"] and modes[mode]["same_tokens"] and modes[mode]["again_s"] > 0
+
+
+def test_gpu_gemm_probe_smoke_covers_every_layer_shape(tmp_path):
+    probe = smoke_json("gpu_gemm_probe.py", tmp_path / "probe.json")
+    shapes = {(row["shape"], row["rows"]) for row in probe["linear"]}
+    assert len(shapes) == 12 and {name for name, _ in shapes} >= {"qkv stacked", "gate+up stacked", "down", "head"}
+    assert [row["queries"] for row in probe["attention"]] == [8, 24]  # the smoke sizes of 32 and 288 queries
