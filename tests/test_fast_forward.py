@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.decoding import Credit, CreditLowConfidence, LowConfidence, Threshold, generate, make_rule
-from engine.decoding.feed import cpu
+from engine.decoding import (Credit, CreditLowConfidence, LowConfidence, StepEvent, StepObserver, Threshold, generate,
+                             make_rule)
+from engine.decoding.feed import StepFeed, cpu
 from engine.models.cuda_graph import StaticForward
 
 RULES = [lambda: LowConfidence(steps=32), lambda: Threshold(0.9), lambda: Credit(),
@@ -77,17 +78,17 @@ def test_cpu_copies_without_aliasing():
     assert np.array_equal(cpu(state), state.numpy())
 
 
+class Collect(StepObserver):
+    """Keeps every StepEvent a feed delivers."""
+
+    def __init__(self):
+        self.events: list[StepEvent] = []
+
+    def step(self, event):
+        self.events.append(event)
+
+
 def test_deferred_feed_delivers_every_step_late_in_order_as_snapshots():
-    from engine.decoding import StepEvent, StepObserver
-    from engine.decoding.feed import StepFeed
-
-    class Collect(StepObserver):
-        def __init__(self):
-            self.events: list[StepEvent] = []
-
-        def step(self, event):
-            self.events.append(event)
-
     collect = Collect()
     feed = StepFeed([collect], torch.device("cpu"), deferred=True)
     tokens = torch.zeros(1, 4, dtype=torch.long)  # the loop's canvas, changed in place every step
@@ -113,16 +114,6 @@ def test_deferred_feed_delivers_every_step_late_in_order_as_snapshots():
 
 
 def test_feed_derives_fields_from_a_source_deferred_or_not():
-    from engine.decoding import StepEvent, StepObserver
-    from engine.decoding.feed import StepFeed
-
-    class Collect(StepObserver):
-        def __init__(self):
-            self.events: list[StepEvent] = []
-
-        def step(self, event):
-            self.events.append(event)
-
     def derive(logits):  # as the loop's vocabulary numbers: new tensors of two dtypes
         top_p, top_ids = logits.softmax(-1).topk(3, dim=-1)
         return {"topk_ids": (top_ids, np.int64), "topk_probs": (top_p, np.float32),
